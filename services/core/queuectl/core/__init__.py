@@ -1,0 +1,1 @@
+"""QueueCTL's shared core: settings, keys, the job record, the Redis store and the client."""

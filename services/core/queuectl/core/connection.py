@@ -1,0 +1,77 @@
+"""Building the Redis client from settings, and turning Redis failures into QueueCtlErrors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from queuectl.core import embedded
+from queuectl.core.errors import RedisUnavailableError
+from queuectl.core.keys import Keys
+from queuectl.core.settings import Settings
+from queuectl.core.store import Store
+
+
+def redis_url(settings: Settings) -> str:
+    """The configured URL, or the embedded server's (started on first use)."""
+    if settings.redis_url:
+        return settings.redis_url
+    return embedded.ensure_running(settings.data_dir)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.0) -> redis.Redis:
+    """A client with bounded retries: the CLI fails fast, services loop on their own."""
+    url = redis_url(settings)
+    try:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=False,
+            socket_connect_timeout=3.0,
+            socket_timeout=socket_timeout,
+            socket_keepalive=True,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+            health_check_interval=15,
+        )
+    except ValueError as exc:
+        raise RedisUnavailableError(f"invalid QUEUECTL_REDIS_URL: {exc}") from None
+
+
+def open_store(settings: Settings, **kwargs: float) -> Store:
+    client = connect(settings, **kwargs)  # type: ignore[arg-type]
+    return Store(client, Keys(settings.key_prefix), settings.policy, settings.log_tail_bytes)
+
+
+def redis_error_message(exc: redis.RedisError, url: str) -> str:
+    where = describe_url(url)
+    if isinstance(exc, redis.AuthenticationError) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
+    ):
+        return f"Redis at {where} refused the credentials: {exc}"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"cannot reach Redis at {where}: {exc}"
+    return f"Redis error at {where}: {exc}"
+
+
+@contextmanager
+def redis_errors(url: str) -> Iterator[None]:
+    """Translate redis-py's exceptions into RedisUnavailableError with one line."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+        raise RedisUnavailableError(redis_error_message(exc, url)) from None
+    except redis.ResponseError as exc:
+        if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+            raise RedisUnavailableError(redis_error_message(exc, url)) from None
+        raise

@@ -1,0 +1,115 @@
+"""Every Redis key QueueCTL uses, built here and nowhere else.
+
+The seed's keys keep their names and types for the default queue:
+``P:jobs`` (list), ``P:jobs:<id>`` (hash), ``P:config`` (hash),
+``P:retry_queue`` (zset), ``P:dead_letter`` (list), ``P:worker:<id>`` (hash).
+Everything added lives under a namespace other than ``P:jobs:`` so that no
+key can ever collide with a job record. A prefix such as ``{queuectl}`` puts
+every key into one Redis Cluster hash slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one prefix."""
+
+    prefix: str = "queuectl"
+
+    # -- the seed's keys -------------------------------------------------
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:jobs:{job_id}"
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes; passed to scripts that meet ids they cannot know in advance."""
+        return f"{self.prefix}:jobs:"
+
+    @property
+    def config(self) -> str:
+        return f"{self.prefix}:config"
+
+    @property
+    def retry_queue(self) -> str:
+        return f"{self.prefix}:retry_queue"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}:dead_letter"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    # -- queues ------------------------------------------------------------
+    def queue(self, name: str) -> str:
+        """Pending list of a queue: the seed's ``P:jobs`` for ``default``."""
+        if name == DEFAULT_QUEUE:
+            return f"{self.prefix}:jobs"
+        return f"{self.prefix}:queue:{name}"
+
+    def wake(self, name: str) -> str:
+        """Wake-up marker list idle workers block on; armed whenever the queue gains a job."""
+        return f"{self.prefix}:wake:{name}"
+
+    @property
+    def queues(self) -> str:
+        """Set of every queue name ever enqueued to."""
+        return f"{self.prefix}:queues"
+
+    # -- time-ordered sets ---------------------------------------------------
+    @property
+    def delayed(self) -> str:
+        """Jobs enqueued with ``--delay``/``--run-at``, scored by due time."""
+        return f"{self.prefix}:delayed"
+
+    @property
+    def completed(self) -> str:
+        """Completed jobs scored by finish time, trimmed to the retention."""
+        return f"{self.prefix}:completed"
+
+    @property
+    def cancelled(self) -> str:
+        return f"{self.prefix}:cancelled"
+
+    @property
+    def scheduler_wake(self) -> str:
+        """Marker list a sleeping scheduler blocks on; armed when an earlier due time appears."""
+        return f"{self.prefix}:scheduler:wake"
+
+    @property
+    def schedulers(self) -> str:
+        """Zset of scheduler ids scored by their last beat."""
+        return f"{self.prefix}:schedulers"
+
+    # -- workers -------------------------------------------------------------
+    @property
+    def workers(self) -> str:
+        """Zset of every registered worker id scored by its last heartbeat."""
+        return f"{self.prefix}:workers"
+
+    def inflight(self, worker_id: str) -> str:
+        """Set of job ids a worker holds; a crash leaves them here for recovery."""
+        return f"{self.prefix}:inflight:{worker_id}"
+
+    def control(self, worker_id: str) -> str:
+        """Command list a worker's heartbeat thread blocks on (``stop``)."""
+        return f"{self.prefix}:control:{worker_id}"
+
+    def wakeup(self, worker_id: str) -> str:
+        """Per-worker list used to wake that worker's idle threads at shutdown."""
+        return f"{self.prefix}:wakeup:{worker_id}"
+
+    # -- job output and counters ------------------------------------------------
+    def log(self, job_id: str) -> str:
+        """Capped tail of a job's output."""
+        return f"{self.prefix}:log:{job_id}"
+
+    @property
+    def stats(self) -> str:
+        """Hash of cumulative counters (``completed:<queue>``, ``failed:<queue>``, ...)."""
+        return f"{self.prefix}:stats"

@@ -1,0 +1,115 @@
+"""Settings from the environment (prefix ``QUEUECTL_``), built once in each ``main()``.
+
+Runtime policy (retries, backoff, timeouts, retention) lives in ``P:config``
+and is changed with ``queuectl config set``; the values here are only its
+defaults, used while a key is unset there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+class LogTarget(StrEnum):
+    FILE = "file"
+    STDOUT = "stdout"
+    BOTH = "both"
+
+
+class PolicyDefaults(BaseModel):
+    """Defaults for the runtime policy keys of ``P:config``."""
+
+    max_retries: int = Field(3, ge=0, le=1000)
+    backoff_base: float = Field(2.0, gt=0)
+    backoff_factor: float = Field(2.0, ge=1)
+    backoff_max: float = Field(0.0, ge=0, description="cap on one retry delay; 0 = no cap")
+    job_timeout: float = Field(3600.0, ge=0, description="seconds; 0 = no timeout")
+    completed_ttl: int = Field(86400, ge=0, description="seconds completed jobs are kept")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "queuectl"
+
+
+class Settings(BaseSettings):
+    """Everything a QueueCTL process reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUEUECTL_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    redis_url: str | None = Field(
+        None, description="redis:// or rediss:// URL; unset = the embedded local server"
+    )
+    key_prefix: str = Field("queuectl", min_length=1, max_length=64)
+    queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
+    concurrency: int = Field(4, ge=1, le=512)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_dir: Path | None = Field(None, description="default: <data_dir>/logs")
+    log_target: LogTarget = LogTarget.FILE
+    log_tail_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
+    metrics_port: int = Field(0, ge=0, le=65535, description="0 = no metrics endpoint")
+    heartbeat_interval: float = Field(2.0, gt=0)
+    worker_ttl: float = Field(10.0, gt=0)
+    idle_wait: float = Field(5.0, gt=0, description="longest block on an empty queue")
+    scheduler_interval: float = Field(1.0, gt=0, description="longest scheduler sleep")
+    scheduler_batch: int = Field(500, ge=1, le=10000)
+    worker_id: str | None = Field(None, description="default: <hostname>-<pid>")
+    policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queues(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one queue is required")
+        for name in value:
+            if not _NAME_RE.match(name):
+                raise ValueError(f"invalid queue name {name!r}")
+        if len(set(value)) != len(value):
+            raise ValueError("queue names repeat")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError("key prefix must not contain white space")
+        return value
+
+    @property
+    def resolved_log_dir(self) -> Path:
+        return self.log_dir if self.log_dir is not None else self.data_dir / "logs"
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, turning validation errors into one line."""
+    from pydantic import ValidationError
+
+    from queuectl.core.errors import InvalidInputError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(
+            f"invalid environment QUEUECTL_{where.upper()}: {first['msg']}"
+        ) from None

@@ -1,0 +1,80 @@
+"""Shared fixtures: one real Redis per test session, a fresh key prefix per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from redis_server import LocalRedis, session_redis_url  # noqa: E402
+
+from queuectl.core.client import Client  # noqa: E402
+from queuectl.core.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url, handle = session_redis_url(tmp_path_factory.mktemp("redis"))
+    yield url
+    if isinstance(handle, LocalRedis):
+        handle.stop()
+    elif handle is not None:
+        handle.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    # A fresh prefix per test isolates tests sharing one server without FLUSHALL.
+    return f"qt{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for QueueCTL processes started by a test."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
+    out.update({
+        "QUEUECTL_REDIS_URL": redis_url,
+        "QUEUECTL_KEY_PREFIX": key_prefix,
+        "QUEUECTL_DATA_DIR": str(tmp_path / "data"),
+        "QUEUECTL_LOG_DIR": str(tmp_path / "logs"),
+        "QUEUECTL_HEARTBEAT_INTERVAL": "0.5",
+        "QUEUECTL_WORKER_TTL": "3",
+    })
+    return out
+
+
+@pytest.fixture
+def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in env.items():
+        if name.startswith("QUEUECTL_"):
+            monkeypatch.setenv(name, value)
+    return Settings()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Client]:
+    c = Client.connect(settings)
+    yield c
+    c.redis.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """A server of this test's own, with AOF, for restart scenarios."""
+    server = LocalRedis(tmp_path / "own-redis", appendonly=True).start()
+    yield server
+    server.stop()
