@@ -79,7 +79,11 @@ class Keys:
     @property
     def scheduler_wake(self) -> str:
         """Marker list a sleeping scheduler blocks on; armed when an earlier due time appears."""
-        return f"{self.prefix}:scheduler:wake"
+        return f"{self.prefix}:scheduler_wake"
+
+    def scheduler(self, scheduler_id: str) -> str:
+        """Status hash of one scheduler replica (expires when its beats stop)."""
+        return f"{self.prefix}:scheduler:{scheduler_id}"
 
     @property
     def schedulers(self) -> str:

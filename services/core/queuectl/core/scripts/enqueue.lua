@@ -9,7 +9,7 @@ KEYS[6]  dead letter list    P:dead_letter
 KEYS[7]  completed zset      P:completed
 KEYS[8]  cancelled zset      P:cancelled
 KEYS[9]  log key             P:log:<id>
-KEYS[10] scheduler wake list P:scheduler:wake
+KEYS[10] scheduler wake list P:scheduler_wake
 
 ARGV[1] id   ARGV[2] queue name   ARGV[3] command
 ARGV[4] max_retries ("" = policy default)   ARGV[5] timeout seconds ("" = policy default)

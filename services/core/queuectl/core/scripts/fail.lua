@@ -8,7 +8,7 @@ KEYS[4] dead letter list    P:dead_letter
 KEYS[5] config hash         P:config
 KEYS[6] log key             P:log:<id>
 KEYS[7] stats hash          P:stats
-KEYS[8] scheduler wake list P:scheduler:wake
+KEYS[8] scheduler wake list P:scheduler_wake
 
 ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 ARGV[4] last output chunk (already capped)   ARGV[5] bytes produced since the last shipment

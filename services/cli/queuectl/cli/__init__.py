@@ -1,0 +1,1 @@
+"""The QueueCTL admin command line."""

@@ -1,0 +1,1 @@
+"""The QueueCTL scheduler: promotes due retries and delayed jobs."""

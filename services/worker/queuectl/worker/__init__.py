@@ -1,0 +1,1 @@
+"""The QueueCTL worker: a pool of threads that run job commands."""
