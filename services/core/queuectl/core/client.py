@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from queuectl.core import policy as policy_keys
 from queuectl.core.connection import open_store
@@ -133,7 +134,7 @@ class Client:
             return [_s(i) for q in queues for i in r.lrange(k.queue(q), 0, limit - 1)]
         if state is JobState.PROCESSING:
             return [i for w in self.workers() for i in w.inflight]
-        source = {
+        source: Callable[[], Any] = {
             JobState.SCHEDULED: lambda: r.zrange(k.delayed, 0, -1),
             JobState.FAILED: lambda: r.zrange(k.retry_queue, 0, -1),
             JobState.DEAD: lambda: r.lrange(k.dead_letter, 0, -1),
@@ -159,8 +160,8 @@ class Client:
 
     def workers(self) -> list[WorkerInfo]:
         k = self.keys
-        entries = [(_s(m), float(s)) for m, s in
-                   self.redis.zrange(k.workers, 0, -1, withscores=True)]
+        scored: Any = self.redis.zrange(k.workers, 0, -1, withscores=True)
+        entries = [(_s(m), float(s)) for m, s in scored]
         pipe = self.redis.pipeline(transaction=False)
         for worker_id, _ in entries:
             pipe.hgetall(k.worker(worker_id))
@@ -223,8 +224,8 @@ class Client:
     def logs(self, job_id: str) -> LogTail:
         """The stored tail of a job's output and how many bytes it produced in all."""
         job = self.get(job_id)
-        data = self.redis.get(self.keys.log(job_id)) or b""
-        return LogTail(bytes(data), job.log_size, job.state)
+        data: Any = self.redis.get(self.keys.log(job_id))
+        return LogTail(bytes(data or b""), job.log_size, job.state)
 
     # -- waiting and cancelling ---------------------------------------------------------
     def wait(self, ids: Sequence[str], timeout: float | None = None,

@@ -65,7 +65,14 @@ class Settings(BaseSettings):
     idle_wait: float = Field(5.0, gt=0, description="longest block on an empty queue")
     scheduler_interval: float = Field(1.0, gt=0, description="longest scheduler sleep")
     scheduler_batch: int = Field(500, ge=1, le=10000)
-    worker_id: str | None = Field(None, description="default: <hostname>-<pid>")
+    worker_id: str | None = Field(None, description="default: <hostname>-<pid>-<random>")
+    shutdown_grace: float = Field(
+        25.0, ge=0, description="seconds running jobs get to finish after SIGTERM"
+    )
+    kill_grace: float = Field(
+        2.0, ge=0, description="seconds between SIGTERM and SIGKILL of a job's process group"
+    )
+    log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error)$")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
 
     @field_validator("queues", mode="before")

@@ -16,7 +16,7 @@ from queuectl.core.settings import PolicyDefaults
 
 SCRIPTS = (
     "enqueue", "fetch", "complete", "fail", "log_append", "promote",
-    "dlq_retry", "cancel", "purge", "heartbeat", "unregister",
+    "dlq_retry", "cancel", "purge", "heartbeat", "unregister", "release",
 )
 PIPELINE_CHUNK = 1000
 
@@ -194,6 +194,17 @@ class Store:
         if int(code) != 0:
             raise LeaseLostError(f"lease on job {job.id} was lost")
 
+    def release(self, job: Fetched, worker_id: str) -> None:
+        """Hand a held job back to the front of its queue without counting the attempt."""
+        k = self.keys
+        code = self._run(
+            "release",
+            [k.job(job.id), k.inflight(worker_id), k.queue(job.queue), k.wake(job.queue)],
+            [job.id, worker_id, job.lease],
+        )
+        if int(code) != 0:
+            raise LeaseLostError(f"lease on job {job.id} was lost")
+
     # -- scheduler ------------------------------------------------------------------
     def promote_due(self, batch: int) -> PromoteResult:
         """Move up to ``batch`` due retries and delayed jobs back onto their queues."""
@@ -210,9 +221,9 @@ class Store:
         keys = [k.retry_queue, k.delayed]
         args: list[str] = []
         for job_id, queue in zip(ids, queues, strict=True):
-            if queue is None:
-                queue = "default"  # a vanished record: the script just drops the entry
-            keys += [k.job(job_id), k.queue(queue), k.wake(queue)]
+            # A vanished record has no queue: the script just drops its entry.
+            q = queue or "default"
+            keys += [k.job(job_id), k.queue(q), k.wake(q)]
             args.append(job_id)
         moved, next_due, server_now = self._run("promote", keys, args)
         nd = _s(next_due)

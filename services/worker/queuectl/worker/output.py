@@ -1,0 +1,136 @@
+"""Where a job's output goes: its log file, the worker's stdout (tagged), and a capped tail.
+
+Memory stays bounded whatever the command writes (binary, huge, no newlines):
+the file target hands the child the log file's descriptor directly, so bytes
+never pass through Python, and the tail is read back from the file with
+``pread``, at most ``cap`` bytes. The stdout targets read a pipe in 64 KiB
+chunks, keep at most ``cap`` bytes of tail and at most ``MAX_LINE`` bytes of
+an unfinished line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import threading
+from pathlib import Path
+
+from queuectl.core.settings import LogTarget
+
+READ_SIZE = 64 * 1024
+MAX_LINE = 64 * 1024
+_stdout_lock = threading.Lock()
+
+
+class Capture:
+    """One run's output sinks; ``child_fd`` is given to the child as stdout and stderr."""
+
+    def __init__(self, job_id: str, header: bytes, target: LogTarget, log_dir: Path,
+                 cap: int) -> None:
+        self.cap = cap
+        self.piped = target is not LogTarget.FILE
+        self._tag = f"[{job_id}] ".encode()
+        self._to_stdout = target in (LogTarget.STDOUT, LogTarget.BOTH)
+        self._file_fd: int | None = None
+        self._read_fd: int | None = None
+        self._tail = bytearray()
+        self._partial = bytearray()
+        self._produced = 0
+        self._shipped = 0
+        if target in (LogTarget.FILE, LogTarget.BOTH):
+            self._file_fd = os.open(log_dir / f"{job_id}.log",
+                                    os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._shipped = os.fstat(self._file_fd).st_size
+            os.write(self._file_fd, header)
+        if self.piped:
+            self._read_fd, self.child_fd = os.pipe2(os.O_CLOEXEC)
+            self._produced = len(header)
+            self._keep(header)
+            self._emit_lines(header)
+        else:
+            assert self._file_fd is not None
+            self.child_fd = self._file_fd
+
+    @property
+    def read_fd(self) -> int | None:
+        return self._read_fd
+
+    def spawned(self) -> None:
+        """Drop our copy of the pipe's write end so EOF arrives when the job's tree exits."""
+        if self.piped:
+            os.close(self.child_fd)
+            self.child_fd = -1
+
+    def pump(self) -> bool:
+        """Read what the pipe holds now (without blocking); True at end of file."""
+        assert self._read_fd is not None
+        while True:
+            ready, _, _ = select.select([self._read_fd], [], [], 0)
+            if not ready:
+                return False
+            data = os.read(self._read_fd, READ_SIZE)
+            if not data:
+                self._flush_partial()
+                return True
+            self._produced += len(data)
+            self._keep(data)
+            if self._file_fd is not None:
+                os.write(self._file_fd, data)
+            self._emit_lines(data)
+
+    def _keep(self, data: bytes) -> None:
+        self._tail += data
+        if len(self._tail) > self.cap:
+            del self._tail[: len(self._tail) - self.cap]
+
+    def _emit_lines(self, data: bytes) -> None:
+        if not self._to_stdout:
+            return
+        self._partial += data
+        lines: list[bytes] = [bytes(x) for x in self._partial.split(b"\n")]
+        self._partial = bytearray(lines.pop())
+        if len(self._partial) > MAX_LINE:
+            lines.append(bytes(self._partial))
+            self._partial.clear()
+        if lines:
+            out = b"".join(self._tag + line + b"\n" for line in lines)
+            with _stdout_lock:
+                sys.stdout.buffer.write(out)
+                sys.stdout.buffer.flush()
+
+    def _flush_partial(self) -> None:
+        if self._to_stdout and self._partial:
+            self._emit_lines(b"\n")
+
+    def take(self) -> tuple[bytes, int]:
+        """Output not yet shipped to Redis: (at most ``cap`` last bytes, bytes produced)."""
+        if self.piped:
+            chunk, produced = bytes(self._tail), self._produced + 0
+            self._tail.clear()
+            self._produced = 0
+            return chunk, produced
+        assert self._file_fd is not None
+        size = os.fstat(self._file_fd).st_size
+        produced = size - self._shipped
+        start = max(self._shipped, size - self.cap)
+        chunk = os.pread(self._file_fd, size - start, start) if size > start else b""
+        self._shipped = size
+        return chunk, produced
+
+    def last_line(self, chunk: bytes) -> str:
+        """The last non-empty output line, shortened, to explain a failure."""
+        for line in reversed(chunk.splitlines()):
+            text = line.strip().decode("utf-8", "replace")
+            if text and not text.startswith("--- attempt"):
+                return text[:200]
+        return ""
+
+    def close(self) -> None:
+        self._flush_partial()
+        for fd in (self._read_fd, self._file_fd, self.child_fd if self.piped else -1):
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._read_fd = self._file_fd = None
