@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,22 +10,17 @@ from pathlib import Path
 import pytest
 import redis
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from redis_server import LocalRedis, session_redis_url  # noqa: E402
-
-from queuectl.core.client import Client  # noqa: E402
-from queuectl.core.settings import Settings  # noqa: E402
+from queuectl.core.client import Client
+from queuectl.core.settings import Settings
+from tests.redis_server import LocalRedis, session_redis_url
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url, handle = session_redis_url(tmp_path_factory.mktemp("redis"))
     yield url
-    if isinstance(handle, LocalRedis):
+    if handle is not None:
         handle.stop()
-    elif handle is not None:
-        handle.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture

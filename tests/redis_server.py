@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import shutil
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
+from typing import Protocol
 
 import redis
 
@@ -66,10 +70,8 @@ class LocalRedis:
         """SHUTDOWN as an operator would (the AOF is flushed), then reap the process."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(redis.ConnectionError):
             redis.Redis.from_url(self.url).shutdown(nosave=not self.appendonly)
-        except redis.ConnectionError:
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -83,16 +85,26 @@ class LocalRedis:
 
 
 def docker_answers() -> bool:
-    try:
-        import docker
+    # docker.from_env() leaks its socket when no daemon answers; under
+    # filterwarnings=error that ResourceWarning would fail whichever test runs first.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            import docker
 
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
+            docker.from_env(timeout=3).ping()
+            return True
+        except Exception:
+            return False
+        finally:
+            gc.collect()
 
 
-def session_redis_url(tmp: Path) -> tuple[str, object | None]:
+class Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+def session_redis_url(tmp: Path) -> tuple[str, Stoppable | None]:
     """Return (url, handle to stop later) following the order in DEVELOPERS.md / README."""
     url = os.environ.get("QUEUECTL_TEST_REDIS_URL")
     if url:

@@ -26,7 +26,7 @@ from queuectl.core.errors import (
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import Job, JobSpec, JobState, check_job_id
 from queuectl.core.settings import Settings
-from queuectl.core.store import EnqueueResult, Store, _s
+from queuectl.core.store import EnqueueResult, Store, as_str
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class Client:
     # -- reading ---------------------------------------------------------------------
     def find(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(self.keys.job(check_job_id(job_id)))
-        return Job.from_hash({_s(k): _s(v) for k, v in raw.items()}) if raw else None
+        return Job.from_hash({as_str(k): as_str(v) for k, v in raw.items()}) if raw else None
 
     def get(self, job_id: str) -> Job:
         job = self.find(job_id)
@@ -118,12 +118,12 @@ class Client:
         for job_id in ids:
             pipe.hgetall(self.keys.job(job_id))
         return [
-            Job.from_hash({_s(k): _s(v) for k, v in raw.items()})
+            Job.from_hash({as_str(k): as_str(v) for k, v in raw.items()})
             for raw in pipe.execute() if raw
         ]
 
     def queue_names(self) -> list[str]:
-        names = {_s(q) for q in self.redis.smembers(self.keys.queues)}
+        names = {as_str(q) for q in self.redis.smembers(self.keys.queues)}
         names.add(DEFAULT_QUEUE)
         return sorted(names)
 
@@ -131,7 +131,7 @@ class Client:
         k, r = self.keys, self.redis
         if state is JobState.PENDING:
             queues = [queue] if queue else self.queue_names()
-            return [_s(i) for q in queues for i in r.lrange(k.queue(q), 0, limit - 1)]
+            return [as_str(i) for q in queues for i in r.lrange(k.queue(q), 0, limit - 1)]
         if state is JobState.PROCESSING:
             return [i for w in self.workers() for i in w.inflight]
         source: Callable[[], Any] = {
@@ -141,7 +141,7 @@ class Client:
             JobState.COMPLETED: lambda: r.zrevrange(k.completed, 0, -1),
             JobState.CANCELLED: lambda: r.zrevrange(k.cancelled, 0, -1),
         }[state]
-        return [_s(i) for i in source()]
+        return [as_str(i) for i in source()]
 
     def list_jobs(self, state: JobState | None = None, queue: str | None = None,
                   limit: int = 50) -> list[Job]:
@@ -161,7 +161,7 @@ class Client:
     def workers(self) -> list[WorkerInfo]:
         k = self.keys
         scored: Any = self.redis.zrange(k.workers, 0, -1, withscores=True)
-        entries = [(_s(m), float(s)) for m, s in scored]
+        entries = [(as_str(m), float(s)) for m, s in scored]
         pipe = self.redis.pipeline(transaction=False)
         for worker_id, _ in entries:
             pipe.hgetall(k.worker(worker_id))
@@ -172,8 +172,8 @@ class Client:
             raw, held = replies[2 * i], replies[2 * i + 1]
             out.append(WorkerInfo(
                 id=worker_id, alive=bool(raw), last_beat=beat,
-                fields={_s(a): _s(b) for a, b in raw.items()},
-                inflight=sorted(_s(j) for j in held),
+                fields={as_str(a): as_str(b) for a, b in raw.items()},
+                inflight=sorted(as_str(j) for j in held),
             ))
         return out
 
@@ -197,13 +197,13 @@ class Client:
         now = secs + micros / 1e6
         pending = [int(n) for n in replies[1:1 + len(queues)]]
         scheduled, failed, dead, raw_stats, ttl_raw, scheds = replies[1 + len(queues):]
-        ttl = float(_s(ttl_raw)) if ttl_raw else float(self.store.policy.completed_ttl)
+        ttl = float(as_str(ttl_raw)) if ttl_raw else float(self.store.policy.completed_ttl)
         since = now - ttl if ttl > 0 else "-inf"
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcount(k.completed, since, "+inf")
         pipe.zcount(k.cancelled, since, "+inf")
         completed, cancelled = pipe.execute()
-        stats = {_s(a): int(b) for a, b in raw_stats.items()}
+        stats = {as_str(a): int(b) for a, b in raw_stats.items()}
         states = {
             JobState.PENDING.value: sum(pending),
             JobState.SCHEDULED.value: int(scheduled),
@@ -219,13 +219,32 @@ class Client:
             for q, n in zip(queues, pending, strict=True)
         ]
         return Status(states, qstats, workers,
-                      {_s(m): float(s) for m, s in scheds}, now)
+                      {as_str(m): float(s) for m, s in scheds}, now)
 
     def logs(self, job_id: str) -> LogTail:
         """The stored tail of a job's output and how many bytes it produced in all."""
-        job = self.get(job_id)
-        data: Any = self.redis.get(self.keys.log(job_id))
+        # One MULTI: a follower derives the new bytes from total and tail, so both must
+        # come from the same moment (a chunk shipped in between would be printed twice).
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.job(check_job_id(job_id)))
+        pipe.get(self.keys.log(job_id))
+        raw, data = pipe.execute()
+        if not raw:
+            raise NotFoundError(f"no job {job_id}")
+        job = Job.from_hash({as_str(k): as_str(v) for k, v in raw.items()})
         return LogTail(bytes(data or b""), job.log_size, job.state)
+
+    def log_kept(self, job_id: str) -> int:
+        """How many bytes of the job's output are stored (the tail ``logs`` prints)."""
+        kept: Any = self.redis.strlen(self.keys.log(check_job_id(job_id)))
+        return int(kept)
+
+    def server_info(self) -> dict[str, str]:
+        """A few INFO fields of the Redis server (version, mode, uptime, persistence, memory)."""
+        info: Any = self.redis.info()
+        wanted = ("redis_version", "redis_mode", "process_id", "uptime_in_seconds",
+                  "aof_enabled", "used_memory_human", "connected_clients")
+        return {name: str(info[name]) for name in wanted if name in info}
 
     # -- waiting and cancelling ---------------------------------------------------------
     def wait(self, ids: Sequence[str], timeout: float | None = None,
@@ -257,7 +276,7 @@ class Client:
 
     # -- dead letter queue --------------------------------------------------------------
     def dlq_list(self, limit: int = 100) -> list[Job]:
-        ids = [_s(i) for i in self.redis.lrange(self.keys.dead_letter, 0, limit - 1)]
+        ids = [as_str(i) for i in self.redis.lrange(self.keys.dead_letter, 0, limit - 1)]
         return self._load(ids)
 
     def dlq_retry(self, job_id: str) -> None:
@@ -270,7 +289,7 @@ class Client:
     def dlq_retry_all(self) -> int:
         total = 0
         while True:
-            ids = [_s(i) for i in self.redis.lrange(self.keys.dead_letter, 0, 999)]
+            ids = [as_str(i) for i in self.redis.lrange(self.keys.dead_letter, 0, 999)]
             moved = self.store.dlq_retry(ids) if ids else 0
             total += moved
             if moved == 0:
@@ -282,7 +301,7 @@ class Client:
     # -- config ---------------------------------------------------------------------------
     def config_list(self) -> dict[str, tuple[str, bool]]:
         """Every policy key: (effective value, True if set in Redis rather than defaulted)."""
-        stored = {_s(a): _s(b) for a, b in self.redis.hgetall(self.keys.config).items()}
+        stored = {as_str(a): as_str(b) for a, b in self.redis.hgetall(self.keys.config).items()}
         out = {}
         for name in policy_keys.POLICY_KEYS:
             if name in stored:

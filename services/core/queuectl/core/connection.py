@@ -34,15 +34,18 @@ def describe_url(url: str) -> str:
 def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.0) -> redis.Redis:
     """A client with bounded retries: the CLI fails fast, services loop on their own."""
     url = redis_url(settings)
+    # A unix:// URL (the embedded server) makes a UnixDomainSocketConnection, which
+    # rejects socket_keepalive with a TypeError: keepalive is a TCP option only.
+    tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
     try:
         return redis.Redis.from_url(
             url,
             decode_responses=False,
             socket_connect_timeout=3.0,
             socket_timeout=socket_timeout,
-            socket_keepalive=True,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
             health_check_interval=15,
+            **tcp,
         )
     except ValueError as exc:
         raise RedisUnavailableError(f"invalid QUEUECTL_REDIS_URL: {exc}") from None

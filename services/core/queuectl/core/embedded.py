@@ -124,3 +124,30 @@ def _start(data_dir: Path, path: Path) -> None:
 
 def is_running(data_dir: Path) -> bool:
     return _answers(socket_path(data_dir))
+
+
+def stop(data_dir: Path, timeout: float = START_TIMEOUT) -> bool:
+    """SHUTDOWN the embedded server (its AOF is flushed first); False if it was not running."""
+    import redis
+
+    path = socket_path(data_dir)
+    if not _answers(path):
+        return False
+    client = redis.Redis(unix_socket_path=str(path), socket_timeout=timeout)
+    try:
+        client.shutdown()
+    except redis.RedisError as exc:
+        raise RedisUnavailableError(f"embedded redis-server did not shut down: {exc}") from None
+    finally:
+        client.close()
+    # The server removes its pid file last, after the AOF is written: wait for that.
+    pidfile = data_dir / "redis.pid"
+    deadline = time.monotonic() + timeout
+    while _answers(path) or pidfile.exists():
+        if time.monotonic() > deadline:
+            raise RedisUnavailableError(
+                f"embedded redis-server still running {timeout:g}s after SHUTDOWN; "
+                f"see {data_dir / 'redis.log'}"
+            )
+        time.sleep(0.02)
+    return True

@@ -89,7 +89,8 @@ def describe_validation_error(exc: ValidationError) -> str:
 def spec_from_mapping(data: object) -> JobSpec:
     """Validate one decoded JSON value as a job."""
     if not isinstance(data, dict):
-        kind = "an array" if isinstance(data, list) else f"a {type(data).__name__}"
+        kind = {list: "an array", str: "a string", int: "a number", float: "a number",
+                bool: "a boolean", type(None): "null"}.get(type(data), type(data).__name__)
         raise InvalidInputError(f"a job must be a JSON object, not {kind}")
     try:
         return JobSpec.model_validate(data)
@@ -141,6 +142,8 @@ class Job(BaseModel):
     last_error: str | None = None
     worker: str | None = None
     lease: int = 0
+    interrupted: int = 0
+    lost: int = 0
     log_size: int = 0
     trace_context: str | None = None
 
@@ -164,6 +167,8 @@ class Job(BaseModel):
             last_error=raw.get("last_error") or None,
             worker=raw.get("worker") or None,
             lease=int(raw.get("lease") or 0),
+            interrupted=int(raw.get("interrupted") or 0),
+            lost=int(raw.get("lost") or 0),
             log_size=int(raw.get("log_size") or 0),
             trace_context=raw.get("trace_context") or None,
         )
@@ -174,7 +179,7 @@ class Job(BaseModel):
         for name in (
             "id", "command", "queue", "state", "attempts", "max_retries", "timeout",
             "run_at", "created_at", "updated_at", "started_at", "finished_at",
-            "exit_code", "last_error", "worker",
+            "exit_code", "last_error", "worker", "interrupted", "lost",
         ):
             value = getattr(self, name)
             if name.endswith("_at") and value is not None:

@@ -18,9 +18,8 @@ class PolicyKey:
     parse: Callable[[str], float]
 
 
-def _number(minimum: float, *, integer: bool = False, strict_min: bool = False) -> Callable[
-    [str], float
-]:
+def _number(minimum: float, *, integer: bool = False, strict_min: bool = False,
+            maximum: float | None = None) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
             value = int(raw) if integer else float(raw)
@@ -32,6 +31,8 @@ def _number(minimum: float, *, integer: bool = False, strict_min: bool = False) 
         if value < minimum or (strict_min and value == minimum):
             op = ">" if strict_min else ">="
             raise InvalidInputError(f"value must be {op} {minimum:g}, got {raw}")
+        if maximum is not None and value > maximum:
+            raise InvalidInputError(f"value must be <= {maximum:g}, got {raw}")
         return value
 
     return parse
@@ -41,7 +42,7 @@ POLICY_KEYS: dict[str, PolicyKey] = {
     k.name: k
     for k in (
         PolicyKey("max-retries", "max_retries", "retries after the first run",
-                  _number(0, integer=True)),
+                  _number(0, integer=True, maximum=1000)),
         PolicyKey("backoff-base", "backoff_base", "seconds before the first retry",
                   _number(0, strict_min=True)),
         PolicyKey("backoff-factor", "backoff_factor", "growth of each further delay",
@@ -53,6 +54,9 @@ POLICY_KEYS: dict[str, PolicyKey] = {
         PolicyKey("completed-ttl", "completed_ttl",
                   "seconds completed and cancelled jobs are kept (0 = forever)",
                   _number(0, integer=True)),
+        PolicyKey("max-lost", "max_lost",
+                  "runs that may lose their worker before the job goes to the DLQ",
+                  _number(1, integer=True, maximum=1000)),
     )
 }
 

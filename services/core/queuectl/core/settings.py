@@ -35,6 +35,7 @@ class PolicyDefaults(BaseModel):
     backoff_max: float = Field(0.0, ge=0, description="cap on one retry delay; 0 = no cap")
     job_timeout: float = Field(3600.0, ge=0, description="seconds; 0 = no timeout")
     completed_ttl: int = Field(86400, ge=0, description="seconds completed jobs are kept")
+    max_lost: int = Field(3, ge=1, le=1000, description="runs that may lose their worker")
 
 
 def default_data_dir() -> Path:
@@ -116,7 +117,7 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInputError(
-            f"invalid environment QUEUECTL_{where.upper()}: {first['msg']}"
-        ) from None
+        # Nested fields are read from QUEUECTL_POLICY__MAX_RETRIES: name that variable.
+        where = "__".join(str(p) for p in first["loc"])
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInputError(f"invalid environment QUEUECTL_{where.upper()}: {msg}") from None

@@ -16,12 +16,12 @@ from queuectl.core.settings import PolicyDefaults
 
 SCRIPTS = (
     "enqueue", "fetch", "complete", "fail", "log_append", "promote",
-    "dlq_retry", "cancel", "purge", "heartbeat", "unregister", "release",
+    "dlq_retry", "cancel", "purge", "heartbeat", "unregister", "release", "reap",
 )
 PIPELINE_CHUNK = 1000
 
 
-def _s(value: Any) -> str:
+def as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -53,6 +53,12 @@ class EnqueueResult:
     id: str
     state: JobState | None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    requeued: int
+    buried: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +108,7 @@ class Store:
             return EnqueueResult(job_id, JobState.PENDING)
         if code == 1:
             return EnqueueResult(job_id, JobState.SCHEDULED)
-        state = _s(reply[1])
+        state = as_str(reply[1])
         if code == -1:
             return EnqueueResult(job_id, None, f"job {job_id} already exists and is {state}")
         return EnqueueResult(
@@ -148,11 +154,11 @@ class Store:
         reply = self._run("fetch", keys, [worker_id, len(queues), self.policy.job_timeout])
         if not reply:
             return None
-        timeout = float(_s(reply[3]) or 0)
+        timeout = float(as_str(reply[3]) or 0)
         return Fetched(
-            id=_s(reply[0]), lease=int(reply[1]), command=_s(reply[2]),
+            id=as_str(reply[0]), lease=int(reply[1]), command=as_str(reply[2]),
             timeout=timeout if timeout > 0 else None, attempts=int(reply[4]),
-            queue=_s(reply[5]), trace_context=_s(reply[6]),
+            queue=as_str(reply[5]), trace_context=as_str(reply[6]),
         )
 
     def complete(self, job: Fetched, worker_id: str, chunk: bytes, produced: int) -> None:
@@ -183,7 +189,7 @@ class Store:
         if code == -1:
             raise LeaseLostError(f"lease on job {job.id} was lost")
         if code == 1:
-            return FailOutcome(dead=False, retry_at=float(_s(reply[1])))
+            return FailOutcome(dead=False, retry_at=float(as_str(reply[1])))
         return FailOutcome(dead=True, retry_at=None)
 
     def log_append(self, job: Fetched, worker_id: str, chunk: bytes, produced: int) -> None:
@@ -215,7 +221,7 @@ class Store:
         pipe.zrange(k.delayed, 0, batch - 1, withscores=True)
         (secs, micros), retry, delayed = pipe.execute()
         now = secs + micros / 1e6
-        due = sorted(((s, _s(m)) for m, s in [*retry, *delayed] if s <= now))[:batch]
+        due = sorted(((s, as_str(m)) for m, s in [*retry, *delayed] if s <= now))[:batch]
         ids = [job_id for _, job_id in due]
         queues = self._queues_of(ids)
         keys = [k.retry_queue, k.delayed]
@@ -226,8 +232,8 @@ class Store:
             keys += [k.job(job_id), k.queue(q), k.wake(q)]
             args.append(job_id)
         moved, next_due, server_now = self._run("promote", keys, args)
-        nd = _s(next_due)
-        return PromoteResult(int(moved), float(nd) if nd else None, float(_s(server_now)))
+        nd = as_str(next_due)
+        return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)))
 
     def _queues_of(self, ids: Sequence[str]) -> list[str | None]:
         if not ids:
@@ -235,7 +241,34 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(self.keys.job(job_id), "queue")
-        return [None if q is None else _s(q) for q in pipe.execute()]
+        return [None if q is None else as_str(q) for q in pipe.execute()]
+
+    # -- recovery -------------------------------------------------------------------------
+    def dead_workers(self, ttl: float) -> list[str]:
+        """Registered workers whose last heartbeat is older than ``ttl`` (by Redis's clock)."""
+        secs, micros = self.redis.time()
+        cutoff = secs + micros / 1e6 - ttl
+        return [as_str(w) for w in self.redis.zrangebyscore(self.keys.workers, "-inf", cutoff)]
+
+    def reap_worker(self, worker_id: str, ttl: float) -> ReapResult | None:
+        """Hand a dead worker's jobs back; None if it turned out to be alive."""
+        k = self.keys
+        requeued = buried = 0
+        while True:
+            members: Any = self.redis.srandmember(k.inflight(worker_id), PIPELINE_CHUNK)
+            ids = [as_str(i) for i in members]
+            keys = [k.workers, k.inflight(worker_id), k.worker(worker_id), k.control(worker_id),
+                    k.wakeup(worker_id), k.dead_letter, k.config, k.stats]
+            for job_id, queue in zip(ids, self._queues_of(ids), strict=True):
+                q = queue or "default"
+                keys += [k.job(job_id), k.queue(q), k.wake(q)]
+            reply = self._run("reap", keys, [worker_id, ttl, self.policy.max_lost, *ids])
+            if int(reply[0]) == -1:
+                return None
+            requeued += int(reply[0])
+            buried += int(reply[1])
+            if int(reply[2]) == 0 or not ids:
+                return ReapResult(requeued, buried)
 
     # -- admin transitions ------------------------------------------------------------
     def dlq_retry(self, ids: Sequence[str]) -> int:
@@ -256,21 +289,22 @@ class Store:
         k = self.keys
         for _ in range(10):
             queue, worker = self.redis.hmget(k.job(job_id), ["queue", "worker"])
-            q = _s(queue) if queue else "default"
-            w = _s(worker) if worker else ""
+            q = as_str(queue) if queue else "default"
+            w = as_str(worker) if worker else ""
             reply = self._run(
                 "cancel",
                 [k.job(job_id), k.queue(q), k.retry_queue, k.delayed,
-                 k.inflight(w) if w else k.inflight("-"), k.cancelled, k.config],
+                 k.inflight(w) if w else k.inflight("-"), k.cancelled, k.config,
+                 k.log(job_id)],
                 [job_id, w, self.policy.completed_ttl],
             )
             code = int(reply[0])
             if code == 0:
-                return JobState(_s(reply[1]))
+                return JobState(as_str(reply[1]))
             if code == -1:
                 raise NotFoundError(f"no job {job_id}")
             if code == -2:
-                raise ConflictError(f"job {job_id} has already ended ({_s(reply[1])})")
+                raise ConflictError(f"job {job_id} has already ended ({as_str(reply[1])})")
         raise ConflictError(f"job {job_id} kept changing workers; try again")
 
     def purge_dlq(self) -> int:
@@ -278,7 +312,7 @@ class Store:
         k = self.keys
         total = 0
         while True:
-            ids = [_s(i) for i in self.redis.lrange(k.dead_letter, 0, PIPELINE_CHUNK - 1)]
+            ids = [as_str(i) for i in self.redis.lrange(k.dead_letter, 0, PIPELINE_CHUNK - 1)]
             if not ids:
                 return total
             keys = [k.dead_letter]
@@ -295,7 +329,7 @@ class Store:
         args: list[str] = [member, str(int(ttl * 1000))]
         for name, value in fields.items():
             args += [name, value]
-        return float(_s(self._run("heartbeat", [status_key, registry], args)))
+        return float(as_str(self._run("heartbeat", [status_key, registry], args)))
 
     def unregister_worker(self, worker_id: str) -> int:
         """Drop a stopped worker's status; returns jobs still held (then nothing is dropped)."""

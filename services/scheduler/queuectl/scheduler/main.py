@@ -1,14 +1,74 @@
-"""Entry point of ``queuectl-scheduler`` and ``queuectl scheduler`` (being written)."""
+"""Entry point of ``queuectl-scheduler`` and ``queuectl scheduler``."""
 
 from __future__ import annotations
 
-from queuectl.core.settings import Settings
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from queuectl.core.connection import describe_url, open_store, redis_url
+from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError
+from queuectl.core.logs import setup_logging
+from queuectl.core.settings import Settings, load_settings
+from queuectl.scheduler.loop import Scheduler, log
+
+# The socket timeout must outlast the longest BLPOP the loop issues (MAX_BLOCK),
+# with room for a slow server; 30 s is what every QueueCTL service uses.
+SOCKET_TIMEOUT = 30.0
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop``; a second one exits at once.
+
+    Signal handlers can only be installed from the main thread; elsewhere (a
+    scheduler run inside a test) the caller sets ``stop`` itself.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise SystemExit(EXIT_INTERRUPTED)
+        log.info("%s received: finishing the current batch and stopping",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(settings: Settings) -> int:
     """Run the scheduler in the foreground until stopped; returns the process exit code."""
-    raise NotImplementedError
+    setup_logging(settings.log_level, "scheduler")
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        url = redis_url(settings)  # starts the embedded server when no URL is set
+        store = open_store(settings, socket_timeout=SOCKET_TIMEOUT)
+        try:
+            Scheduler(store, settings, stop, redis_description=describe_url(url)).run()
+        finally:
+            store.redis.close()
+    return EXIT_OK
 
 
 def main() -> None:
-    raise SystemExit(run(Settings()))
+    """Console script ``queuectl-scheduler``: configured by the environment only."""
+    try:
+        code = run(load_settings())
+    except QueueCtlError as exc:
+        print(f"queuectl-scheduler: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

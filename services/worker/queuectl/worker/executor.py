@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -54,6 +54,8 @@ class ExecConfig:
     log_target: LogTarget
     cap: int
     kill_grace: float
+    # Copied once: rebuilding the environment from os.environ for every job costs.
+    base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
 def kill_group(pgid: int, kill_grace: float, proc: subprocess.Popen[bytes]) -> None:
@@ -106,8 +108,8 @@ class Execution:
         started = time.monotonic()
         capture = Capture(job.id, header, cfg.log_target, cfg.log_dir, cfg.cap)
         try:
-            env = dict(os.environ, QUEUECTL_JOB_ID=job.id, QUEUECTL_JOB_QUEUE=job.queue,
-                       QUEUECTL_JOB_ATTEMPT=str(job.attempts))
+            env = {**cfg.base_env, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_JOB_QUEUE": job.queue,
+                   "QUEUECTL_JOB_ATTEMPT": str(job.attempts)}
             try:
                 # start_new_session (not a preexec_fn) keeps vfork, and puts the
                 # whole tree in one group that a timeout or cancel can kill.

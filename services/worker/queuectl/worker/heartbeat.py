@@ -26,7 +26,7 @@ log = logging.getLogger("queuectl.worker")
 class Heartbeat(threading.Thread):
     def __init__(self, store: Store, worker_id: str, interval: float, ttl: float,
                  status: Callable[[], dict[str, str]], on_stop: Callable[[], None],
-                 done: threading.Event) -> None:
+                 done: threading.Event, on_beat: Callable[[], None]) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.store = store
         self.worker_id = worker_id
@@ -35,6 +35,7 @@ class Heartbeat(threading.Thread):
         self.status = status
         self.on_stop = on_stop
         self.done = done
+        self.on_beat = on_beat
         self.started_at = iso(time.time())
         self.host = socket.gethostname()
 
@@ -51,6 +52,7 @@ class Heartbeat(threading.Thread):
         while not self.done.is_set():
             try:
                 self.beat()
+                self.on_beat()
                 reply = self.store.redis.blpop([control], timeout=self.interval)
                 if failing:
                     log.info("heartbeat: Redis is back")

@@ -21,6 +21,9 @@ from queuectl.core.logs import setup_logging
 from queuectl.core.settings import Settings, load_settings
 from queuectl.worker.pool import MAX_BACKOFF, Worker
 
+# The default socket timeout of every QueueCTL service (queuectl.core.connection.connect).
+SOCKET_TIMEOUT = 30.0
+
 
 def _wait_for_redis(worker: Worker, url: str) -> bool:
     """Block until Redis answers (a pod may start before Redis); False if stopped meanwhile."""
@@ -41,7 +44,11 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     """Run a worker in the foreground until stopped; returns the process exit code."""
     log = setup_logging(settings.log_level, "worker")
     url = redis_url(settings)
-    store = open_store(settings)
+    # Idle job threads block in BLPOP for idle_wait, the heartbeat for heartbeat_interval.
+    # The socket must outwait both, or a quiet queue reads as a Redis timeout (which
+    # redis-py retries, so an idle_wait >= 30 s turned each idle poll into 90 s and a warning).
+    store = open_store(settings, socket_timeout=max(
+        SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0))
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues)
     grace_ends: list[float] = []
 

@@ -18,7 +18,7 @@ import redis
 
 from queuectl.core.errors import LeaseLostError
 from queuectl.core.settings import Settings
-from queuectl.core.store import Fetched, Store
+from queuectl.core.store import Fetched, Store, as_str
 from queuectl.worker.executor import Ending, ExecConfig, Execution, RunResult
 from queuectl.worker.heartbeat import Heartbeat, status_fields
 
@@ -45,6 +45,10 @@ class Worker:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[int, Execution] = {}
+        # Jobs this process holds, from the fetch reply until the outcome is written.
+        self._held: dict[str, Fetched] = {}
+        self._fetching = 0
+        self._suspect = False  # a fetch failed: its reply (a leased job) may have been lost
         self.processed = 0
         self.failed = 0
         self._threads: list[threading.Thread] = []
@@ -52,7 +56,7 @@ class Worker:
                                store.log_cap, settings.kill_grace)
         self._heartbeat = Heartbeat(store, self.id, settings.heartbeat_interval,
                                     settings.worker_ttl, self._status, self.request_stop,
-                                    self._done)
+                                    self._done, self.reconcile)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -130,7 +134,7 @@ class Worker:
         backoff = 0.1
         while not self.stopping.is_set():
             try:
-                job = self.store.fetch(self.id, self.queues)
+                job = self._fetch()
                 if job is None:
                     self.store.redis.blpop(wake_keys, timeout=self.settings.idle_wait)
                     continue
@@ -141,6 +145,48 @@ class Worker:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             self._run(slot, job)
+
+    def _fetch(self) -> Fetched | None:
+        with self._lock:
+            self._fetching += 1
+        job = None
+        try:
+            job = self.store.fetch(self.id, self.queues)
+            return job
+        except redis.RedisError:
+            self._suspect = True
+            raise
+        finally:
+            with self._lock:
+                self._fetching -= 1
+                if job is not None:
+                    self._held[job.id] = job
+
+    def reconcile(self) -> None:
+        """Hand back jobs leased to this worker whose fetch reply never arrived.
+
+        If Redis ran a fetch but the reply was lost (a connection cut, a restart),
+        the job sits in our in-flight set, marked processing by a live worker, so
+        recovery would never take it. After a failed fetch, and only while no fetch
+        is outstanding (under the lock every fetched job is in ``_held``), any id in
+        the in-flight set that we do not hold is such an orphan.
+        """
+        if not self._suspect:
+            return
+        with self._lock:
+            if self._fetching:
+                return
+            members = self.store.redis.smembers(self.store.keys.inflight(self.id))
+            orphans = {as_str(m) for m in members} - set(self._held)
+            self._suspect = False
+        for job_id in orphans:
+            lease, queue = self.store.redis.hmget(self.store.keys.job(job_id), ["lease", "queue"])
+            ghost = Fetched(job_id, int(lease or 0), "", None, 0, as_str(queue or "default"), "")
+            try:
+                self.store.release(ghost, self.id)
+                log.warning("job %s was leased but the fetch reply was lost; handed back", job_id)
+            except LeaseLostError:
+                pass
 
     def _ship(self, job: Fetched, chunk: bytes, produced: int) -> None:
         try:
@@ -160,7 +206,11 @@ class Worker:
         finally:
             with self._lock:
                 del self._running[slot]
-        self._report(job, result)
+        try:
+            self._report(job, result)
+        finally:
+            with self._lock:
+                self._held.pop(job.id, None)
 
     def _report(self, job: Fetched, result: RunResult) -> None:
         """Write the outcome; retried until Redis takes it, so a result is never dropped."""

@@ -7,6 +7,7 @@ KEYS[4] delayed zset    P:delayed
 KEYS[5] in-flight set of the worker the caller saw holding it (any key if none)
 KEYS[6] cancelled zset  P:cancelled
 KEYS[7] config hash     P:config
+KEYS[8] log key         P:log:<id>
 
 ARGV[1] id   ARGV[2] worker the caller saw in the record ("" if none)
 ARGV[3] default completed-ttl seconds (cancelled jobs are kept as long as completed ones)
@@ -44,6 +45,11 @@ redis.call('ZADD', KEYS[6], now, ARGV[1])
 local ttl = tonumber(redis.call('HGET', KEYS[7], 'completed-ttl') or ARGV[3])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], math.ceil(ttl))
+  -- The output of a run that was stopped (or failed before) goes with the record;
+  -- left behind, a later job with this id would inherit it.
+  if redis.call('EXISTS', KEYS[8]) == 1 then
+    redis.call('EXPIRE', KEYS[8], math.ceil(ttl))
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - ttl)
 end
 return {0, state}

@@ -18,7 +18,7 @@ for i = 1, #ARGV do
   local id = ARGV[i]
   local job, queue, wake = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   if redis.call('HGET', job, 'state') == 'dead' and redis.call('LREM', KEYS[1], 1, id) == 1 then
-    redis.call('HSET', job, 'state', 'pending', 'attempts', 0, 'updated_at', nows,
+    redis.call('HSET', job, 'state', 'pending', 'attempts', 0, 'interrupted', 0, 'lost', 0, 'updated_at', nows,
       'exit_code', '', 'last_error', '', 'finished_at', '', 'started_at', '',
       'worker', '', 'run_at', '')
     redis.call('RPUSH', queue, id)

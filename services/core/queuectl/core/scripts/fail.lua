@@ -19,11 +19,14 @@ ARGV[9..12] policy defaults: max-retries, backoff-base, backoff-factor, backoff-
 Returns {1, due} retry scheduled at epoch `due` (state failed), {2} dead (in the DLQ),
         {-1} lease lost; nothing is written then.
 
-attempts already counts this run (fetch increments it), so this was retry
-number attempts-1 and the next one is number k = attempts; it waits
+attempts already counts this run (fetch increments it). Runs that ended with
+no result (worker lost, handed back at shutdown) are counted in `interrupted`
+and consume no retry, so failures = attempts - interrupted; this failure makes
+the next run retry number k = failures, which waits
 backoff_base * backoff_factor ^ (k - 1) seconds, capped by backoff-max when > 0.
 ]]
-local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker', 'queue', 'attempts', 'max_retries')
+local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker', 'queue', 'attempts',
+  'max_retries', 'interrupted')
 if f[1] ~= 'processing' or f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
   return {-1}
 end
@@ -44,7 +47,7 @@ local function policy(name, default)
 end
 local max_retries = tonumber(f[6])
 if not max_retries then max_retries = policy('max-retries', ARGV[9]) end
-local attempts = tonumber(f[5])
+local failures = tonumber(f[5]) - (tonumber(f[7]) or 0)
 
 redis.call('HINCRBY', KEYS[1], 'log_size', tonumber(ARGV[5]))
 redis.call('HSET', KEYS[1], 'exit_code', ARGV[7], 'last_error', ARGV[8],
@@ -52,8 +55,8 @@ redis.call('HSET', KEYS[1], 'exit_code', ARGV[7], 'last_error', ARGV[8],
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[7], 'failed:' .. f[4], 1)
 
-if attempts <= max_retries then
-  local delay = policy('backoff-base', ARGV[10]) * policy('backoff-factor', ARGV[11]) ^ (attempts - 1)
+if failures <= max_retries then
+  local delay = policy('backoff-base', ARGV[10]) * policy('backoff-factor', ARGV[11]) ^ (failures - 1)
   local cap_delay = policy('backoff-max', ARGV[12])
   if cap_delay > 0 and delay > cap_delay then delay = cap_delay end
   local due = now + delay

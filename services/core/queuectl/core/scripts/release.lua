@@ -9,8 +9,9 @@ ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 
 Returns 0 handed back, -1 lease lost (nothing written).
 
-The interrupted run does not count as an attempt: the worker stopped it, the
-job did not fail, so `attempts` goes back down and no retry is consumed.
+The interrupted run still counts in `attempts` (runs started) but also in
+`interrupted`, and fail.lua counts failures as attempts - interrupted: the
+worker stopped it, the job did not fail, so no retry is consumed.
 ]]
 local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker')
 if f[1] ~= 'processing' or f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
@@ -18,7 +19,7 @@ if f[1] ~= 'processing' or f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
 end
 local t = redis.call('TIME')
 local nows = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
-redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+redis.call('HINCRBY', KEYS[1], 'interrupted', 1)
 redis.call('HSET', KEYS[1], 'state', 'pending', 'updated_at', nows,
   'last_error', 'interrupted by worker shutdown')
 redis.call('SREM', KEYS[2], ARGV[1])

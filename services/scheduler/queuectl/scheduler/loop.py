@@ -1,0 +1,212 @@
+"""The scheduler loop: promote due retries and delayed jobs, sleep until the next one is due.
+
+Any number of replicas may run this loop at once. ``promote.lua`` re-checks
+every id it is given and moves a job only when its own ``ZREM`` removed it, so
+two replicas that read the same due ids promote each job exactly once; the
+replicas need no leader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import redis
+from redis.exceptions import AuthorizationError
+
+from queuectl.core.connection import describe_url
+from queuectl.core.errors import RedisUnavailableError
+from queuectl.core.settings import Settings
+from queuectl.core.store import Store
+
+log = logging.getLogger("queuectl.scheduler")
+
+# The shortest block on the wake list: a zero timeout would make BLPOP block forever.
+MIN_WAIT = 0.01
+# The longest single BLPOP. It bounds how long a stop request waits, whatever
+# scheduler_interval is, because a signal does not interrupt a blocking read.
+MAX_BLOCK = 0.5
+# Back-off while Redis is unreachable: doubles from BACKOFF_MIN up to BACKOFF_MAX.
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 5.0
+# Registry entries of replicas that stopped beating this long ago are forgotten; pod
+# names change on every restart, so without this the registry only ever grows.
+REGISTRY_RETENTION = 3600.0
+
+
+def default_scheduler_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _fatal_auth(exc: redis.RedisError) -> bool:
+    """Credentials or ACL refused: a configuration error, not an outage."""
+    if isinstance(exc, redis.AuthenticationError | AuthorizationError):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(
+        ("NOAUTH", "WRONGPASS", "NOPERM")
+    )
+
+
+def _outage(exc: redis.RedisError) -> bool:
+    """Errors that pass once Redis is back: refused or lost connections, a loading
+    server (BusyLoadingError is a ConnectionError), a replica during failover."""
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.ReadOnlyError)
+
+
+class Scheduler:
+    """One scheduler replica; ``run()`` returns once ``stop`` is set."""
+
+    def __init__(self, store: Store, settings: Settings, stop: threading.Event,
+                 scheduler_id: str | None = None, redis_description: str = "") -> None:
+        self.store = store
+        self.settings = settings
+        self.stop = stop
+        self.id = scheduler_id or default_scheduler_id()
+        self.redis_description = redis_description or (
+            describe_url(settings.redis_url) if settings.redis_url else "the embedded server"
+        )
+        self.promoted = 0
+        self.started_at = time.time()
+        self._next_beat = 0.0  # monotonic time of the next heartbeat; 0 = beat now
+        self._connected_once = False
+        self._down_since: float | None = None  # monotonic start of the current outage
+
+    # -- one round ---------------------------------------------------------------------
+    def promote_due(self) -> float:
+        """Promote everything due now; return how long to sleep before the next round."""
+        batch = self.settings.scheduler_batch
+        while True:
+            result = self.store.promote_due(batch)
+            self.promoted += result.moved
+            if result.moved:
+                log.debug("promoted %d job(s)", result.moved)
+            # A full batch means more may be due. On stop the batch in hand is
+            # finished (each batch is one atomic script) and nothing more is started.
+            if result.moved < batch or self.stop.is_set():
+                break
+            # A long backlog must not let this replica's status expire meanwhile.
+            self._beat_if_due()
+        if result.next_due is None:
+            return self.settings.scheduler_interval
+        # Both times are the server's, so clock skew between pods does not matter.
+        return min(self.settings.scheduler_interval, max(0.0, result.next_due - result.now))
+
+    def beat(self) -> None:
+        """Refresh this replica's status hash and registry entry."""
+        k = self.store.keys
+        now = self.store.heartbeat(
+            k.scheduler(self.id), k.schedulers, self.id, self.settings.worker_ttl,
+            {
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
+                "started_at": f"{self.started_at:.6f}",
+                "promoted": str(self.promoted),
+            },
+        )
+        self.store.redis.zremrangebyscore(k.schedulers, "-inf", now - REGISTRY_RETENTION)
+
+    def reap(self) -> int:
+        """Hand back the jobs of workers whose heartbeat expired; returns jobs moved."""
+        ttl = self.settings.worker_ttl
+        moved = 0
+        for worker_id in self.store.dead_workers(ttl):
+            result = self.store.reap_worker(worker_id, ttl)
+            if result is None:
+                continue  # it beat again meanwhile (a paused process resumed)
+            moved += result.requeued + result.buried
+            if result.requeued or result.buried:
+                log.warning("worker %s is gone (no heartbeat for %gs): %d job(s) handed "
+                            "back, %d moved to the DLQ after losing their worker too often",
+                            worker_id, ttl, result.requeued, result.buried)
+            else:
+                log.info("worker %s is gone; it held no job", worker_id)
+        return moved
+
+    def _beat_if_due(self) -> None:
+        # Reaping rides on the heartbeat: a dead worker's jobs are back within
+        # worker_ttl + heartbeat_interval, and an idle scheduler costs nothing more.
+        if time.monotonic() >= self._next_beat:
+            self.beat()
+            self.reap()
+            self._next_beat = time.monotonic() + self.settings.heartbeat_interval
+
+    def idle(self, seconds: float) -> bool:
+        """Block on the scheduler wake list for up to ``seconds``; True if woken early.
+
+        ``enqueue.lua`` and ``fail.lua`` push a marker there when a new earliest
+        item appears, so a job due sooner than ``seconds`` ends the sleep at once.
+        The sleep is cut into blocks of at most MAX_BLOCK so that a stop request
+        is seen promptly.
+        """
+        deadline = time.monotonic() + max(seconds, MIN_WAIT)
+        wake = self.store.keys.scheduler_wake
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.store.redis.blpop([wake], timeout=max(MIN_WAIT, min(left, MAX_BLOCK))):
+                return True
+        return False
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Promote, beat and sleep until ``stop`` is set; survive Redis outages."""
+        log.info("scheduler %s started (redis %s, prefix %s, batch %d, interval %gs)",
+                 self.id, self.redis_description, self.settings.key_prefix,
+                 self.settings.scheduler_batch, self.settings.scheduler_interval)
+        backoff = BACKOFF_MIN
+        while not self.stop.is_set():
+            try:
+                self._round()
+            except redis.RedisError as exc:
+                self._on_error(exc)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            else:
+                backoff = BACKOFF_MIN
+        self._deregister()
+        log.info("scheduler %s stopped; promoted %d job(s)", self.id, self.promoted)
+
+    def _round(self) -> None:
+        self._beat_if_due()
+        wait = self.promote_due()
+        self._connected_once = True
+        if self._down_since is not None:
+            log.info("reconnected to Redis at %s after %.1fs", self.redis_description,
+                     time.monotonic() - self._down_since)
+            self._down_since = None
+        # Never sleep past the next heartbeat.
+        self.idle(min(wait, max(0.0, self._next_beat - time.monotonic())))
+
+    def _on_error(self, exc: redis.RedisError) -> None:
+        """Log a failed round once per outage; raise only for bad credentials at start-up."""
+        if _fatal_auth(exc) and not self._connected_once:
+            # Wrong credentials at start-up will not fix themselves: fail with one
+            # line. Later (a password rotation) they are retried like an outage.
+            raise RedisUnavailableError(
+                f"Redis at {self.redis_description} refused the credentials: {exc}"
+            ) from None
+        if not _outage(exc):
+            # Not an outage (a script error, a key of the wrong type): say so every
+            # time, but keep going with the same back-off rather than crash-looping.
+            log.error("scheduler round failed: %s: %s", type(exc).__name__, exc)
+            return
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("Redis at %s unavailable (%s: %s); retrying with back-off up to %gs",
+                        self.redis_description, type(exc).__name__, exc, BACKOFF_MAX)
+
+    def _deregister(self) -> None:
+        """Leave the registry on a clean stop so that status shows no stale replica."""
+        k = self.store.keys
+        try:
+            pipe = self.store.redis.pipeline(transaction=True)
+            pipe.delete(k.scheduler(self.id))
+            pipe.zrem(k.schedulers, self.id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            # The status hash expires on its own; the registry entry ages out.
+            log.warning("could not deregister scheduler %s: %s", self.id, exc)

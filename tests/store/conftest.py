@@ -1,0 +1,100 @@
+"""Fixtures for the store tier: each Lua script against real Redis, through Store.
+
+``raw`` (decoded strings) and ``client.redis`` (bytes) inspect the keys the
+scripts wrote; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from queuectl.core.client import Client
+from queuectl.core.keys import Keys
+from queuectl.core.models import JobSpec
+from queuectl.core.settings import PolicyDefaults
+from queuectl.core.store import Fetched, Store
+
+WORKER = "w1"  # the worker id lease() uses unless told otherwise
+
+StoreFactory = Callable[..., Store]
+Script = Callable[[list[str], list[Any]], Any]
+
+
+@pytest.fixture
+def keys(client: Client) -> Keys:
+    return client.keys
+
+
+@pytest.fixture
+def make_store(client: Client) -> StoreFactory:
+    """A Store on the test's prefix with its own policy defaults and log cap."""
+
+    def make(log_cap: int = 65536, **policy: Any) -> Store:
+        return Store(client.redis, client.keys, PolicyDefaults(**policy), log_cap)
+
+    return make
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> Store:
+    """Policy with the note's numbers: 3 retries, base 2, factor 2, no cap."""
+    return make_store(max_retries=3, backoff_base=2.0, backoff_factor=2.0, backoff_max=0.0,
+                      job_timeout=3600.0, completed_ttl=86400)
+
+
+@pytest.fixture
+def lua(client: Client) -> Iterator[Callable[[str], Script]]:
+    """Call one script directly, for races that Store's own read-then-call cannot show."""
+    folder = resources.files("queuectl.core") / "scripts"
+
+    def load(name: str) -> Script:
+        script = client.redis.register_script((folder / f"{name}.lua").read_text("utf-8"))
+
+        def call(keys: list[str], args: list[Any]) -> Any:
+            return script(keys=keys, args=args)
+
+        return call
+
+    yield load
+
+
+@pytest.fixture
+def now(client: Client) -> Callable[[], float]:
+    """Redis server time in epoch seconds: every script uses it, so the tests do too."""
+
+    def read() -> float:
+        secs, micros = client.redis.time()
+        return float(secs) + micros / 1e6
+
+    return read
+
+
+@pytest.fixture
+def lease() -> Callable[..., Fetched]:
+    """Enqueue a job and fetch it at once: ``lease(store, spec, worker=WORKER)``."""
+
+    def take(store: Store, job: JobSpec, worker: str = WORKER) -> Fetched:
+        store.enqueue(job)
+        fetched = store.fetch(worker, [job.queue])
+        assert fetched is not None and fetched.id == job.id
+        return fetched
+
+    return take
+
+
+@pytest.fixture
+def make_due() -> Callable[[Store, str], None]:
+    """Pull a job's retry (or delay) forward to now and promote it, without sleeping."""
+
+    def pull(store: Store, job_id: str) -> None:
+        k = store.keys
+        for zset in (k.retry_queue, k.delayed):
+            if store.redis.zscore(zset, job_id) is not None:
+                store.redis.zadd(zset, {job_id: 0})
+        assert store.promote_due(100).moved >= 1
+
+    return pull

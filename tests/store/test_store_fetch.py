@@ -1,0 +1,161 @@
+"""fetch.lua: priority across queues, FIFO, the lease, in-flight set, wake markers, timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from queuectl.core.models import JobSpec
+from queuectl.core.store import Fetched, Store
+
+Now = Callable[[], float]
+MakeDue = Callable[[Store, str], None]
+
+
+def test_empty_queues_give_none_and_write_nothing(store: Store, raw: redis.Redis) -> None:
+    assert store.fetch("w1", ["default", "other"]) is None
+    assert raw.keys(f"{store.keys.prefix}:*") == []
+
+
+def test_fetch_leases_the_job(store: Store, raw: redis.Redis, now: Now) -> None:
+    k = store.keys
+    store.enqueue(JobSpec(id="j1", command="echo hi", queue="q"), trace_context="tc-1")
+    before = now()
+    job = store.fetch("w1", ["q"])
+    assert job == Fetched(id="j1", lease=1, command="echo hi", timeout=3600.0, attempts=1,
+                          queue="q", trace_context="tc-1")
+    record = raw.hgetall(k.job("j1"))
+    assert record["state"] == "processing"
+    assert record["worker"] == "w1"
+    assert record["attempts"] == "1"
+    assert record["lease"] == "1"
+    assert before <= float(record["started_at"]) <= now()
+    assert record["updated_at"] == record["started_at"]
+    assert raw.smembers(k.inflight("w1")) == {"j1"}
+    assert raw.llen(k.queue("q")) == 0
+
+
+def test_strict_priority_across_queues_then_fifo(store: Store) -> None:
+    for job_id, queue in [("low1", "low"), ("mid1", "mid"), ("low2", "low"), ("high1", "high"),
+                          ("mid2", "mid"), ("high2", "high")]:
+        store.enqueue(JobSpec(id=job_id, command="true", queue=queue))
+    order = []
+    while (job := store.fetch("w1", ["high", "mid", "low"])) is not None:
+        order.append(job.id)
+    assert order == ["high1", "high2", "mid1", "mid2", "low1", "low2"]
+
+
+def test_only_the_given_queues_are_read(store: Store, raw: redis.Redis) -> None:
+    store.enqueue(JobSpec(id="elsewhere", command="true", queue="other"))
+    assert store.fetch("w1", ["default"]) is None
+    assert raw.lrange(store.keys.queue("other"), 0, -1) == ["elsewhere"]
+
+
+def test_lease_and_attempts_grow_with_every_fetch(store: Store, raw: redis.Redis,
+                                                  make_due: MakeDue) -> None:
+    store.enqueue(JobSpec(id="r", command="false"))
+    leases = []
+    for attempt in (1, 2, 3):
+        job = store.fetch("w1", ["default"])
+        assert job is not None
+        assert job.attempts == attempt
+        leases.append(job.lease)
+        store.fail(job, "w1", b"", 0, 1, "exit code 1")
+        make_due(store, "r")
+    assert leases == [1, 2, 3]
+    assert raw.hget(store.keys.job("r"), "attempts") == "3"
+
+
+def test_each_worker_gets_its_own_in_flight_set(store: Store, raw: redis.Redis) -> None:
+    k = store.keys
+    store.enqueue(JobSpec(id="a", command="true"))
+    store.enqueue(JobSpec(id="b", command="true"))
+    a, b = store.fetch("w1", ["default"]), store.fetch("w2", ["default"])
+    assert a is not None and b is not None
+    assert raw.smembers(k.inflight("w1")) == {"a"}
+    assert raw.smembers(k.inflight("w2")) == {"b"}
+    store.complete(a, "w1", b"", 0)
+    assert raw.smembers(k.inflight("w1")) == set()
+
+
+def test_wake_marker_is_re_armed_while_work_remains(store: Store, raw: redis.Redis) -> None:
+    k = store.keys
+    store.enqueue(JobSpec(id="a", command="true"))
+    store.enqueue(JobSpec(id="b", command="true"))
+    assert raw.lpop(k.wake("default")) == "1"  # the woken worker consumed the marker
+    assert store.fetch("w1", ["default"]) is not None
+    # "b" is still queued: another idle worker must be woken for it.
+    assert raw.lrange(k.wake("default"), 0, -1) == ["1"]
+    assert raw.lpop(k.wake("default")) == "1"
+    assert store.fetch("w2", ["default"]) is not None
+    assert raw.llen(k.wake("default")) == 0  # nothing left, nobody to wake
+
+
+def test_wake_markers_of_every_non_empty_queue_are_armed(store: Store, raw: redis.Redis) -> None:
+    k = store.keys
+    for job_id, queue in [("h", "high"), ("l", "low"), ("l2", "low")]:
+        store.enqueue(JobSpec(id=job_id, command="true", queue=queue))
+    raw.delete(k.wake("high"), k.wake("low"))
+    job = store.fetch("w1", ["high", "low", "empty"])
+    assert job is not None and job.id == "h"
+    assert raw.llen(k.wake("high")) == 0
+    assert raw.lrange(k.wake("low"), 0, -1) == ["1"]
+    assert raw.llen(k.wake("empty")) == 0
+    store.fetch("w1", ["high", "low", "empty"])
+    assert raw.lrange(k.wake("low"), 0, -1) == ["1"]  # armed once, never duplicated
+
+
+def test_ids_whose_record_vanished_or_is_not_pending_are_dropped(store: Store,
+                                                                 raw: redis.Redis) -> None:
+    k = store.keys
+    raw.rpush(k.queue("default"), "ghost")  # record purged or expired
+    store.enqueue(JobSpec(id="stale", command="true"))
+    raw.hset(k.job("stale"), "state", "cancelled")  # must never be run
+    store.enqueue(JobSpec(id="real", command="true"))
+    job = store.fetch("w1", ["default"])
+    assert job is not None and job.id == "real"
+    assert raw.llen(k.queue("default")) == 0
+    assert raw.exists(k.job("ghost")) == 0
+    assert raw.hget(k.job("stale"), "state") == "cancelled"
+    assert raw.smembers(k.inflight("w1")) == {"real"}
+
+
+def test_queue_of_only_vanished_ids_falls_through_to_the_next(store: Store,
+                                                              raw: redis.Redis) -> None:
+    k = store.keys
+    raw.rpush(k.queue("high"), "gone1", "gone2")
+    store.enqueue(JobSpec(id="low", command="true", queue="low"))
+    job = store.fetch("w1", ["high", "low"])
+    assert job is not None and job.id == "low"
+    assert raw.llen(k.queue("high")) == 0
+
+
+def test_timeout_resolution(make_store: Callable[..., Store], raw: redis.Redis) -> None:
+    store = make_store(job_timeout=11.0)
+    k = store.keys
+    store.enqueue(JobSpec(id="own", command="true", timeout=5))
+    store.enqueue(JobSpec(id="default", command="true"))
+    own, default = store.fetch("w1", ["default"]), store.fetch("w1", ["default"])
+    assert own is not None and own.timeout == 5.0  # the job's own timeout wins
+    assert default is not None and default.timeout == 11.0  # else the policy default
+
+    raw.hset(k.config, "job-timeout", "7")
+    store.enqueue(JobSpec(id="own2", command="true", timeout=5))
+    store.enqueue(JobSpec(id="config", command="true"))
+    own2, config = store.fetch("w1", ["default"]), store.fetch("w1", ["default"])
+    assert own2 is not None and own2.timeout == 5.0  # still beats config
+    assert config is not None and config.timeout == 7.0  # config beats the default
+
+    raw.hset(k.config, "job-timeout", "0")
+    store.enqueue(JobSpec(id="none", command="true"))
+    none = store.fetch("w1", ["default"])
+    assert none is not None and none.timeout is None  # 0 = no timeout
+
+
+@pytest.mark.parametrize("timeout", [0.5, 1e-3])
+def test_fractional_timeouts_survive(store: Store, timeout: float) -> None:
+    store.enqueue(JobSpec(id="f", command="true", timeout=timeout))
+    job = store.fetch("w1", ["default"])
+    assert job is not None and job.timeout == timeout

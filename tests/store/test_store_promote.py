@@ -1,0 +1,162 @@
+"""promote.lua: due retries and delayed jobs go back to their queues, exactly once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from queuectl.core.models import JobSpec
+from queuectl.core.store import Fetched, Store
+
+Now = Callable[[], float]
+Lease = Callable[..., Fetched]
+Script = Callable[[list[str], list[Any]], Any]
+
+
+def at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def scheduled(store: Store, job_id: str, due: float, queue: str = "default") -> None:
+    """Store a delayed job, then set its due time (possibly in the past) directly."""
+    store.enqueue(JobSpec(id=job_id, command="true", queue=queue, run_at=at(due + 10**6)))
+    store.redis.zadd(store.keys.delayed, {job_id: due})
+
+
+def failed(store: Store, lease: Lease, job_id: str, due: float, queue: str = "default") -> None:
+    """A failed job waiting for its retry, due at ``due``."""
+    job = lease(store, JobSpec(id=job_id, command="false", queue=queue))
+    store.fail(job, "w1", b"", 0, 1, "exit code 1")
+    store.redis.zadd(store.keys.retry_queue, {job_id: due})
+
+
+def promote_keys(store: Store, job_id: str, queue: str = "default") -> list[str]:
+    k = store.keys
+    return [k.retry_queue, k.delayed, k.job(job_id), k.queue(queue), k.wake(queue)]
+
+
+def test_only_due_items_of_both_sets_are_promoted(store: Store, raw: redis.Redis, now: Now,
+                                                  lease: Lease) -> None:
+    k = store.keys
+    t = now()
+    failed(store, lease, "retry-due", t - 1, queue="q")
+    failed(store, lease, "retry-later", t + 100, queue="q")
+    scheduled(store, "delayed-due", t - 2)
+    scheduled(store, "delayed-later", t + 50)
+    raw.delete(k.wake("q"), k.wake("default"))
+
+    result = store.promote_due(100)
+    assert result.moved == 2
+    assert result.next_due == pytest.approx(t + 50, abs=1e-3)
+    assert abs(result.now - now()) < 1
+    assert raw.lrange(k.queue("q"), 0, -1) == ["retry-due"]
+    assert raw.lrange(k.queue("default"), 0, -1) == ["delayed-due"]
+    for job_id in ("retry-due", "delayed-due"):
+        record = raw.hgetall(k.job(job_id))
+        assert record["state"] == "pending"
+        assert float(record["updated_at"]) == pytest.approx(result.now, abs=1e-3)
+    assert raw.hget(k.job("retry-later"), "state") == "failed"
+    assert raw.hget(k.job("delayed-later"), "state") == "scheduled"
+    assert raw.zrange(k.retry_queue, 0, -1) == ["retry-later"]
+    assert raw.zrange(k.delayed, 0, -1) == ["delayed-later"]
+    # Workers idle on both queues are woken.
+    assert raw.lrange(k.wake("q"), 0, -1) == ["1"]
+    assert raw.lrange(k.wake("default"), 0, -1) == ["1"]
+
+
+def test_promoted_jobs_keep_due_order_and_can_be_fetched(store: Store, now: Now) -> None:
+    t = now()
+    for i, offset in enumerate([-3, -1, -2]):
+        scheduled(store, f"d{i}", t + offset)
+    assert store.promote_due(100).moved == 3
+    order = []
+    while (job := store.fetch("w1", ["default"])) is not None:
+        order.append(job.id)
+    assert order == ["d0", "d2", "d1"]
+
+
+def test_nothing_due(store: Store, raw: redis.Redis, now: Now) -> None:
+    k = store.keys
+    empty = store.promote_due(10)
+    assert empty.moved == 0 and empty.next_due is None
+    scheduled(store, "later", now() + 30)
+    result = store.promote_due(10)
+    assert result.moved == 0
+    assert result.next_due is not None and result.next_due - result.now > 25
+    assert raw.hget(k.job("later"), "state") == "scheduled"
+    assert raw.llen(k.queue("default")) == 0
+
+
+def test_batches_are_bounded_and_report_what_is_still_due(store: Store, raw: redis.Redis,
+                                                          now: Now) -> None:
+    t = now()
+    for i in range(5):
+        scheduled(store, f"d{i}", t - 10 + i)
+    first = store.promote_due(2)
+    assert first.moved == 2
+    assert first.next_due is not None and first.next_due <= first.now  # more is due
+    assert store.promote_due(2).moved == 2
+    last = store.promote_due(2)
+    assert last.moved == 1 and last.next_due is None
+    assert raw.lrange(store.keys.queue("default"), 0, -1) == [f"d{i}" for i in range(5)]
+
+
+def test_job_cancelled_after_the_read_is_not_promoted(store: Store, raw: redis.Redis, now: Now,
+                                                      lua: Callable[[str], Script]) -> None:
+    # The scheduler read "c" as due, then a cancel ran before its promote call.
+    k = store.keys
+    scheduled(store, "c", now() - 1)
+    store.cancel("c")
+    moved, next_due, _ = lua("promote")(promote_keys(store, "c"), ["c"])
+    assert moved == 0 and next_due == b""
+    assert raw.hget(k.job("c"), "state") == "cancelled"
+    assert raw.llen(k.queue("default")) == 0
+
+
+def test_entries_of_ended_or_vanished_jobs_are_dropped(store: Store, raw: redis.Redis,
+                                                       now: Now) -> None:
+    k = store.keys
+    t = now()
+    scheduled(store, "cancelled", t - 2)
+    raw.hset(k.job("cancelled"), "state", "cancelled")  # an entry a bug left behind
+    raw.zadd(k.retry_queue, {"ghost": t - 1})  # its record was purged
+    scheduled(store, "ok", t - 1)
+    result = store.promote_due(10)
+    assert result.moved == 1
+    assert raw.lrange(k.queue("default"), 0, -1) == ["ok"]
+    assert raw.zcard(k.retry_queue) == 0 and raw.zcard(k.delayed) == 0
+    assert raw.hget(k.job("cancelled"), "state") == "cancelled"
+
+
+def test_two_promoters_reading_the_same_ids_move_each_once(store: Store, raw: redis.Redis,
+                                                           now: Now,
+                                                           lua: Callable[[str], Script]) -> None:
+    # Two scheduler replicas read the same due ids; both call the script with them.
+    k = store.keys
+    ids = [f"d{i}" for i in range(20)]
+    for job_id in ids:
+        scheduled(store, job_id, now() - 1)
+    promote = lua("promote")
+    keys = [k.retry_queue, k.delayed]
+    for job_id in ids:
+        keys += [k.job(job_id), k.queue("default"), k.wake("default")]
+    first, second = promote(keys, ids), promote(keys, ids)
+    assert (first[0], second[0]) == (20, 0)
+    assert Counter(raw.lrange(k.queue("default"), 0, -1)) == Counter({i: 1 for i in ids})
+
+
+def test_not_yet_due_in_the_script_is_left_alone(store: Store, raw: redis.Redis, now: Now,
+                                                 lua: Callable[[str], Script]) -> None:
+    # A caller passing an id that is not due (clock skew, a rescheduled retry) moves nothing.
+    k = store.keys
+    scheduled(store, "later", now() + 60)
+    moved, next_due, server_now = lua("promote")(promote_keys(store, "later"), ["later"])
+    assert moved == 0
+    assert float(next_due) - float(server_now) > 55
+    assert raw.zrange(k.delayed, 0, -1) == ["later"]
+    assert raw.hget(k.job("later"), "state") == "scheduled"
