@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs lint, types and the suite.
+# Tests use QUEUECTL_TEST_REDIS_URL if set, else a Redis testcontainer if a Docker
+# engine answers, else a redis-server binary started on a free port.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+venv="${QUEUECTL_VENV:-$root/.venv}"
+scripts/venv.sh dev
+scripts/ensure-redis.sh "$venv"
+export PATH="$venv/bin:$PATH"
+echo "== ruff" && ruff check .
+echo "== mypy --strict" && mypy
+echo "== pytest" && exec pytest "$@"

@@ -1,0 +1,212 @@
+"""Administration: the dead letter queue, runtime config, workers, scheduler, embedded Redis."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated
+
+import typer
+
+from queuectl.cli import render
+from queuectl.cli.context import get_client, get_state
+from queuectl.core import embedded, policy
+from queuectl.core.connection import describe_url
+from queuectl.core.errors import InvalidInputError, UsageError
+from queuectl.core.settings import NAME_PATTERN
+
+ERROR_WIDTH = 60
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+# -- dlq -------------------------------------------------------------------------------------
+def dlq_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(
+        "--limit", "-n", metavar="N", min=1, help="At most N jobs.",
+    )] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Jobs that exhausted their retries, oldest first."""
+    jobs = get_client(ctx).dlq_list(limit)
+    if as_json:
+        render.emit_json([job.public_dict() for job in jobs])
+    elif not jobs:
+        print("the dead letter queue is empty")
+    else:
+        rows = [[j.id, j.queue, j.attempts, _opt_int(j.exit_code), render.ago(j.finished_at),
+                 render.clean(j.last_error, ERROR_WIDTH)] for j in jobs]
+        print(render.table(["ID", "QUEUE", "ATTEMPTS", "EXIT", "DIED", "LAST ERROR"], rows))
+
+
+def _opt_int(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def dlq_retry(
+    ctx: typer.Context,
+    job_id: Annotated[str | None, typer.Argument(
+        metavar="ID", help="Job id.", show_default=False,
+    )] = None,
+    retry_all: Annotated[bool, typer.Option("--all", help="Retry every dead job.")] = False,
+) -> None:
+    """Requeue a dead job (or all of them) with a fresh set of retries."""
+    if (job_id is None) == (not retry_all):
+        raise UsageError("give a job id or --all (not both)")
+    client = get_client(ctx)
+    if job_id is not None:
+        client.dlq_retry(job_id)
+        print(f"{job_id} requeued")
+    else:
+        moved = client.dlq_retry_all()
+        print(f"requeued {moved} job{'s' if moved != 1 else ''}")
+
+
+def dlq_purge(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask (required when stdin is not a terminal).")] = False,
+) -> None:
+    """Delete every dead job and its output for good.
+
+    On a terminal it asks first; elsewhere (scripts, CI) it refuses unless --yes
+    is given, so that a stray pipe cannot delete anything.
+    """
+    if not yes and not sys.stdin.isatty():
+        raise UsageError("dlq purge deletes jobs for good: add --yes to confirm")
+    client = get_client(ctx)
+    if not yes:
+        count = client.status().states["dead"]
+        if not typer.confirm(f"Delete {count} dead job(s) and their output?", default=False):
+            print("nothing purged", file=sys.stderr)
+            raise typer.Exit(1)
+    purged = client.dlq_purge()
+    print(f"purged {purged} job{'s' if purged != 1 else ''}")
+
+
+# -- config ----------------------------------------------------------------------------------
+def config_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Every runtime policy key, its effective value and where it comes from."""
+    values = get_client(ctx).config_list()
+    if as_json:
+        render.emit_json({name: {"value": value, "source": "redis" if stored else "default"}
+                          for name, (value, stored) in values.items()})
+        return
+    rows = [[name, value, "redis" if stored else "default", policy.POLICY_KEYS[name].help]
+            for name, (value, stored) in values.items()]
+    print(render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))
+
+
+def config_get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(
+        metavar="KEY", help="Config key, e.g. max-retries.", show_default=False,
+    )],
+) -> None:
+    """Print the effective value of one key."""
+    print(get_client(ctx).config_get(key))
+
+
+def config_set(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(
+        metavar="KEY", help="Config key, e.g. backoff-base.", show_default=False,
+    )],
+    value: Annotated[str, typer.Argument(
+        metavar="VALUE", help="New value.", show_default=False,
+    )],
+) -> None:
+    """Validate and store a value; workers and the scheduler use it from their next job."""
+    stored = get_client(ctx).config_set(key, value)
+    print(f"{key} = {stored}")
+
+
+# -- worker and scheduler ----------------------------------------------------------------------
+def parse_queues(text: str) -> list[str]:
+    """``a,b,c`` into names, validated, in priority order."""
+    names = [q.strip() for q in text.split(",") if q.strip()]
+    if not names:
+        raise InvalidInputError("--queues needs at least one queue name")
+    for name in names:
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise InvalidInputError(f"invalid queue name {name!r}")
+    if len(set(names)) != len(names):
+        raise InvalidInputError("--queues names a queue twice")
+    return names
+
+
+def worker_start(
+    ctx: typer.Context,
+    count: Annotated[int | None, typer.Option(
+        "--count", "-c", metavar="N", min=1, max=512,
+        help="Threads (jobs run at once); default QUEUECTL_CONCURRENCY.")] = None,
+    queues: Annotated[str | None, typer.Option(
+        "--queues", metavar="A,B,C", help="Comma-separated queues, highest priority first; "
+        "default QUEUECTL_QUEUES.")] = None,
+) -> None:
+    """Run a worker in the foreground until Ctrl-C, SIGTERM or 'queuectl worker stop'."""
+    from queuectl.worker.main import run
+
+    names = parse_queues(queues) if queues is not None else None
+    raise typer.Exit(run(get_state(ctx).settings, count=count, queues=names))
+
+
+def worker_stop(
+    ctx: typer.Context,
+    worker_id: Annotated[str | None, typer.Argument(
+        metavar="ID", help="Worker id.", show_default=False,
+    )] = None,
+    stop_all: Annotated[bool, typer.Option("--all", help="Stop every live worker.")] = False,
+) -> None:
+    """Ask workers to stop gracefully: they fetch nothing more and let running jobs finish."""
+    if (worker_id is None) == (not stop_all):
+        raise UsageError("give a worker id or --all (not both)")
+    stopped = get_client(ctx).stop_workers(worker_id)
+    if not stopped:
+        print("no live workers")
+    for wid in stopped:
+        print(f"{wid} asked to stop")
+
+
+def scheduler(ctx: typer.Context) -> None:
+    """Run the scheduler in the foreground until Ctrl-C or SIGTERM."""
+    from queuectl.scheduler.main import run
+
+    raise typer.Exit(run(get_state(ctx).settings))
+
+
+# -- embedded redis ------------------------------------------------------------------------------
+def redis_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Where QueueCTL's Redis is and whether it answers (never starts the embedded one)."""
+    state = get_state(ctx)
+    settings = state.settings
+    if settings.redis_url:
+        kind, where = "external", describe_url(settings.redis_url)
+        running = True  # an unreachable external Redis is an error (exit 6), raised below
+    else:
+        kind, where = "embedded", embedded.socket_url(settings.data_dir)
+        running = embedded.is_running(settings.data_dir)
+    info = state.client.server_info() if running else {}
+    if as_json:
+        render.emit_json({"kind": kind, "url": where, "running": running, "info": info,
+                          "data_dir": str(settings.data_dir) if kind == "embedded" else None})
+        return
+    rows = [("redis", f"{kind}, {'running' if running else 'not running'}"), ("url", where)]
+    if kind == "embedded":
+        rows.append(("data_dir", str(settings.data_dir)))
+    rows += [(name, value) for name, value in info.items()]
+    print(render.pairs(rows))
+
+
+def redis_stop(ctx: typer.Context) -> None:
+    """Stop the embedded Redis (SHUTDOWN: its data stays in the append-only file)."""
+    settings = get_state(ctx).settings
+    if settings.redis_url:
+        raise UsageError(
+            "QUEUECTL_REDIS_URL is set: that Redis is not QueueCTL's to stop; "
+            "redis stop only stops the embedded server"
+        )
+    if embedded.stop(settings.data_dir):
+        print(f"embedded Redis stopped; its data stays in {settings.data_dir}")
+    else:
+        print("embedded Redis is not running")

@@ -1,0 +1,168 @@
+"""Commands about individual jobs: list, show, logs, wait, cancel."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from queuectl.cli import render
+from queuectl.cli.context import get_client
+from queuectl.cli.durations import format_duration, parse_duration
+from queuectl.core.client import LogTail, parse_state
+from queuectl.core.errors import EXIT_JOB_FAILED, InvalidInputError
+from queuectl.core.models import Job, JobState
+from queuectl.core.settings import NAME_PATTERN
+
+FOLLOW_POLL = 0.3
+COMMAND_WIDTH = 60
+
+JobId = Annotated[str, typer.Argument(metavar="ID", help="Job id.", show_default=False)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def job_row(job: Job, now: float | None = None) -> list[str]:
+    """One table row: id, state, queue, attempts, last change, command."""
+    return [job.id, job.state.value, job.queue, str(job.attempts), render.ago(job.updated_at, now),
+            render.clean(job.command, COMMAND_WIDTH)]
+
+
+JOB_HEADERS = ["ID", "STATE", "QUEUE", "ATTEMPTS", "UPDATED", "COMMAND"]
+
+
+def list_jobs(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(
+        "--state", "-s", metavar="STATE", show_default=False,
+        help="Only this state: " + ", ".join(s.value for s in JobState) + ".",
+    )] = None,
+    queue: Annotated[str | None, typer.Option(
+        "--queue", metavar="NAME", help="Only this queue.", show_default=False,
+    )] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", "-n", metavar="N", min=1, help="At most N jobs.",
+    )] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List jobs, grouped by state in lifecycle order."""
+    wanted = parse_state(state) if state is not None else None
+    if queue is not None and not re.fullmatch(NAME_PATTERN, queue):
+        raise InvalidInputError(f"invalid queue name {queue!r}")
+    jobs = get_client(ctx).list_jobs(wanted, queue, limit)
+    if as_json:
+        render.emit_json([job.public_dict() for job in jobs])
+    elif not jobs:
+        print("no jobs")
+    else:
+        print(render.table(JOB_HEADERS, [job_row(job) for job in jobs]))
+
+
+def _opt(value: object, unit: str = "") -> str:
+    return "-" if value is None else f"{value}{unit}"
+
+
+def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
+    """Show every field of one job, with times in ISO 8601 and relative to now."""
+    client = get_client(ctx)
+    job = client.get(job_id)
+    kept = client.log_kept(job_id)
+    if as_json:
+        render.emit_json(job.public_dict() | {"log_size": job.log_size, "log_kept": kept})
+        return
+    t = render.when
+    rows = [
+        ("id", job.id),
+        ("command", render.clean(job.command)),
+        ("queue", job.queue),
+        ("state", job.state.value),
+        ("attempts", str(job.attempts)),
+        ("max_retries", _opt(job.max_retries) if job.max_retries is not None
+         else "- (config max-retries)"),
+        ("timeout", format_duration(job.timeout) if job.timeout is not None
+         else "- (config job-timeout)"),
+        ("run_at", t(job.run_at)),
+        ("created_at", t(job.created_at)),
+        ("updated_at", t(job.updated_at)),
+        ("started_at", t(job.started_at)),
+        ("finished_at", t(job.finished_at)),
+        ("exit_code", _opt(job.exit_code)),
+        ("last_error", render.clean(job.last_error)),
+        ("worker", _opt(job.worker)),
+        ("output", f"{job.log_size} bytes produced, last {kept} kept (queuectl logs {job.id})"),
+    ]
+    print(render.pairs(rows))
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"queuectl: {message}\n")
+    sys.stderr.flush()
+
+
+def _write(data: bytes) -> None:
+    if data:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+
+def _new_bytes(tail: LogTail, printed: int) -> tuple[bytes, int]:
+    """The part of ``tail`` after stream offset ``printed``, and how many bytes were skipped."""
+    start = tail.total - len(tail.data)  # stream offset of the first kept byte
+    skipped = max(start - printed, 0)
+    return tail.data[max(printed - start, 0):], skipped
+
+
+def logs(
+    ctx: typer.Context,
+    job_id: JobId,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new output until the job ends.")] = False,
+) -> None:
+    """Print the kept tail of a job's output, raw, as the command wrote it."""
+    client = get_client(ctx)
+    tail = client.logs(job_id)
+    if tail.total > len(tail.data):
+        _note(f"{tail.total - len(tail.data)} earlier bytes were dropped "
+              f"(the last {len(tail.data)} bytes are kept)")
+    _write(tail.data)
+    printed = tail.total
+    while follow and not tail.state.ended:
+        time.sleep(FOLLOW_POLL)
+        tail = client.logs(job_id)
+        if tail.total < printed:
+            # Only `enqueue --replace` shrinks the count: a new job now has this id.
+            _note(f"job {job_id} was replaced; following the new one")
+            printed = 0
+        data, skipped = _new_bytes(tail, printed)
+        if skipped:
+            _note(f"{skipped} bytes were dropped while following (output faster than polling)")
+        _write(data)
+        printed = tail.total
+
+
+def wait(
+    ctx: typer.Context,
+    job_ids: Annotated[list[str], typer.Argument(
+        metavar="ID", help="Job ids.", show_default=False,
+    )],
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", "-t", metavar="DURATION", show_default=False,
+        help="Give up after this long (seconds, or 30s, 5m ...) and exit 7.",
+    )] = None,
+) -> None:
+    """Block until the jobs end; print each final state; exit 1 unless all completed."""
+    ids = list(dict.fromkeys(job_ids))
+    limit = parse_duration(timeout) if timeout is not None else None
+    ended = get_client(ctx).wait(ids, timeout=limit)
+    for job_id in ids:
+        print(f"{job_id} {ended[job_id].state.value}")
+    if any(ended[i].state is not JobState.COMPLETED for i in ids):
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def cancel(ctx: typer.Context, job_id: JobId) -> None:
+    """Cancel a job that has not ended (a running one has its process group stopped)."""
+    previous = get_client(ctx).cancel(job_id)
+    print(f"{job_id} cancelled (was {previous.value})")

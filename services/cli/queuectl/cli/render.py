@@ -1,0 +1,73 @@
+"""Plain-text output: aligned tables, times, and JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from queuectl.cli.durations import format_duration
+from queuectl.core.models import iso
+
+_CONTROL = {i: f"\\x{i:02x}" for i in range(32)} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 127: "\\x7f",
+}
+
+
+def clean(text: str | None, width: int | None = None) -> str:
+    """One printable line: control characters escaped, cut to ``width`` with an ellipsis."""
+    if text is None:
+        return "-"
+    out = text.translate(_CONTROL)
+    # Arguments decoded with surrogateescape would make print() fail on stdout.
+    out = out.encode("utf-8", "backslashreplace").decode("utf-8")
+    if width is not None and len(out) > width:
+        out = out[: max(width - 1, 0)] + "…"
+    return out
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Columns padded to their widest cell, two spaces apart, no trailing blanks."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def pairs(rows: Sequence[tuple[str, str]]) -> str:
+    """``name  value`` lines with the names padded to one width."""
+    width = max((len(name) for name, _ in rows), default=0)
+    return "\n".join(f"{name.ljust(width)}  {value}".rstrip() for name, value in rows)
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """``12s ago`` / ``in 3m`` relative to ``now`` (default: this machine's clock)."""
+    if ts is None:
+        return "-"
+    delta = (time.time() if now is None else now) - ts
+    if abs(delta) < 0.5:
+        return "now"
+    return f"{format_duration(delta)} ago" if delta > 0 else f"in {format_duration(-delta)}"
+
+
+def when(ts: float | None, now: float | None = None) -> str:
+    """ISO 8601 UTC followed by the relative time, or ``-``."""
+    if ts is None:
+        return "-"
+    return f"{iso(ts)} ({ago(ts, now)})"
+
+
+def emit_json(value: Any) -> None:
+    """Pretty JSON on stdout, one document."""
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def emit_json_line(value: Any) -> None:
+    """Compact JSON on one line (streams such as ``status --watch --json``)."""
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,131 @@
+"""``queuectl status`` and ``queuectl worker list``: what the queue and its processes are doing."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from queuectl.cli import render
+from queuectl.cli.context import get_client
+from queuectl.core.client import Status, WorkerInfo
+from queuectl.core.models import iso
+
+JOBS_WIDTH = 40
+CLEAR = "\x1b[H\x1b[2J"
+
+
+def worker_dict(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    """A worker for ``--json``: its registry entry, held jobs and the status it reports."""
+    return {
+        "id": worker.id,
+        "alive": worker.alive,
+        "last_beat": iso(worker.last_beat),
+        "last_beat_age": round(now - worker.last_beat, 3),
+        "threads": int(worker.fields["threads"]) if worker.fields.get("threads", "").isdigit()
+        else None,
+        "queues": [q for q in worker.fields.get("queues", "").split(",") if q],
+        "jobs": worker.inflight,
+        "status": worker.fields,
+    }
+
+
+def status_dict(st: Status) -> dict[str, Any]:
+    """The whole status for ``--json``."""
+    now = st.server_time
+    return {
+        "server_time": iso(now),
+        "states": st.states,
+        "queues": [{"name": q.name, "pending": q.pending, "completed": q.completed,
+                    "failed": q.failed, "dead": q.dead} for q in st.queues],
+        "workers": [worker_dict(w, now) for w in st.workers],
+        "schedulers": [{"id": sid, "last_beat": iso(beat), "last_beat_age": round(now - beat, 3)}
+                       for sid, beat in sorted(st.schedulers.items())],
+    }
+
+
+def workers_table(workers: list[WorkerInfo], now: float) -> str:
+    """Workers as a table; a worker whose status hash expired shows as not alive."""
+    if not workers:
+        return "no workers"
+    rows = [
+        [w.id, "yes" if w.alive else "no", w.fields.get("threads", "-"),
+         w.fields.get("queues", "-") or "-",
+         render.clean(",".join(w.inflight), JOBS_WIDTH) if w.inflight else "-",
+         render.ago(w.last_beat, now)]
+        for w in workers
+    ]
+    return render.table(["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS", "LAST BEAT"], rows)
+
+
+def status_text(st: Status) -> str:
+    """The human form: jobs by state, queues, workers, schedulers."""
+    now = st.server_time
+    states = render.table(["STATE", "JOBS"], [[name, n] for name, n in st.states.items()])
+    queues = render.table(
+        ["QUEUE", "PENDING", "COMPLETED", "FAILED", "DEAD"],
+        [[q.name, q.pending, q.completed, q.failed, q.dead] for q in st.queues],
+    )
+    if st.schedulers:
+        schedulers = render.table(
+            ["SCHEDULER", "LAST BEAT"],
+            [[sid, render.ago(beat, now)] for sid, beat in sorted(st.schedulers.items())],
+        )
+    else:
+        schedulers = "no schedulers"
+    return "\n\n".join([
+        states,
+        queues + "\n(per queue, completed, failed and dead are running totals)",
+        workers_table(st.workers, now),
+        schedulers,
+    ])
+
+
+def status(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Refresh until Ctrl-C (with --json: one JSON line each time).",
+    )] = False,
+    interval: Annotated[float, typer.Option(
+        "--interval", metavar="SECONDS", min=0.1, help="Seconds between refreshes with --watch.",
+    )] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts by state and by queue, workers and schedulers."""
+    client = get_client(ctx)
+    if not watch:
+        st = client.status()
+        if as_json:
+            render.emit_json(status_dict(st))
+        else:
+            print(status_text(st))
+        return
+    in_place = sys.stdout.isatty()
+    try:
+        while True:
+            st = client.status()
+            if as_json:
+                render.emit_json_line(status_dict(st))
+            else:
+                head = CLEAR if in_place else "\n"
+                sys.stdout.write(f"{head}queuectl status at {iso(st.server_time)}, every "
+                                 f"{interval:g}s (Ctrl-C to stop)\n\n{status_text(st)}\n")
+                sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        # Ctrl-C is how --watch ends: a normal exit, not an interruption.
+        return
+
+
+def worker_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Registered workers: alive or not, threads, queues, jobs held, last heartbeat."""
+    st = get_client(ctx).status()
+    if as_json:
+        render.emit_json([worker_dict(w, st.server_time) for w in st.workers])
+    else:
+        print(workers_table(st.workers, st.server_time))

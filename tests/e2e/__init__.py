@@ -1,0 +1,1 @@
+"""End-to-end tests: the queuectl command line as users run it."""

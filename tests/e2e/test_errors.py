@@ -1,0 +1,118 @@
+"""Every failure is one line on stderr with its documented exit code; help and version never
+touch Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from .helpers import Cli, SecureRedis, assert_error, assert_ok, env_without_url
+
+UNREACHABLE = "redis://127.0.0.1:1/0"
+
+
+@pytest.mark.parametrize("args", [
+    ["status"], ["list"], ["show", "x"], ["logs", "x"], ["wait", "x"], ["cancel", "x"],
+    ["enqueue", "--", "true"], ["enqueue", '{"command":"true"}'], ["dlq", "list"],
+    ["dlq", "retry", "--all"], ["dlq", "purge", "--yes"], ["config", "list"],
+    ["config", "set", "max-retries", "1"], ["worker", "list"], ["worker", "stop", "--all"],
+    ["redis", "status"],
+])
+def test_unreachable_redis_exits_6(cli: Cli, env: dict[str, str], args: list[str]) -> None:
+    result = cli(*args, env=env | {"QUEUECTL_REDIS_URL": UNREACHABLE})
+    assert_error(result, 6, "cannot reach Redis at redis://127.0.0.1:1")
+    assert result.stdout == b""
+
+
+def test_input_is_validated_before_redis_is_needed(cli: Cli, env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    data_dir = tmp_path / "never-created"
+    for where in (env | {"QUEUECTL_REDIS_URL": UNREACHABLE},
+                  env_without_url(env, str(data_dir))):
+        assert_error(cli("enqueue", "--file", "-", input="not json\n", env=where), 3,
+                     "line 1: invalid JSON")
+        assert_error(cli("enqueue", "--delay", "soon", "--", "true", env=where), 3,
+                     "invalid duration")
+        assert_error(cli("enqueue", "[]", env=where), 3, "not an array")
+        assert_error(cli("list", "--state", "asleep", env=where), 3, "unknown state")
+        assert_error(cli("dlq", "purge", env=where), 2, "--yes")
+    assert not data_dir.exists()  # the embedded server was never started
+
+
+def test_an_invalid_url_exits_6(cli: Cli, env: dict[str, str]) -> None:
+    assert_error(cli("list", env=env | {"QUEUECTL_REDIS_URL": "http://example.com"}), 6,
+                 "invalid QUEUECTL_REDIS_URL")
+
+
+@pytest.fixture
+def acl_user(raw: redis.Redis) -> Iterator[str]:
+    """An ACL user with a password on the session server (its default user has none)."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    raw.acl_setuser(name, enabled=True, passwords=["+right-password"], keys=["*"],
+                    channels=["*"], commands=["+@all"])
+    yield name
+    raw.acl_deluser(name)
+
+
+def test_wrong_acl_password_exits_6(cli: Cli, env: dict[str, str], redis_url: str,
+                                    acl_user: str) -> None:
+    host = redis_url.split("://", 1)[1]
+    wrong = env | {"QUEUECTL_REDIS_URL": f"redis://{acl_user}:hunter2@{host}"}
+    line = assert_error(cli("list", env=wrong), 6, "refused the credentials")
+    assert "hunter2" not in line
+    right = env | {"QUEUECTL_REDIS_URL": f"redis://{acl_user}:right-password@{host}"}
+    assert assert_ok(cli("list", env=right)) == "no jobs\n"
+
+
+def test_password_protected_redis(cli: Cli, env: dict[str, str],
+                                  secure_redis: SecureRedis) -> None:
+    missing = env | {"QUEUECTL_REDIS_URL": secure_redis.url(None)}
+    assert_error(cli("status", env=missing), 6, "refused the credentials")
+    wrong = env | {"QUEUECTL_REDIS_URL": secure_redis.url("hunter2")}
+    line = assert_error(cli("list", env=wrong), 6, "refused the credentials")
+    assert "hunter2" not in line
+    right = env | {"QUEUECTL_REDIS_URL": secure_redis.url(secure_redis.password)}
+    assert assert_ok(cli("enqueue", "--id", "safe", "--", "true", env=right)) == "safe pending\n"
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["list", "--colour"], "No such option: --colour"),
+    (["show"], "Missing argument"),
+    (["show", "a", "b"], "unexpected extra argument"),
+    (["list", "--limit", "many"], "Invalid value for '--limit'"),
+    (["status", "--interval", "0"], "--interval"),
+    (["dlq", "nuke"], "No such command 'nuke'"),
+])
+def test_usage_errors_exit_2(cli: Cli, args: list[str], fragment: str) -> None:
+    assert_error(cli(*args), 2, fragment)
+
+
+def test_invalid_environment_exits_3(cli: Cli, env: dict[str, str]) -> None:
+    assert_error(cli("list", env=env | {"QUEUECTL_CONCURRENCY": "lots"}), 3,
+                 "invalid environment QUEUECTL_CONCURRENCY")
+
+
+def test_help_and_version_never_touch_redis(cli: Cli, env: dict[str, str],
+                                            tmp_path: Path) -> None:
+    data_dir = tmp_path / "never-created"
+    for where in (env | {"QUEUECTL_REDIS_URL": UNREACHABLE},
+                  env_without_url(env, str(data_dir))):
+        for args in (["--help"], ["-h"], ["enqueue", "--help"], ["dlq", "purge", "--help"],
+                     ["worker", "start", "--help"], []):
+            out = assert_ok(cli(*args, env=where))
+            assert out.startswith("Usage: queuectl"), out
+        assert assert_ok(cli("--version", env=where)).startswith("queuectl ")
+    assert not data_dir.exists()
+
+
+def test_top_level_help_lists_every_command(cli: Cli) -> None:
+    out = assert_ok(cli("--help"))
+    for command in ("enqueue", "status", "list", "show", "logs", "wait", "cancel", "dlq",
+                    "config", "worker", "scheduler", "redis"):
+        assert f"\n  {command} " in out, command
+    assert "Exit codes" in out

@@ -1,0 +1,90 @@
+"""``queuectl status`` once, as JSON, and ``--watch`` until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from queuectl.core.client import Client
+
+from .helpers import Cli, assert_ok, background, finish, make_dead, register_worker
+
+
+def _fill(client: Client) -> None:
+    make_dead(client, "dead1")
+    for i in range(3):
+        client.enqueue("true", job_id=f"p{i}")
+    client.enqueue("true", job_id="m1", queue="mail")
+    client.enqueue("true", job_id="later", delay=3600)
+    finish(client, "p0")
+    register_worker(client, "w1", queues="mail,default", threads=2)
+    client.store.fetch("w1", ["mail"])
+    k = client.keys
+    client.store.heartbeat(k.scheduler("s1"), k.schedulers, "s1", 30.0, {"id": "s1"})
+
+
+def test_status_of_an_empty_queue(cli: Cli) -> None:
+    out = assert_ok(cli("status"))
+    assert "no workers" in out and "no schedulers" in out
+    data = json.loads(assert_ok(cli("status", "--json")))
+    assert set(data["states"].values()) == {0}
+    assert data["queues"] == [
+        {"name": "default", "pending": 0, "completed": 0, "failed": 0, "dead": 0}]
+    assert data["workers"] == [] and data["schedulers"] == []
+
+
+def test_status_counts_queues_workers_and_schedulers(cli: Cli, client: Client) -> None:
+    _fill(client)
+    data = json.loads(assert_ok(cli("status", "--json")))
+    assert data["states"] == {"pending": 2, "scheduled": 1, "processing": 1, "failed": 0,
+                              "dead": 1, "completed": 1, "cancelled": 0}
+    queues = {q["name"]: q for q in data["queues"]}
+    assert queues["default"] == {"name": "default", "pending": 2, "completed": 1, "failed": 1,
+                                 "dead": 1}
+    assert queues["mail"]["pending"] == 0
+    [worker] = data["workers"]
+    assert (worker["id"], worker["alive"], worker["threads"], worker["queues"],
+            worker["jobs"]) == ("w1", True, 2, ["mail", "default"], ["m1"])
+    assert worker["last_beat"].endswith("Z") and worker["last_beat_age"] >= 0
+    assert [s["id"] for s in data["schedulers"]] == ["s1"]
+
+    out = assert_ok(cli("status"))
+    tables = [block.splitlines() for block in out.split("\n\n")]
+    states = dict(line.split() for line in tables[0][1:])
+    assert states == {name: str(n) for name, n in data["states"].items()}
+    assert tables[1][0].split() == ["QUEUE", "PENDING", "COMPLETED", "FAILED", "DEAD"]
+    assert tables[1][1].split() == ["default", "2", "1", "1", "1"]
+    assert tables[2][0].split()[:5] == ["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS"]
+    assert tables[2][1].split()[:5] == ["w1", "yes", "2", "mail,default", "m1"]
+    assert tables[3][1].split()[0] == "s1"
+
+
+def test_watch_refreshes_until_ctrl_c(env: dict[str, str], client: Client) -> None:
+    client.enqueue("true", job_id="j1")
+    with background(env, "status", "--watch", "--interval", "0.1") as proc:
+        assert proc.stdout is not None
+        seen = b""
+        while seen.count(b"queuectl status at") < 3:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, "status --watch exited early"
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err == b""
+    frame = (seen + out).split(b"queuectl status at")[1]
+    assert b"pending     1" in frame
+
+
+def test_watch_json_prints_one_line_per_refresh(env: dict[str, str], client: Client) -> None:
+    client.enqueue("true", job_id="j1")
+    with background(env, "status", "--watch", "--interval", "0.1", "--json") as proc:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        second = json.loads(proc.stdout.readline())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err == b""
+    assert first["states"]["pending"] == second["states"]["pending"] == 1
