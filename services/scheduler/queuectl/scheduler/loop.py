@@ -73,6 +73,7 @@ class Scheduler:
         self._next_beat = 0.0  # monotonic time of the next heartbeat; 0 = beat now
         self._connected_once = False
         self._down_since: float | None = None  # monotonic start of the current outage
+        self._up_since: float | None = None  # monotonic start of the current connected spell
 
     # -- one round ---------------------------------------------------------------------
     def promote_due(self) -> float:
@@ -130,7 +131,12 @@ class Scheduler:
         # worker_ttl + heartbeat_interval, and an idle scheduler costs nothing more.
         if time.monotonic() >= self._next_beat:
             self.beat()
-            self.reap()
+            # After an outage (or at start) every worker's last beat looks old: give
+            # live workers one TTL to beat again before calling anyone dead, or a Redis
+            # restart would hand back jobs that are still running.
+            up = self._up_since
+            if up is not None and time.monotonic() - up >= self.settings.worker_ttl:
+                self.reap()
             self._next_beat = time.monotonic() + self.settings.heartbeat_interval
 
     def idle(self, seconds: float) -> bool:
@@ -174,6 +180,8 @@ class Scheduler:
         self._beat_if_due()
         wait = self.promote_due()
         self._connected_once = True
+        if self._up_since is None:
+            self._up_since = time.monotonic()
         if self._down_since is not None:
             log.info("reconnected to Redis at %s after %.1fs", self.redis_description,
                      time.monotonic() - self._down_since)
@@ -194,6 +202,7 @@ class Scheduler:
             # time, but keep going with the same back-off rather than crash-looping.
             log.error("scheduler round failed: %s: %s", type(exc).__name__, exc)
             return
+        self._up_since = None
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.warning("Redis at %s unavailable (%s: %s); retrying with back-off up to %gs",

@@ -1,0 +1,58 @@
+"""Recovery paths of a live worker: cancelling a running job, lost fetch replies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from queuectl.core.client import Client
+from queuectl.core.models import JobSpec, JobState
+from queuectl.core.settings import Settings
+from queuectl.worker.pool import Worker
+
+from .procs import Procs, eventually, process_gone, wait_registered, wait_state
+
+
+def test_cancelling_a_running_job_stops_its_process_group(
+        procs: Procs, client: Client, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    worker = procs.worker({"QUEUECTL_CONCURRENCY": "1"})
+    wait_registered(client, worker)
+    job = client.enqueue(f"echo $$ > {pidfile}; exec sleep 60")
+    wait_state(client, job.id, JobState.PROCESSING)
+    pid = int(eventually(lambda: pidfile.exists() and pidfile.read_text().strip(),
+                         what="the job wrote its pid"))
+
+    assert client.cancel(job.id) is JobState.PROCESSING
+    # The worker learns of it at its next lease check (output shipment, every second).
+    eventually(lambda: process_gone(pid), what=f"job process {pid} killed")
+    record = client.get(job.id)
+    assert record.state is JobState.CANCELLED
+    assert record.exit_code is None, "the stopped run must not report over the cancel"
+
+    # The slot is free again and the worker lives on.
+    after = client.enqueue("echo after")
+    eventually(lambda: client.get(after.id).state is JobState.COMPLETED, what="next job ran")
+    assert worker.alive()
+    assert "cancelled or taken over" in worker.stderr()
+
+
+def test_a_job_whose_fetch_reply_was_lost_is_handed_back(
+        client: Client, settings: Settings) -> None:
+    """A fetch that Redis ran but whose reply never arrived leaves a job leased to a
+    live worker that does not know it; the worker's reconcile hands it back."""
+    worker = Worker(client.store, settings, 1, ["default"])
+    client.store.enqueue(JobSpec(id="ghost", command="true"))
+    client.store.enqueue(JobSpec(id="mine", command="true"))
+    lost = client.store.fetch(worker.id, ["default"])  # the reply "lost in transit"
+    assert lost is not None and lost.id == "ghost"
+
+    worker.reconcile()  # no fetch failed: nothing is suspected, nothing moves
+    assert client.get("ghost").state is JobState.PROCESSING
+
+    worker._suspect = True  # what a fetch raising ConnectionError sets
+    worker.reconcile()
+    back = client.get("ghost")
+    assert back.state is JobState.PENDING
+    assert back.interrupted == 1, "the run never started, so it uses no retry"
+    assert client.redis.lrange(client.keys.queue("default"), 0, -1) == [b"ghost", b"mine"]
+    assert client.redis.scard(client.keys.inflight(worker.id)) == 0
