@@ -120,15 +120,16 @@ def test_complete_is_fenced(store: Store, lease: Lease) -> None:
     store.complete(job, "w1", b"", 0)  # the holder still can
 
 
-def test_complete_twice_or_after_another_fetch_is_refused(store: Store, raw: redis.Redis,
+def test_complete_twice_is_a_no_op_and_after_another_fetch_is_refused(store: Store, raw: redis.Redis,
                                                           lease: Lease,
                                                           make_due: MakeDue) -> None:
     k = store.keys
     job = lease(store, JobSpec(id="f", command="true"))
     store.complete(job, "w1", b"", 0)
     after = snapshot(store, "f")
-    with pytest.raises(LeaseLostError):
-        store.complete(job, "w1", b"again", 5)  # not processing any more
+    # The same call again (as redis-py re-sends after a lost reply) is answered as
+    # done, and writes nothing more.
+    store.complete(job, "w1", b"again", 5)
     assert snapshot(store, "f") == after
 
     # A run that was taken over: the job failed, was retried and is now held again.

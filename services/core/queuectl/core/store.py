@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -97,7 +98,7 @@ class Store:
             [k.job(spec.id), k.queue(spec.queue), k.wake(spec.queue), k.delayed, k.queues,
              k.dead_letter, k.completed, k.cancelled, k.log(spec.id), k.scheduler_wake],
             [spec.id, spec.queue, spec.command, _num(spec.max_retries), _num(spec.timeout),
-             _num(run_at), "1" if replace else "0", trace_context],
+             _num(run_at), "1" if replace else "0", trace_context, secrets.token_hex(8)],
             client,
         )
 

@@ -57,7 +57,7 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
             log.warning("second %s: stopping running jobs now", signal.Signals(signum).name)
             worker.hard_stop()
             return
-        log.info("%s: draining (grace %.0fs)", signal.Signals(signum).name,
+        log.info("%s: draining (grace %gs)", signal.Signals(signum).name,
                  settings.shutdown_grace)
         grace_ends.append(time.monotonic() + settings.shutdown_grace)
         worker.request_stop()

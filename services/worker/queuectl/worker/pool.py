@@ -48,7 +48,6 @@ class Worker:
         # Jobs this process holds, from the fetch reply until the outcome is written.
         self._held: dict[str, Fetched] = {}
         self._fetching = 0
-        self._suspect = False  # a fetch failed: its reply (a leased job) may have been lost
         self.processed = 0
         self.failed = 0
         self._threads: list[threading.Thread] = []
@@ -153,9 +152,6 @@ class Worker:
         try:
             job = self.store.fetch(self.id, self.queues)
             return job
-        except redis.RedisError:
-            self._suspect = True
-            raise
         finally:
             with self._lock:
                 self._fetching -= 1
@@ -167,18 +163,16 @@ class Worker:
 
         If Redis ran a fetch but the reply was lost (a connection cut, a restart),
         the job sits in our in-flight set, marked processing by a live worker, so
-        recovery would never take it. After a failed fetch, and only while no fetch
-        is outstanding (under the lock every fetched job is in ``_held``), any id in
-        the in-flight set that we do not hold is such an orphan.
+        recovery would never take it; redis-py may even re-send the fetch and hand
+        us the next job, so no error is seen. Run on every heartbeat, and only while
+        no fetch is outstanding (under the lock every fetched job is in ``_held``),
+        any id in the in-flight set that we do not hold is such an orphan.
         """
-        if not self._suspect:
-            return
         with self._lock:
             if self._fetching:
                 return
             members = self.store.redis.smembers(self.store.keys.inflight(self.id))
             orphans = {as_str(m) for m in members} - set(self._held)
-            self._suspect = False
         for job_id in orphans:
             lease, queue = self.store.redis.hmget(self.store.keys.job(job_id), ["lease", "queue"])
             ghost = Fetched(job_id, int(lease or 0), "", None, 0, as_str(queue or "default"), "")

@@ -11,11 +11,18 @@ ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 ARGV[4] last output chunk (already capped)   ARGV[5] bytes produced since the last shipment
 ARGV[6] log cap in bytes   ARGV[7] default completed-ttl seconds ("0" = keep forever)
 
-Returns 0 done, -1 lease lost (the job is no longer processing under this token:
+Returns 0 done (also when this very call is re-sent after a lost reply: the record
+is already completed under this lease), -1 lease lost (the job is no longer processing under this token:
 it was taken over or cancelled); nothing is written then.
 ]]
 local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker', 'queue')
-if f[1] ~= 'processing' or f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
+if f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
+  return -1
+end
+if f[1] == 'completed' then
+  return 0
+end
+if f[1] ~= 'processing' then
   return -1
 end
 local t = redis.call('TIME')

@@ -15,9 +15,14 @@ ARGV[1] id   ARGV[2] queue name   ARGV[3] command
 ARGV[4] max_retries ("" = policy default)   ARGV[5] timeout seconds ("" = policy default)
 ARGV[6] run_at epoch seconds ("" = now)     ARGV[7] "1" to replace an ended job
 ARGV[8] trace context ("" = none)
+ARGV[9] request token: random per call, the same when a call is re-sent
 
 Returns {0} queued as pending, {1} stored as scheduled,
         {-1, state} id exists and has not ended, {-2, state} id exists, ended, no replace.
+
+A call re-sent after its reply was lost (redis-py retries on a dropped
+connection) finds its own token on the record and answers as the first run
+did, instead of refusing the job it just stored.
 
 Server time (TIME) is used so that every pod agrees on "now".
 ]]
@@ -26,6 +31,9 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nows = string.format('%.6f', now)
 
 local state = redis.call('HGET', KEYS[1], 'state')
+if state and ARGV[9] ~= '' and redis.call('HGET', KEYS[1], 'enqueue_token') == ARGV[9] then
+  return {state == 'scheduled' and 1 or 0}
+end
 if state then
   if state ~= 'completed' and state ~= 'dead' and state ~= 'cancelled' then
     return {-1, state}
@@ -46,7 +54,7 @@ redis.call('HSET', KEYS[1],
   'state', delayed and 'scheduled' or 'pending', 'attempts', 0,
   'max_retries', ARGV[4], 'timeout', ARGV[5], 'run_at', ARGV[6],
   'created_at', nows, 'updated_at', nows, 'lease', 0, 'log_size', 0,
-  'trace_context', ARGV[8])
+  'trace_context', ARGV[8], 'enqueue_token', ARGV[9])
 redis.call('SADD', KEYS[5], ARGV[2])
 
 if delayed then

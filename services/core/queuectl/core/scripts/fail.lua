@@ -17,7 +17,8 @@ ARGV[8] error text
 ARGV[9..12] policy defaults: max-retries, backoff-base, backoff-factor, backoff-max
 
 Returns {1, due} retry scheduled at epoch `due` (state failed), {2} dead (in the DLQ),
-        {-1} lease lost; nothing is written then.
+        {-1} lease lost; nothing is written then. A call re-sent after a lost reply
+        finds the record already failed or dead under its lease and answers the same.
 
 attempts already counts this run (fetch increments it). Runs that ended with
 no result (worker lost, handed back at shutdown) are counted in `interrupted`
@@ -27,7 +28,14 @@ backoff_base * backoff_factor ^ (k - 1) seconds, capped by backoff-max when > 0.
 ]]
 local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker', 'queue', 'attempts',
   'max_retries', 'interrupted')
-if f[1] ~= 'processing' or f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
+if f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
+  return {-1}
+end
+if f[1] == 'failed' then
+  return {1, redis.call('HGET', KEYS[1], 'run_at')}
+elseif f[1] == 'dead' then
+  return {2}
+elseif f[1] ~= 'processing' then
   return {-1}
 end
 local t = redis.call('TIME')
