@@ -120,9 +120,8 @@ def test_complete_is_fenced(store: Store, lease: Lease) -> None:
     store.complete(job, "w1", b"", 0)  # the holder still can
 
 
-def test_complete_twice_is_a_no_op_and_after_another_fetch_is_refused(store: Store, raw: redis.Redis,
-                                                          lease: Lease,
-                                                          make_due: MakeDue) -> None:
+def test_complete_twice_is_a_no_op_and_after_another_fetch_is_refused(
+        store: Store, raw: redis.Redis, lease: Lease, make_due: MakeDue) -> None:
     k = store.keys
     job = lease(store, JobSpec(id="f", command="true"))
     store.complete(job, "w1", b"", 0)
