@@ -224,25 +224,26 @@ class Store:
         now = secs + micros / 1e6
         due = sorted(((s, as_str(m)) for m, s in [*retry, *delayed] if s <= now))[:batch]
         ids = [job_id for _, job_id in due]
-        queues = self._queues_of(ids)
-        keys = [k.retry_queue, k.delayed]
-        args: list[str] = []
-        for job_id, queue in zip(ids, queues, strict=True):
-            # A vanished record has no queue: the script just drops its entry.
-            q = queue or "default"
-            keys += [k.job(job_id), k.queue(q), k.wake(q)]
-            args.append(job_id)
-        moved, next_due, server_now = self._run("promote", keys, args)
+        keys = [k.retry_queue, k.delayed, *self._job_queue_keys(ids)]
+        moved, next_due, server_now = self._run("promote", keys, ids)
         nd = as_str(next_due)
         return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)))
 
-    def _queues_of(self, ids: Sequence[str]) -> list[str | None]:
+    def _job_queue_keys(self, ids: Sequence[str]) -> list[str]:
+        """(job hash, queue list, wake list) for each id, for scripts that move jobs
+        onto queues they cannot know in advance; each script re-checks the record."""
         if not ids:
             return []
+        k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(self.keys.job(job_id), "queue")
-        return [None if q is None else as_str(q) for q in pipe.execute()]
+            pipe.hget(k.job(job_id), "queue")
+        keys: list[str] = []
+        for job_id, queue in zip(ids, pipe.execute(), strict=True):
+            # A vanished record has no queue: the scripts just drop its entry.
+            q = as_str(queue) if queue else "default"
+            keys += [k.job(job_id), k.queue(q), k.wake(q)]
+        return keys
 
     # -- recovery -------------------------------------------------------------------------
     def dead_workers(self, ttl: float) -> list[str]:
@@ -259,10 +260,8 @@ class Store:
             members: Any = self.redis.srandmember(k.inflight(worker_id), PIPELINE_CHUNK)
             ids = [as_str(i) for i in members]
             keys = [k.workers, k.inflight(worker_id), k.worker(worker_id), k.control(worker_id),
-                    k.wakeup(worker_id), k.dead_letter, k.config, k.stats]
-            for job_id, queue in zip(ids, self._queues_of(ids), strict=True):
-                q = queue or "default"
-                keys += [k.job(job_id), k.queue(q), k.wake(q)]
+                    k.wakeup(worker_id), k.dead_letter, k.config, k.stats,
+                    *self._job_queue_keys(ids)]
             reply = self._run("reap", keys, [worker_id, ttl, self.policy.max_lost, *ids])
             if int(reply[0]) == -1:
                 return None
@@ -278,10 +277,7 @@ class Store:
         moved = 0
         for start in range(0, len(ids), PIPELINE_CHUNK):
             part = list(ids[start:start + PIPELINE_CHUNK])
-            keys = [k.dead_letter]
-            for job_id, queue in zip(part, self._queues_of(part), strict=True):
-                q = queue or "default"
-                keys += [k.job(job_id), k.queue(q), k.wake(q)]
+            keys = [k.dead_letter, *self._job_queue_keys(part)]
             moved += int(self._run("dlq_retry", keys, part))
         return moved
 
