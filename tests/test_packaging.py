@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from queuectl.core.store import SCRIPTS
+from queuectl.core.lua import script_names
 
 REPO = Path(__file__).resolve().parents[1]
 PORTIONS = ["core", "worker", "scheduler", "cli"]
@@ -33,18 +33,17 @@ CONSOLE_SCRIPTS = ["queuectl", "queuectl-worker", "queuectl-scheduler"]
 # Run by the venv's own interpreter: what it imports, and from where.
 PROBE = r"""
 import importlib, json, sys
-from importlib import resources
 
 modules = {name: importlib.import_module(name).__file__ for name in sys.argv[1:]}
 import queuectl.core
-from queuectl.core.store import SCRIPTS
+from queuectl.core.lua import script_names, script_source
 
-folder = resources.files("queuectl.core") / "scripts"
 print(json.dumps({
     "core": queuectl.core.__file__,
     "namespace": list(queuectl.__path__),
     "modules": modules,
-    "lua": {name: len((folder / f"{name}.lua").read_text("utf-8")) for name in SCRIPTS},
+    # script_source inlines scripts/lib/*.lua: those files must be in the wheel too.
+    "lua": {name: len(script_source(name)) for name in script_names()},
     "prefix": sys.prefix,
 }))
 """
@@ -139,7 +138,7 @@ def check_probe(out: dict[str, Any], source_of: dict[str, Path]) -> None:
     for module, path in out["modules"].items():
         portion = module.split(".")[1]
         assert Path(path).is_relative_to(source_of[portion]), (module, path)
-    assert set(out["lua"]) == set(SCRIPTS)
+    assert set(out["lua"]) == set(script_names())
     assert all(size > 100 for size in out["lua"].values()), out["lua"]
 
 
@@ -159,7 +158,7 @@ def test_wheel_contents(wheel: Path) -> None:
         names = set(zf.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         scripts = zf.read(entry_points).decode()
-    for name in SCRIPTS:
+    for name in script_names():
         assert f"queuectl/core/scripts/{name}.lua" in names
     for portion in PORTIONS:
         assert f"queuectl/{portion}/__init__.py" in names

@@ -11,7 +11,8 @@ import contextlib
 import hashlib
 import socket
 import threading
-from importlib import resources
+
+from queuectl.core.lua import script_source
 
 # Enough of the client's stream to find a 40-character script sha split across reads.
 TAIL = 128
@@ -19,7 +20,7 @@ TAIL = 128
 
 def script_sha(name: str) -> bytes:
     """The sha1 redis-py sends in EVALSHA for one of QueueCTL's scripts."""
-    text = (resources.files("queuectl.core") / "scripts" / f"{name}.lua").read_text("utf-8")
+    text = script_source(name)
     return hashlib.sha1(text.encode()).hexdigest().encode()  # Redis's choice of hash
 
 

@@ -7,13 +7,13 @@ scripts wrote; nothing is mocked.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib import resources
 from typing import Any
 
 import pytest
 
 from queuectl.core.client import Client
 from queuectl.core.keys import Keys
+from queuectl.core.lua import script_source
 from queuectl.core.models import JobSpec
 from queuectl.core.settings import PolicyDefaults
 from queuectl.core.store import Fetched, Store
@@ -49,10 +49,8 @@ def store(make_store: StoreFactory) -> Store:
 @pytest.fixture
 def lua(client: Client) -> Iterator[Callable[[str], Script]]:
     """Call one script directly, for races that Store's own read-then-call cannot show."""
-    folder = resources.files("queuectl.core") / "scripts"
-
     def load(name: str) -> Script:
-        script = client.redis.register_script((folder / f"{name}.lua").read_text("utf-8"))
+        script = client.redis.register_script(script_source(name))
 
         def call(keys: list[str], args: list[Any]) -> Any:
             return script(keys=keys, args=args)

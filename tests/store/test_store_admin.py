@@ -42,7 +42,7 @@ def test_dlq_retry_gives_fresh_retries(dlq_store: Store, raw: redis.Redis, lease
     assert raw.hget(k.job("d"), "attempts") == "2"
     raw.delete(k.wake("q"))
 
-    assert store.dlq_retry(["d"]) == 1
+    assert store.dlq_retry(["d"]).moved == 1
     record = raw.hgetall(k.job("d"))
     assert record["state"] == "pending"
     assert record["attempts"] == "0"
@@ -62,7 +62,7 @@ def test_dlq_retry_leaves_jobs_that_are_not_dead(dlq_store: Store, raw: redis.Re
     store, k = dlq_store, dlq_store.keys
     store.enqueue(JobSpec(id="p", command="true"))
     raw.rpush(k.dead_letter, "p")  # a stray entry: the record says pending
-    assert store.dlq_retry(["p", "unknown"]) == 0
+    assert store.dlq_retry(["p", "unknown"]).moved == 0
     assert raw.lrange(k.queue("default"), 0, -1) == ["p"]
     assert raw.lrange(k.dead_letter, 0, -1) == ["p"]
     assert raw.hget(k.job("p"), "state") == "pending"
@@ -72,8 +72,8 @@ def test_dlq_retry_twice_moves_once(dlq_store: Store, raw: redis.Redis, lease: L
                                     make_due: MakeDue) -> None:
     store, k = dlq_store, dlq_store.keys
     bury(store, lease, make_due, "d")
-    assert store.dlq_retry(["d", "d"]) == 1
-    assert store.dlq_retry(["d"]) == 0
+    assert store.dlq_retry(["d", "d"]).moved == 1
+    assert store.dlq_retry(["d"]).moved == 0
     assert raw.lrange(k.queue("default"), 0, -1) == ["d"]
 
 
@@ -87,7 +87,7 @@ def test_dlq_retry_of_many_in_chunks(dlq_store: Store, raw: redis.Redis) -> None
         pipe.hset(k.job(i), "state", "dead")
         pipe.rpush(k.dead_letter, i)
     pipe.execute()
-    assert store.dlq_retry(ids) == 1200
+    assert store.dlq_retry(ids).moved == 1200
     assert raw.lrange(k.queue("default"), 0, -1) == ids
     assert raw.llen(k.dead_letter) == 0
 

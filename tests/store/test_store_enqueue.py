@@ -10,7 +10,8 @@ import redis
 
 from queuectl.core.errors import ConflictError
 from queuectl.core.models import JobSpec, JobState
-from queuectl.core.store import PIPELINE_CHUNK, Fetched, Store
+from queuectl.core.scripting import PIPELINE_CHUNK
+from queuectl.core.store import Fetched, Store
 
 Now = Callable[[], float]
 Lease = Callable[..., Fetched]

@@ -79,12 +79,18 @@ def test_completed_record_and_log_expire_after_the_ttl(store: Store, raw: redis.
 
 def test_completed_index_forgets_what_has_expired(store: Store, raw: redis.Redis, now: Now,
                                                   lease: Lease) -> None:
+    # The scheduler prunes index entries whose record has expired, and only those: an
+    # old entry whose record lives on (completed-ttl was lowered since) stays indexed.
     k = store.keys
     raw.hset(k.config, "completed-ttl", "100")
     raw.zadd(k.completed, {"ancient": now() - 1000, "recent": now() - 10})
+    raw.zadd(k.cancelled, {"gone": now() - 1000})
     job = lease(store, JobSpec(id="ok", command="true"))
     store.complete(job, "w1", b"", 0)
+    raw.hset(k.job("recent"), mapping={"id": "recent", "state": "completed"})
+    assert store.prune_indexes() == 2
     assert set(raw.zrange(k.completed, 0, -1)) == {"recent", "ok"}
+    assert raw.exists(k.cancelled) == 0
 
 
 def test_completed_ttl_zero_keeps_forever(store: Store, raw: redis.Redis, now: Now,

@@ -37,7 +37,8 @@ def failed(store: Store, lease: Lease, job_id: str, due: float, queue: str = "de
 
 def promote_keys(store: Store, job_id: str, queue: str = "default") -> list[str]:
     k = store.keys
-    return [k.retry_queue, k.delayed, k.job(job_id), k.queue(queue), k.wake(queue)]
+    return [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why, k.job(job_id), k.queue(queue),
+            k.wake(queue)]
 
 
 def test_only_due_items_of_both_sets_are_promoted(store: Store, raw: redis.Redis, now: Now,
@@ -112,7 +113,7 @@ def test_job_cancelled_after_the_read_is_not_promoted(store: Store, raw: redis.R
     k = store.keys
     scheduled(store, "c", now() - 1)
     store.cancel("c")
-    moved, next_due, _ = lua("promote")(promote_keys(store, "c"), ["c"])
+    moved, next_due, _, _ = lua("promote")(promote_keys(store, "c"), ["c", "default"])
     assert moved == 0 and next_due == b""
     assert raw.hget(k.job("c"), "state") == "cancelled"
     assert raw.llen(k.queue("default")) == 0
@@ -142,10 +143,12 @@ def test_two_promoters_reading_the_same_ids_move_each_once(store: Store, raw: re
     for job_id in ids:
         scheduled(store, job_id, now() - 1)
     promote = lua("promote")
-    keys = [k.retry_queue, k.delayed]
+    keys = [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why]
+    args = []
     for job_id in ids:
         keys += [k.job(job_id), k.queue("default"), k.wake("default")]
-    first, second = promote(keys, ids), promote(keys, ids)
+        args += [job_id, "default"]
+    first, second = promote(keys, args), promote(keys, args)
     assert (first[0], second[0]) == (20, 0)
     assert Counter(raw.lrange(k.queue("default"), 0, -1)) == Counter({i: 1 for i in ids})
 
@@ -155,7 +158,8 @@ def test_not_yet_due_in_the_script_is_left_alone(store: Store, raw: redis.Redis,
     # A caller passing an id that is not due (clock skew, a rescheduled retry) moves nothing.
     k = store.keys
     scheduled(store, "later", now() + 60)
-    moved, next_due, server_now = lua("promote")(promote_keys(store, "later"), ["later"])
+    moved, next_due, server_now, _ = lua("promote")(promote_keys(store, "later"),
+                                                    ["later", "default"])
     assert moved == 0
     assert float(next_due) - float(server_now) > 55
     assert raw.zrange(k.delayed, 0, -1) == ["later"]

@@ -17,7 +17,7 @@ Lease = Callable[..., Fetched]
 
 def beat(store: Store, worker: str, ttl: float = 10.0) -> None:
     k = store.keys
-    store.heartbeat(k.worker(worker), k.workers, worker, ttl, {"id": worker})
+    store.heartbeat(k.worker(worker), k.workers, worker, ttl, "t", {"id": worker})
 
 
 def kill(store: Store, worker: str, ago: float = 60.0) -> None:

@@ -24,15 +24,16 @@ def test_heartbeat_writes_status_ttl_and_registry(store: Store, raw: redis.Redis
                                                   now: Now) -> None:
     k = store.keys
     before = now()
-    beat = store.heartbeat(k.worker("w1"), k.workers, "w1", 5.0,
+    beat = store.heartbeat(k.worker("w1"), k.workers, "w1", 5.0, "t",
                            {"host": "h", "threads": "4", "queues": "a,b"})
     assert before <= beat <= now()
     status = raw.hgetall(k.worker("w1"))
-    assert status == {"last_beat": f"{beat:.6f}", "host": "h", "threads": "4", "queues": "a,b"}
+    assert status == {"last_beat": f"{beat:.6f}", "instance": "t", "host": "h", "threads": "4",
+                      "queues": "a,b"}
     assert 4000 < raw.pttl(k.worker("w1")) <= 5000
     assert raw.zscore(k.workers, "w1") == pytest.approx(beat, abs=1e-3)
 
-    again = store.heartbeat(k.worker("w1"), k.workers, "w1", 0.5, {"threads": "3"})
+    again = store.heartbeat(k.worker("w1"), k.workers, "w1", 0.5, "t", {"threads": "3"})
     assert again >= beat
     assert raw.hget(k.worker("w1"), "threads") == "3"
     assert 0 < raw.pttl(k.worker("w1")) <= 500
@@ -41,7 +42,7 @@ def test_heartbeat_writes_status_ttl_and_registry(store: Store, raw: redis.Redis
 
 def test_scheduler_heartbeat_uses_its_own_registry(store: Store, raw: redis.Redis) -> None:
     k = store.keys
-    store.heartbeat(k.scheduler("s1"), k.schedulers, "s1", 3.0, {"promoted": "0"})
+    store.heartbeat(k.scheduler("s1"), k.schedulers, "s1", 3.0, "t", {"promoted": "0"})
     assert raw.type(k.scheduler("s1")) == "hash"
     assert raw.zrange(k.schedulers, 0, -1) == ["s1"]
     assert raw.zcard(k.workers) == 0
@@ -50,7 +51,7 @@ def test_scheduler_heartbeat_uses_its_own_registry(store: Store, raw: redis.Redi
 def test_registry_entry_outlives_the_status_hash(store: Store, raw: redis.Redis) -> None:
     # Recovery finds a dead worker through the registry after its status expired.
     k = store.keys
-    store.heartbeat(k.worker("w1"), k.workers, "w1", 0.001, {})  # expires after 1 ms
+    store.heartbeat(k.worker("w1"), k.workers, "w1", 0.001, "t", {})  # expires after 1 ms
     deadline = time.monotonic() + 5
     while raw.exists(k.worker("w1")) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -62,16 +63,16 @@ def test_registry_entry_outlives_the_status_hash(store: Store, raw: redis.Redis)
 def test_unregister_refuses_while_jobs_are_held(store: Store, raw: redis.Redis,
                                                 lease: Lease) -> None:
     k = store.keys
-    store.heartbeat(k.worker("w1"), k.workers, "w1", 10.0, {})
+    store.heartbeat(k.worker("w1"), k.workers, "w1", 10.0, "t", {})
     raw.rpush(k.control("w1"), "stop")
     job = lease(store, JobSpec(id="held", command="true"))
-    assert store.unregister_worker("w1") == 1
+    assert store.unregister_worker("w1", "t") == 1
     assert raw.exists(k.worker("w1"), k.inflight("w1"), k.control("w1")) == 3
     assert raw.zrange(k.workers, 0, -1) == ["w1"]
 
     store.complete(job, "w1", b"", 0)
     raw.rpush(k.wakeup("w1"), "1")
-    assert store.unregister_worker("w1") == 0
+    assert store.unregister_worker("w1", "t") == 0
     assert raw.exists(k.worker("w1"), k.inflight("w1"), k.control("w1"), k.wakeup("w1")) == 0
     assert raw.zcard(k.workers) == 0
 
@@ -87,7 +88,7 @@ def test_the_seed_key_layout(client: Client, make_store: StoreFactory, raw: redi
     dead = lease(store, JobSpec(id="dead", command="false", max_retries=0, queue="other"))
     store.fail(dead, "w1", b"", 0, 1, "exit code 1")
     client.config_set("max-retries", "5")
-    store.heartbeat(store.keys.worker("w1"), store.keys.workers, "w1", 10.0, {"host": "h"})
+    store.heartbeat(store.keys.worker("w1"), store.keys.workers, "w1", 10.0, "t", {"host": "h"})
 
     assert raw.type(f"{p}:jobs") == "list"
     assert raw.lrange(f"{p}:jobs", 0, -1) == ["pending"]
@@ -141,7 +142,7 @@ def test_a_hash_tag_prefix_reaches_every_key(client: Client, raw: redis.Redis,
     job = lease(store, JobSpec(id="t", command="false"))
     store.log_append(job, "w1", b"x", 1)
     store.fail(job, "w1", b"", 0, 1, "exit code 1")
-    store.heartbeat(store.keys.worker("w1"), store.keys.workers, "w1", 10.0, {})
+    store.heartbeat(store.keys.worker("w1"), store.keys.workers, "w1", 10.0, "t", {})
     written = list(raw.scan_iter(match=f"{{{key_prefix}}}*", count=1000))
     assert len(written) >= 6
     # In Redis Cluster, only the part between the first { and } is hashed.

@@ -46,6 +46,15 @@ def test_valid_values_are_normalised(name: str, raw: str, stored: str) -> None:
     ("job-timeout", "1e999", "'1e999' is not a finite number"),
     ("completed-ttl", "1.5", "'1.5' is not a whole number"),
     ("completed-ttl", "-5", "value must be >= 0, got -5"),
+    # What cannot be honoured is refused: retries due at inf, an EXPIRE that overflows.
+    ("backoff-base", "1e300", "value must be <= 2592000, got 1e300"),
+    ("backoff-factor", "1e308", "value must be <= 100, got 1e308"),
+    ("backoff-max", "1e10", "value must be <= 2592000, got 1e10"),
+    ("completed-ttl", "10000000000000000", "value must be <= 315360000, got 10000000000000000"),
+    ("job-timeout", "1e7", "value must be <= 2592000, got 1e7"),
+    ("max-lost", "0", "value must be >= 1, got 0"),
+    ("max-retries", "1_0", "'1_0' is not a whole number"),
+    ("backoff-base", "0x10", "'0x10' is not a number"),
 ])
 def test_invalid_values_are_refused_with_one_line(name: str, raw: str, reason: str) -> None:
     with pytest.raises(InvalidInputError) as caught:

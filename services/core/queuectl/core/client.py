@@ -10,23 +10,47 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
+
 from queuectl.core import policy as policy_keys
+from queuectl.core.admin_ops import Moved, QuarantineEntry
 from queuectl.core.connection import open_store
 from queuectl.core.errors import (
+    ConflictError,
+    DataError,
     InvalidInputError,
     NotFoundError,
     WaitTimeoutError,
 )
 from queuectl.core.keys import DEFAULT_QUEUE
-from queuectl.core.models import Job, JobSpec, JobState, check_job_id
+from queuectl.core.models import (
+    CorruptRecordError,
+    Job,
+    JobSpec,
+    JobState,
+    check_job_id,
+    valid_name,
+)
+from queuectl.core.policy import PolicyView
 from queuectl.core.settings import Settings
 from queuectl.core.store import EnqueueResult, Store, as_str
+
+WAIT_CHUNK = 1000
+
+
+def _decoded(raw: Any) -> dict[str, str]:
+    return {as_str(k): as_str(v) for k, v in raw.items()}
+
+
+def _wrongtype(exc: redis.ResponseError) -> bool:
+    return str(exc).startswith("WRONGTYPE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +78,26 @@ class Status:
     workers: list[WorkerInfo]
     schedulers: dict[str, float] = field(default_factory=dict)
     server_time: float = 0.0
+    # Keys that could not be read (wrong type) and config values that do not parse:
+    # the counts above treat such a key as empty; `queuectl doctor` says more.
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """How a waited-for job ended: its state, and its record when that can be read."""
+
+    id: str
+    state: JobState
+    job: Job | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """Jobs listed, and the ids whose record could not be read (skipped)."""
+
+    jobs: list[Job]
+    unreadable: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +147,40 @@ class Client:
         return self.store.enqueue_many(specs, replace=replace)
 
     # -- reading ---------------------------------------------------------------------
+    def _hgetall(self, key: str) -> dict[str, str]:
+        try:
+            return _decoded(self.redis.hgetall(key))
+        except redis.ResponseError as exc:
+            if _wrongtype(exc):
+                raise DataError(f"key {key} is not a job hash (queuectl doctor)") from None
+            raise
+
     def find(self, job_id: str) -> Job | None:
-        raw = self.redis.hgetall(self.keys.job(check_job_id(job_id)))
-        return Job.from_hash({as_str(k): as_str(v) for k, v in raw.items()}) if raw else None
+        """The job's record, None if there is none; CorruptRecordError if it cannot be read."""
+        raw = self._hgetall(self.keys.job(check_job_id(job_id)))
+        if not raw:
+            return None
+        job = Job.from_hash(raw, job_id)
+        reason = self.quarantine_reason(job_id)
+        return job if reason is None else job.model_copy(update={"state": JobState.QUARANTINED})
+
+    def find_raw(self, job_id: str) -> dict[str, str]:
+        """The record's fields as stored, for showing a record that does not parse."""
+        return self._hgetall(self.keys.job(check_job_id(job_id)))
+
+    def quarantine_reason(self, job_id: str) -> str | None:
+        """Why the job is in quarantine, or None when it is not there."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zscore(self.keys.quarantine, job_id)
+        pipe.hget(self.keys.quarantine_why, job_id)
+        score, why = pipe.execute(raise_on_error=False)
+        if not isinstance(score, float):
+            return None
+        try:
+            info = json.loads(as_str(why)) if isinstance(why, bytes) else {}
+        except ValueError:
+            info = {}
+        return str(info.get("reason", "?")) if isinstance(info, dict) else "?"
 
     def get(self, job_id: str) -> Job:
         job = self.find(job_id)
@@ -113,66 +188,113 @@ class Client:
             raise NotFoundError(f"no job {job_id}")
         return job
 
-    def _load(self, ids: Sequence[str]) -> list[Job]:
+    def _load(self, ids: Sequence[str], unreadable: list[str] | None = None) -> list[Job]:
+        """Records of ``ids`` that exist and parse; the ids of the others go to ``unreadable``."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.keys.job(job_id))
-        return [
-            Job.from_hash({as_str(k): as_str(v) for k, v in raw.items()})
-            for raw in pipe.execute() if raw
-        ]
+        out = []
+        for job_id, raw in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(raw, Exception) or (raw and not valid_name(job_id)):
+                if unreadable is not None:
+                    unreadable.append(job_id)
+                continue
+            if not raw:
+                continue
+            try:
+                out.append(Job.from_hash(_decoded(raw), job_id))
+            except CorruptRecordError:
+                if unreadable is not None:
+                    unreadable.append(job_id)
+        return out
 
-    def queue_names(self) -> list[str]:
-        names = {as_str(q) for q in self.redis.smembers(self.keys.queues)}
+    def _read(self, pipe: Any, problems: list[str], names: Sequence[str]) -> list[Any]:
+        """Execute ``pipe``; a reply that failed with WRONGTYPE becomes None and a problem."""
+        out: list[Any] = []
+        for name, reply in zip(names, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, redis.ResponseError) and _wrongtype(reply):
+                problems.append(f"key {name} has the wrong type (queuectl doctor)")
+                out.append(None)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                out.append(reply)
+        return out
+
+    def queue_names(self, problems: list[str] | None = None) -> list[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.keys.queues)
+        (members,) = self._read(pipe, problems if problems is not None else [], [self.keys.queues])
+        names = {as_str(q) for q in members or ()}
         names.add(DEFAULT_QUEUE)
-        return sorted(names)
+        return sorted(n for n in names if valid_name(n))
 
     def _ids_in_state(self, state: JobState, queue: str | None, limit: int) -> list[str]:
         k, r = self.keys, self.redis
         if state is JobState.PENDING:
             queues = [queue] if queue else self.queue_names()
-            return [as_str(i) for q in queues for i in r.lrange(k.queue(q), 0, limit - 1)]
+            pipe = r.pipeline(transaction=False)
+            for q in queues:
+                pipe.lrange(k.queue(q), 0, limit - 1)
+            lists = self._read(pipe, [], [k.queue(q) for q in queues])
+            return [as_str(i) for part in lists for i in part or ()]
         if state is JobState.PROCESSING:
             return [i for w in self.workers() for i in w.inflight]
-        source: Callable[[], Any] = {
-            JobState.SCHEDULED: lambda: r.zrange(k.delayed, 0, -1),
-            JobState.FAILED: lambda: r.zrange(k.retry_queue, 0, -1),
-            JobState.DEAD: lambda: r.lrange(k.dead_letter, 0, -1),
-            JobState.COMPLETED: lambda: r.zrevrange(k.completed, 0, -1),
-            JobState.CANCELLED: lambda: r.zrevrange(k.cancelled, 0, -1),
-        }[state]
-        return [as_str(i) for i in source()]
+        source: dict[JobState, tuple[str, Callable[[Any], Any]]] = {
+            JobState.SCHEDULED: (k.delayed, lambda p: p.zrange(k.delayed, 0, -1)),
+            JobState.FAILED: (k.retry_queue, lambda p: p.zrange(k.retry_queue, 0, -1)),
+            JobState.DEAD: (k.dead_letter, lambda p: p.lrange(k.dead_letter, 0, -1)),
+            JobState.COMPLETED: (k.completed, lambda p: p.zrevrange(k.completed, 0, -1)),
+            JobState.CANCELLED: (k.cancelled, lambda p: p.zrevrange(k.cancelled, 0, -1)),
+            JobState.QUARANTINED: (k.quarantine, lambda p: p.zrange(k.quarantine, 0, -1)),
+        }
+        key, read = source[state]
+        pipe = r.pipeline(transaction=False)
+        read(pipe)
+        (ids,) = self._read(pipe, [], [key])
+        return [as_str(i) for i in ids or ()]
 
     def list_jobs(self, state: JobState | None = None, queue: str | None = None,
-                  limit: int = 50) -> list[Job]:
+                  limit: int = 50) -> JobPage:
         """Jobs in one state (or every state), optionally of one queue, up to ``limit``."""
         states = [state] if state else list(JobState)
         out: list[Job] = []
+        unreadable: list[str] = []
+        quarantined = set(self._ids_in_state(JobState.QUARANTINED, None, 0))
         for st in states:
             ids = self._ids_in_state(st, queue, limit)
             for start in range(0, len(ids), 500):
-                for job in self._load(ids[start:start + 500]):
+                for loaded in self._load(ids[start:start + 500], unreadable):
+                    job = loaded
+                    if st is JobState.QUARANTINED:
+                        job = loaded.model_copy(update={"state": JobState.QUARANTINED})
+                    elif loaded.id in quarantined:
+                        continue
                     if job.state is st and (queue is None or job.queue == queue):
                         out.append(job)
                         if len(out) >= limit:
-                            return out
-        return out
+                            return JobPage(out, unreadable)
+        return JobPage(out, unreadable)
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, problems: list[str] | None = None) -> list[WorkerInfo]:
         k = self.keys
-        scored: Any = self.redis.zrange(k.workers, 0, -1, withscores=True)
-        entries = [(as_str(m), float(s)) for m, s in scored]
+        problems = problems if problems is not None else []
         pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(k.workers, 0, -1, withscores=True)
+        (scored,) = self._read(pipe, problems, [k.workers])
+        entries = [(as_str(m), float(s)) for m, s in scored or ()]
+        pipe = self.redis.pipeline(transaction=False)
+        names = []
         for worker_id, _ in entries:
             pipe.hgetall(k.worker(worker_id))
             pipe.smembers(k.inflight(worker_id))
-        replies = pipe.execute()
+            names += [k.worker(worker_id), k.inflight(worker_id)]
+        replies = self._read(pipe, problems, names)
         out = []
         for i, (worker_id, beat) in enumerate(entries):
-            raw, held = replies[2 * i], replies[2 * i + 1]
+            raw, held = replies[2 * i] or {}, replies[2 * i + 1] or set()
             out.append(WorkerInfo(
-                id=worker_id, alive=bool(raw), last_beat=beat,
-                fields={as_str(a): as_str(b) for a, b in raw.items()},
+                id=worker_id, alive=bool(raw), last_beat=beat, fields=_decoded(raw),
                 inflight=sorted(as_str(j) for j in held),
             ))
         return out
@@ -180,38 +302,46 @@ class Client:
     def status(self) -> Status:
         """Counts by state and by queue, workers and schedulers."""
         k = self.keys
-        queues = self.queue_names()
-        workers = self.workers()
+        problems: list[str] = []
+        view = self.store.policies.refresh()
+        problems += [f"config {name}: {why}" for name, why in view.invalid.items()]
+        queues = self.queue_names(problems)
+        workers = self.workers(problems)
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
+        names = ["TIME"]
         for q in queues:
             pipe.llen(k.queue(q))
-        pipe.zcard(k.delayed)
-        pipe.zcard(k.retry_queue)
-        pipe.llen(k.dead_letter)
+            names.append(k.queue(q))
+        ttl = view.policy.completed_ttl
+        for key, count in ((k.delayed, pipe.zcard), (k.retry_queue, pipe.zcard),
+                           (k.dead_letter, pipe.llen), (k.quarantine, pipe.zcard)):
+            count(key)
+            names.append(key)
         pipe.hgetall(k.stats)
-        pipe.hget(k.config, "completed-ttl")
         pipe.zrange(k.schedulers, 0, -1, withscores=True)
-        replies = pipe.execute()
+        names += [k.stats, k.schedulers]
+        replies = self._read(pipe, problems, names)
         secs, micros = replies[0]
         now = secs + micros / 1e6
-        pending = [int(n) for n in replies[1:1 + len(queues)]]
-        scheduled, failed, dead, raw_stats, ttl_raw, scheds = replies[1 + len(queues):]
-        ttl = float(as_str(ttl_raw)) if ttl_raw else float(self.store.policy.completed_ttl)
+        pending = [int(n or 0) for n in replies[1:1 + len(queues)]]
+        scheduled, failed, dead, quarantined, raw_stats, scheds = replies[1 + len(queues):]
         since = now - ttl if ttl > 0 else "-inf"
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcount(k.completed, since, "+inf")
         pipe.zcount(k.cancelled, since, "+inf")
-        completed, cancelled = pipe.execute()
-        stats = {as_str(a): int(b) for a, b in raw_stats.items()}
+        completed, cancelled = self._read(pipe, problems, [k.completed, k.cancelled])
+        stats = {as_str(a): int(b) for a, b in (raw_stats or {}).items()
+                 if as_str(b).isdigit()}
         states = {
             JobState.PENDING.value: sum(pending),
-            JobState.SCHEDULED.value: int(scheduled),
+            JobState.SCHEDULED.value: int(scheduled or 0),
             JobState.PROCESSING.value: sum(len(w.inflight) for w in workers),
-            JobState.FAILED.value: int(failed),
-            JobState.DEAD.value: int(dead),
-            JobState.COMPLETED.value: int(completed),
-            JobState.CANCELLED.value: int(cancelled),
+            JobState.FAILED.value: int(failed or 0),
+            JobState.DEAD.value: int(dead or 0),
+            JobState.COMPLETED.value: int(completed or 0),
+            JobState.CANCELLED.value: int(cancelled or 0),
+            JobState.QUARANTINED.value: int(quarantined or 0),
         }
         qstats = [
             QueueStats(q, n, stats.get(f"completed:{q}", 0), stats.get(f"failed:{q}", 0),
@@ -219,7 +349,7 @@ class Client:
             for q, n in zip(queues, pending, strict=True)
         ]
         return Status(states, qstats, workers,
-                      {as_str(m): float(s) for m, s in scheds}, now)
+                      {as_str(m): float(s) for m, s in scheds or ()}, now, problems)
 
     def logs(self, job_id: str) -> LogTail:
         """The stored tail of a job's output and how many bytes it produced in all."""
@@ -228,15 +358,21 @@ class Client:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self.keys.job(check_job_id(job_id)))
         pipe.get(self.keys.log(job_id))
-        raw, data = pipe.execute()
+        raw, data = pipe.execute(raise_on_error=False)
+        if isinstance(raw, Exception):
+            raise DataError(f"key {self.keys.job(job_id)} is not a job hash (queuectl doctor)")
         if not raw:
             raise NotFoundError(f"no job {job_id}")
-        job = Job.from_hash({as_str(k): as_str(v) for k, v in raw.items()})
-        return LogTail(bytes(data or b""), job.log_size, job.state)
+        job = Job.from_hash(_decoded(raw), job_id)
+        tail = bytes(data) if isinstance(data, bytes) else b""
+        return LogTail(tail, job.log_size, job.state)
 
     def log_kept(self, job_id: str) -> int:
         """How many bytes of the job's output are stored (the tail ``logs`` prints)."""
-        kept: Any = self.redis.strlen(self.keys.log(check_job_id(job_id)))
+        try:
+            kept: Any = self.redis.strlen(self.keys.log(check_job_id(job_id)))
+        except redis.ResponseError:
+            return 0  # a log key of the wrong type: nothing usable is kept
         return int(kept)
 
     def server_info(self) -> dict[str, str]:
@@ -247,24 +383,58 @@ class Client:
         return {name: str(info[name]) for name in wanted if name in info}
 
     # -- waiting and cancelling ---------------------------------------------------------
+    def _states(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """The stored state of each id ("quarantined" for one in quarantine, None if no
+        record), in one round trip per WAIT_CHUNK ids."""
+        out: dict[str, str | None] = {}
+        for start in range(0, len(ids), WAIT_CHUNK):
+            part = list(ids[start:start + WAIT_CHUNK])
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in part:
+                pipe.hget(self.keys.job(job_id), "state")
+            pipe.zmscore(self.keys.quarantine, part)
+            *states, scores = pipe.execute(raise_on_error=False)
+            if isinstance(scores, Exception):
+                scores = [None] * len(part)
+            for job_id, state, score in zip(part, states, scores, strict=True):
+                if score is not None:
+                    out[job_id] = JobState.QUARANTINED.value
+                elif isinstance(state, bytes):
+                    out[job_id] = as_str(state)
+                else:
+                    out[job_id] = "" if isinstance(state, Exception) else None
+        return out
+
+    def _settle(self, job_id: str, state: str) -> Settled:
+        try:
+            job = self.find(job_id)
+        except DataError:
+            job = None
+        return Settled(job_id, JobState(state), job)
+
     def wait(self, ids: Sequence[str], timeout: float | None = None,
-             poll: float = 0.1) -> dict[str, Job]:
-        """Block until every job has ended; raises WaitTimeoutError past ``timeout``."""
-        for job_id in ids:
-            self.get(job_id)
+             poll: float = 0.1) -> dict[str, Settled]:
+        """Block until every job has ended (or is in quarantine); WaitTimeoutError past
+        ``timeout``. Each poll costs one round trip per WAIT_CHUNK ids still open."""
+        ids = [check_job_id(i) for i in dict.fromkeys(ids)]
         deadline = None if timeout is None else time.monotonic() + timeout
-        ended: dict[str, Job] = {}
+        settled: dict[str, Settled] = {}
+        first = True
+        settles = {s.value for s in JobState if s.ended} | {JobState.QUARANTINED.value}
         while True:
-            for job in self._load([i for i in ids if i not in ended]):
-                if job.state.ended:
-                    ended[job.id] = job
-            missing = [i for i in ids if i not in ended and self.find(i) is None]
-            if missing:
-                raise NotFoundError(f"job {missing[0]} disappeared (expired or purged)")
-            if len(ended) == len(ids):
-                return ended
+            open_ids = [i for i in ids if i not in settled]
+            for job_id, state in self._states(open_ids).items():
+                if state is None:
+                    if first:
+                        raise NotFoundError(f"no job {job_id}")
+                    raise NotFoundError(f"job {job_id} disappeared (expired or purged)")
+                if state in settles:
+                    settled[job_id] = self._settle(job_id, state)
+            first = False
+            if len(settled) == len(ids):
+                return {i: settled[i] for i in ids}
             if deadline is not None and time.monotonic() >= deadline:
-                left = [i for i in ids if i not in ended]
+                left = [i for i in ids if i not in settled]
                 raise WaitTimeoutError(
                     f"timed out waiting for {len(left)} job(s), e.g. {left[0]}"
                 )
@@ -275,39 +445,74 @@ class Client:
         return self.store.cancel(check_job_id(job_id))
 
     # -- dead letter queue --------------------------------------------------------------
-    def dlq_list(self, limit: int = 100) -> list[Job]:
+    def dlq_list(self, limit: int = 100) -> JobPage:
         ids = [as_str(i) for i in self.redis.lrange(self.keys.dead_letter, 0, limit - 1)]
-        return self._load(ids)
+        unreadable: list[str] = []
+        return JobPage(self._load(ids, unreadable), unreadable)
 
-    def dlq_retry(self, job_id: str) -> None:
+    def dlq_retry(self, job_id: str) -> Moved:
         job = self.get(job_id)
-        if job.state is not JobState.DEAD or self.store.dlq_retry([job_id]) != 1:
-            from queuectl.core.errors import ConflictError
-
+        result = self.store.dlq_retry([job_id]) if job.state is JobState.DEAD else Moved(0, [])
+        if result.moved != 1 and not result.notes:
             raise ConflictError(f"job {job_id} is not in the DLQ (state {job.state.value})")
+        return result
 
-    def dlq_retry_all(self) -> int:
-        total = 0
+    def dlq_retry_all(self) -> Moved:
+        total, notes = 0, []
         while True:
             ids = [as_str(i) for i in self.redis.lrange(self.keys.dead_letter, 0, 999)]
-            moved = self.store.dlq_retry(ids) if ids else 0
-            total += moved
-            if moved == 0:
-                return total
+            result = self.store.dlq_retry(ids) if ids else Moved(0, [])
+            total += result.moved
+            notes += result.notes
+            if result.moved == 0 and not result.notes:
+                return Moved(total, notes)
 
     def dlq_purge(self) -> int:
         return self.store.purge_dlq()
 
+    # -- quarantine -------------------------------------------------------------------------
+    def quarantine_list(self, limit: int = 100) -> tuple[list[QuarantineEntry], int]:
+        """The oldest ``limit`` quarantined jobs with their reasons, and the total."""
+        return self.store.quarantine_list(limit)
+
+    def quarantine_retry(self, ids: Sequence[str] | None) -> Moved:
+        """Put quarantined jobs (all of them, with None) back on their queues."""
+        if ids is not None:
+            return self.store.quarantine_retry([check_job_id(i) for i in ids])
+        total, notes, done = 0, list[str](), set[str]()
+        while True:
+            batch = [i for i in self.store.quarantine_ids(len(done) + 1000) if i not in done]
+            if not batch:
+                return Moved(total, notes)
+            done.update(batch)
+            result = self.store.quarantine_retry(batch)
+            total += result.moved
+            notes += result.notes
+
+    def quarantine_purge(self, ids: Sequence[str] | None) -> int:
+        """Delete quarantined jobs (all of them, with None) and their output."""
+        if ids is not None:
+            return self.store.quarantine_purge([check_job_id(i) for i in ids])
+        total = 0
+        while batch := self.store.quarantine_ids(1000):
+            deleted = self.store.quarantine_purge(batch)
+            if deleted == 0:
+                return total
+            total += deleted
+        return total
+
     # -- config ---------------------------------------------------------------------------
+    def config_view(self) -> PolicyView:
+        """The policy in effect, what P:config stores, and which stored values are invalid."""
+        return self.store.policies.refresh()
+
     def config_list(self) -> dict[str, tuple[str, bool]]:
         """Every policy key: (effective value, True if set in Redis rather than defaulted)."""
-        stored = {as_str(a): as_str(b) for a, b in self.redis.hgetall(self.keys.config).items()}
+        view = self.config_view()
         out = {}
-        for name in policy_keys.POLICY_KEYS:
-            if name in stored:
-                out[name] = (stored[name], True)
-            else:
-                out[name] = (policy_keys.default_value(name, self.store.policy), False)
+        for name, key in policy_keys.POLICY_KEYS.items():
+            value = policy_keys.format_value(getattr(view.policy, key.attr))
+            out[name] = (value, name in view.stored and name not in view.invalid)
         return out
 
     def config_get(self, name: str) -> str:
@@ -316,7 +521,12 @@ class Client:
 
     def config_set(self, name: str, value: str) -> str:
         stored = policy_keys.normalise(name, value)
-        self.redis.hset(self.keys.config, name, stored)
+        try:
+            self.redis.hset(self.keys.config, name, stored)
+        except redis.ResponseError as exc:
+            if _wrongtype(exc):
+                raise DataError(f"key {self.keys.config} is not a hash (queuectl doctor)") from None
+            raise
         return stored
 
     # -- workers ----------------------------------------------------------------------------

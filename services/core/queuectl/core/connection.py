@@ -45,15 +45,21 @@ def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.
             socket_timeout=socket_timeout,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
             health_check_interval=15,
+            # Ids and fields another client wrote need not be UTF-8: decode and encode them
+            # losslessly so that they can be read, shown and passed back to a script.
+            encoding_errors="surrogateescape",
             **tcp,
         )
     except ValueError as exc:
         raise RedisUnavailableError(f"invalid QUEUECTL_REDIS_URL: {exc}") from None
 
 
-def open_store(settings: Settings, **kwargs: float) -> Store:
+def open_store(settings: Settings, *, policy_max_age: float = 0.0, **kwargs: float) -> Store:
+    """A Store on the configured Redis; services cache the runtime policy for up to
+    ``policy_max_age`` seconds, the CLI reads it afresh."""
     client = connect(settings, **kwargs)  # type: ignore[arg-type]
-    return Store(client, Keys(settings.key_prefix), settings.policy, settings.log_tail_bytes)
+    return Store(client, Keys(settings.key_prefix), settings.policy, settings.log_tail_bytes,
+                 policy_max_age=policy_max_age)
 
 
 def redis_error_message(exc: redis.RedisError, url: str) -> str:
@@ -75,6 +81,6 @@ def redis_errors(url: str) -> Iterator[None]:
     except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
         raise RedisUnavailableError(redis_error_message(exc, url)) from None
     except redis.ResponseError as exc:
-        if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+        if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "NOPERM" in str(exc):
             raise RedisUnavailableError(redis_error_message(exc, url)) from None
         raise

@@ -11,6 +11,8 @@ Exit codes (documented in the README):
 5     conflict (id already exists, job not in a state that allows it)
 6     Redis unreachable, refused the credentials, or could not be started
 7     ``wait --timeout`` expired before every job ended
+8     Redis holds data QueueCTL cannot use (a key of the wrong type, a corrupted
+      record); ``queuectl doctor`` shows what and where
 130   interrupted (Ctrl-C)
 ====  ==================================================================
 """
@@ -25,6 +27,7 @@ EXIT_NOT_FOUND = 4
 EXIT_CONFLICT = 5
 EXIT_REDIS = 6
 EXIT_TIMEOUT = 7
+EXIT_DATA = 8
 EXIT_INTERRUPTED = 130
 
 
@@ -62,6 +65,19 @@ class RedisUnavailableError(QueueCtlError):
     """Redis cannot be reached, refused our credentials, or the embedded server failed to start."""
 
     exit_code = EXIT_REDIS
+
+
+class PermissionDeniedError(RedisUnavailableError):
+    """The Redis ACL user may not run a command QueueCTL needs (NOPERM); nothing was written."""
+
+
+class DataError(QueueCtlError):
+    """Redis holds something QueueCTL cannot use: a key of the wrong type, a corrupted record.
+
+    Raised only when nothing was written; ``queuectl doctor`` lists such keys.
+    """
+
+    exit_code = EXIT_DATA
 
 
 class WaitTimeoutError(QueueCtlError):

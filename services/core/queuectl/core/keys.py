@@ -14,6 +14,17 @@ from dataclasses import dataclass
 
 DEFAULT_QUEUE = "default"
 
+# What each key family is, and the Redis type it must have; doctor checks every key
+# under the prefix against this. Markers hold no data, so a wrong one can be deleted.
+KEY_TYPES: dict[str, str] = {
+    "job": "hash", "queue": "list", "wake": "list", "config": "hash", "retry": "zset",
+    "dead": "list", "worker": "hash", "workers": "zset", "inflight": "set", "control": "list",
+    "wakeup": "list", "queues": "set", "delayed": "zset", "completed": "zset",
+    "cancelled": "zset", "scheduler_wake": "list", "scheduler": "hash", "schedulers": "zset",
+    "log": "string", "stats": "hash", "quarantine": "zset", "quarantine_why": "hash",
+}
+MARKERS = frozenset({"wake", "wakeup", "control", "scheduler_wake"})
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:
@@ -108,10 +119,44 @@ class Keys:
         """Per-worker list used to wake that worker's idle threads at shutdown."""
         return f"{self.prefix}:wakeup:{worker_id}"
 
+    # -- quarantine --------------------------------------------------------------------
+    @property
+    def quarantine(self) -> str:
+        """Zset of ids set aside because their record (or a key they must move to) is unusable."""
+        return f"{self.prefix}:quarantine"
+
+    @property
+    def quarantine_why(self) -> str:
+        """Hash of quarantined id -> JSON reason (what was wrong, which script, when)."""
+        return f"{self.prefix}:quarantine:why"
+
     # -- job output and counters ------------------------------------------------
     def log(self, job_id: str) -> str:
         """Capped tail of a job's output."""
         return f"{self.prefix}:log:{job_id}"
+
+    def classify(self, key: str) -> tuple[str, str] | None:
+        """(family, name) of a key this prefix owns, e.g. ("queue", "reports"), else None."""
+        head = f"{self.prefix}:"
+        if not key.startswith(head):
+            return None
+        rest = key[len(head):]
+        fixed = {"jobs": ("queue", DEFAULT_QUEUE), "config": ("config", ""),
+                 "retry_queue": ("retry", ""), "dead_letter": ("dead", ""),
+                 "workers": ("workers", ""), "queues": ("queues", ""), "delayed": ("delayed", ""),
+                 "completed": ("completed", ""), "cancelled": ("cancelled", ""),
+                 "scheduler_wake": ("scheduler_wake", ""), "schedulers": ("schedulers", ""),
+                 "stats": ("stats", ""), "quarantine": ("quarantine", ""),
+                 "quarantine:why": ("quarantine_why", "")}
+        if rest in fixed:
+            return fixed[rest]
+        family, sep, name = rest.partition(":")
+        families = {"jobs": "job", "queue": "queue", "wake": "wake", "worker": "worker",
+                    "inflight": "inflight", "control": "control", "wakeup": "wakeup",
+                    "scheduler": "scheduler", "log": "log"}
+        if sep and family in families and name:
+            return families[family], name
+        return None
 
     @property
     def stats(self) -> str:

@@ -11,11 +11,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from queuectl.core.errors import InvalidInputError
+from queuectl.core.errors import DataError, InvalidInputError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.settings import NAME_PATTERN
 
 MAX_COMMAND_BYTES = 128 * 1024
+MAX_ENV_VARS = 100
+MAX_ENV_BYTES = 32 * 1024
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class CorruptRecordError(DataError):
+    """A stored job record does not parse; ``why`` names the first bad field."""
+
+    def __init__(self, job_id: str, why: str) -> None:
+        super().__init__(f"job {job_id} has a record that cannot be read: {why} "
+                         "(queuectl doctor --repair moves it to quarantine)")
+        self.job_id = job_id
+        self.why = why
 
 
 class JobState(StrEnum):
@@ -26,6 +39,8 @@ class JobState(StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     CANCELLED = "cancelled"
+    # Derived, never stored: the job's id is in the quarantine (its record stays as found).
+    QUARANTINED = "quarantined"
 
     @property
     def ended(self) -> bool:
@@ -33,6 +48,8 @@ class JobState(StrEnum):
 
 
 ENDED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+# The states a record may store (read_job in Lua accepts exactly these).
+STATE_NAMES = frozenset(s.value for s in JobState if s is not JobState.QUARANTINED)
 
 
 def new_job_id() -> str:
@@ -50,6 +67,29 @@ class JobSpec(BaseModel):
     max_retries: int | None = Field(None, ge=0, le=1000)
     timeout: float | None = Field(None, gt=0, le=30 * 86400)
     run_at: datetime | None = None
+    env: dict[str, str] | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if not value:
+            return None
+        if len(value) > MAX_ENV_VARS:
+            raise ValueError(f"more than {MAX_ENV_VARS} variables")
+        for name, v in value.items():
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a variable name")
+            if name.startswith("QUEUECTL_"):
+                raise ValueError(f"{name} is reserved: QUEUECTL_* variables are QueueCTL's")
+            if "\x00" in v:
+                raise ValueError(f"{name} contains a NUL byte")
+        if len(json.dumps(value)) > MAX_ENV_BYTES:
+            raise ValueError(f"larger than {MAX_ENV_BYTES} bytes")
+        return value
+
+    def env_json(self) -> str:
+        """The ``env`` field as stored: compact JSON, "" for none."""
+        return json.dumps(self.env, separators=(",", ":")) if self.env else ""
 
     @field_validator("command")
     @classmethod
@@ -107,6 +147,11 @@ def spec_from_json(text: str) -> JobSpec:
     return spec_from_mapping(data)
 
 
+def valid_name(name: str) -> bool:
+    """True for a usable job, queue or worker id: 1-128 characters of A-Za-z0-9._-."""
+    return _NAME.fullmatch(name) is not None
+
+
 def check_job_id(job_id: str) -> str:
     if not re.fullmatch(NAME_PATTERN, job_id):
         raise InvalidInputError("invalid id: use 1-128 characters of A-Z a-z 0-9 . _ -")
@@ -119,6 +164,74 @@ def _opt_float(raw: str | None) -> float | None:
 
 def _opt_int(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
+
+
+# The rules of scripts/lib/job.lua (read_job), which every script applies before it
+# trusts a record; tests/store/test_record_rules.py keeps the two equal.
+_COUNT = re.compile(r"[0-9]{1,15}")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_EXIT = re.compile(r"-?[0-9]+")
+_NAME = re.compile(NAME_PATTERN)
+MAX_TIMEOUT = 30 * 86400
+COUNT_FIELDS = ("attempts", "lease", "interrupted", "lost", "log_size")
+TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at")
+
+
+def _decimal(raw: str) -> bool:
+    return len(raw) <= 32 and _DECIMAL.fullmatch(raw) is not None
+
+
+def env_problem(raw: str) -> str | None:
+    """Why a stored ``env`` field is unusable, or None."""
+    if not raw.startswith("{"):
+        return "field env is not a JSON object"
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return "field env is not a JSON object"
+    if not isinstance(value, dict):
+        return "field env is not a JSON object"
+    for name, v in value.items():
+        if not isinstance(v, str):
+            return "field env is not an object of strings"
+        if not _ENV_NAME.fullmatch(name) or name.startswith("QUEUECTL_") or "\x00" in v:
+            return "field env has a variable QueueCTL refuses"
+    return None
+
+
+def record_problem(raw: dict[str, str], job_id: str) -> str | None:  # noqa: C901, PLR0911, PLR0912
+    """Why a stored job record cannot be used, or None; the rules of ``read_job`` in Lua."""
+    def get(name: str) -> str:
+        return raw.get(name, "")
+
+    if get("id") != job_id:
+        return f"field id is not {job_id}"
+    if get("command") == "":
+        return "field command is empty"
+    if not _NAME.fullmatch(get("queue")):
+        return "field queue is not a queue name"
+    if get("state") not in STATE_NAMES:
+        return "field state is not a known state"
+    for name in COUNT_FIELDS:
+        if get(name) != "" and not _COUNT.fullmatch(get(name)):
+            return f"field {name} is not a number"
+    retries = get("max_retries")
+    if retries != "" and not (_COUNT.fullmatch(retries) and int(retries) <= 1000):
+        return "field max_retries is not a number from 0 to 1000"
+    timeout = get("timeout")
+    if timeout != "" and not (_decimal(timeout) and 0 < float(timeout) <= MAX_TIMEOUT):
+        return "field timeout is not a number of seconds"
+    for name in TIME_FIELDS:
+        if get(name) != "" and not _decimal(get(name)):
+            return f"field {name} is not a time"
+    code = get("exit_code")
+    if code != "" and not (len(code) <= 11 and _EXIT.fullmatch(code)):
+        return "field exit_code is not a number"
+    if get("worker") != "" and not _NAME.fullmatch(get("worker")):
+        return "field worker is not a worker id"
+    if get("env") != "":
+        return env_problem(get("env"))
+    return None
 
 
 class Job(BaseModel):
@@ -146,10 +259,15 @@ class Job(BaseModel):
     lost: int = 0
     log_size: int = 0
     trace_context: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
-    def from_hash(cls, raw: dict[str, str]) -> Job:
-        """Build from an HGETALL reply (decoded strings)."""
+    def from_hash(cls, raw: dict[str, str], job_id: str | None = None) -> Job:
+        """Build from an HGETALL reply (decoded strings); CorruptRecordError if it is unusable."""
+        job_id = raw.get("id", "") if job_id is None else job_id
+        why = record_problem(raw, job_id)
+        if why is not None:
+            raise CorruptRecordError(job_id, why)
         return cls(
             id=raw["id"],
             command=raw.get("command", ""),
@@ -171,6 +289,7 @@ class Job(BaseModel):
             lost=int(raw.get("lost") or 0),
             log_size=int(raw.get("log_size") or 0),
             trace_context=raw.get("trace_context") or None,
+            env=json.loads(raw["env"]) if raw.get("env") else {},
         )
 
     def public_dict(self) -> dict[str, Any]:
@@ -179,7 +298,7 @@ class Job(BaseModel):
         for name in (
             "id", "command", "queue", "state", "attempts", "max_retries", "timeout",
             "run_at", "created_at", "updated_at", "started_at", "finished_at",
-            "exit_code", "last_error", "worker", "interrupted", "lost",
+            "exit_code", "last_error", "worker", "interrupted", "lost", "env",
         ):
             value = getattr(self, name)
             if name.endswith("_at") and value is not None:

@@ -1,13 +1,54 @@
-"""Runtime policy keys of ``P:config``: names, validation and effective values."""
+"""Runtime policy: the keys of ``P:config``, their bounds, and the values in effect.
+
+The environment gives the defaults (``QUEUECTL_POLICY__*``); ``queuectl config
+set`` stores overrides in ``P:config``. Scripts never parse ``P:config``: the
+services read it here, check every value against the same bounds ``config set``
+enforces, fall back to the default (with a warning) for a value that does not
+parse, and pass the values to the scripts as arguments.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from queuectl.core.errors import InvalidInputError
-from queuectl.core.settings import PolicyDefaults
+
+log = logging.getLogger("queuectl.policy")
+
+DAY = 86400
+# The longest single retry delay ever used, whatever backoff-base and -factor say: a
+# delay past it is a configuration mistake, and unbounded powers overflow to inf.
+MAX_RETRY_DELAY = 30 * DAY
+MAX_JOB_TIMEOUT = 30 * DAY
+MAX_COMPLETED_TTL = 10 * 365 * DAY
+
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+class Policy(BaseModel):
+    """The runtime policy in effect; the bounds here are the ones ``config set`` enforces."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_retries: int = Field(3, ge=0, le=1000)
+    backoff_base: float = Field(2.0, gt=0, le=MAX_RETRY_DELAY)
+    backoff_factor: float = Field(2.0, ge=1, le=100)
+    backoff_max: float = Field(0.0, ge=0, le=MAX_RETRY_DELAY,
+                               description="cap on one retry delay; 0 = no cap")
+    job_timeout: float = Field(3600.0, ge=0, le=MAX_JOB_TIMEOUT,
+                               description="seconds; 0 = no timeout")
+    completed_ttl: int = Field(86400, ge=0, le=MAX_COMPLETED_TTL,
+                               description="seconds completed jobs are kept")
+    max_lost: int = Field(3, ge=1, le=1000, description="runs that may lose their worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,48 +56,20 @@ class PolicyKey:
     name: str
     attr: str
     help: str
-    parse: Callable[[str], float]
-
-
-def _number(minimum: float, *, integer: bool = False, strict_min: bool = False,
-            maximum: float | None = None) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = int(raw) if integer else float(raw)
-        except ValueError:
-            kind = "a whole number" if integer else "a number"
-            raise InvalidInputError(f"{raw!r} is not {kind}") from None
-        if not math.isfinite(value):
-            raise InvalidInputError(f"{raw!r} is not a finite number")
-        if value < minimum or (strict_min and value == minimum):
-            op = ">" if strict_min else ">="
-            raise InvalidInputError(f"value must be {op} {minimum:g}, got {raw}")
-        if maximum is not None and value > maximum:
-            raise InvalidInputError(f"value must be <= {maximum:g}, got {raw}")
-        return value
-
-    return parse
 
 
 POLICY_KEYS: dict[str, PolicyKey] = {
     k.name: k
     for k in (
-        PolicyKey("max-retries", "max_retries", "retries after the first run",
-                  _number(0, integer=True, maximum=1000)),
-        PolicyKey("backoff-base", "backoff_base", "seconds before the first retry",
-                  _number(0, strict_min=True)),
-        PolicyKey("backoff-factor", "backoff_factor", "growth of each further delay",
-                  _number(1)),
-        PolicyKey("backoff-max", "backoff_max", "cap on one delay in seconds (0 = none)",
-                  _number(0)),
-        PolicyKey("job-timeout", "job_timeout", "default job timeout in seconds (0 = none)",
-                  _number(0)),
+        PolicyKey("max-retries", "max_retries", "retries after the first run"),
+        PolicyKey("backoff-base", "backoff_base", "seconds before the first retry"),
+        PolicyKey("backoff-factor", "backoff_factor", "growth of each further delay"),
+        PolicyKey("backoff-max", "backoff_max", "cap on one delay in seconds (0 = none)"),
+        PolicyKey("job-timeout", "job_timeout", "default job timeout in seconds (0 = none)"),
         PolicyKey("completed-ttl", "completed_ttl",
-                  "seconds completed and cancelled jobs are kept (0 = forever)",
-                  _number(0, integer=True)),
+                  "seconds completed and cancelled jobs are kept (0 = forever)"),
         PolicyKey("max-lost", "max_lost",
-                  "runs that may lose their worker before the job goes to the DLQ",
-                  _number(1, integer=True, maximum=1000)),
+                  "runs that may lose their worker before the job goes to the DLQ"),
     )
 }
 
@@ -69,16 +82,115 @@ def policy_key(name: str) -> PolicyKey:
         raise InvalidInputError(f"unknown config key {name!r} (known: {known})") from None
 
 
+def _bounds_message(exc: ValidationError, raw: str) -> str:
+    err = exc.errors()[0]
+    ops = {"greater_than": ">", "greater_than_equal": ">=", "less_than_equal": "<=",
+           "less_than": "<"}
+    op = ops.get(err["type"])
+    if op is None:
+        return str(err["msg"]).lower()
+    limit = next(iter(err.get("ctx", {}).values()))
+    return f"value must be {op} {format_value(limit)}, got {raw}"
+
+
+def parse_value(name: str, raw: str) -> float | int:
+    """The value of ``raw`` for key ``name``; InvalidInputError (one line) when unusable."""
+    key = policy_key(name)
+    text = raw.strip()
+    integer = Policy.model_fields[key.attr].annotation is int
+    if text.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        raise InvalidInputError(f"{raw!r} is not a finite number")
+    if not _NUMBER.fullmatch(text) or (integer and not float(text).is_integer()):
+        raise InvalidInputError(f"{raw!r} is not {'a whole number' if integer else 'a number'}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidInputError(f"{raw!r} is not a finite number")
+    try:
+        Policy.model_validate({key.attr: int(value) if integer else value})
+    except ValidationError as exc:
+        raise InvalidInputError(_bounds_message(exc, text)) from None
+    return int(value) if integer else value
+
+
+def format_value(value: float) -> str:
+    """The stored form: ``3``, ``0.5`` (no exponent, no trailing zeros)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 def normalise(name: str, raw: str) -> str:
     """Validate a value for ``config set`` and return the form stored in Redis."""
-    key = policy_key(name)
+    policy_key(name)
     try:
-        value = key.parse(raw.strip())
+        return format_value(parse_value(name, raw))
     except InvalidInputError as exc:
         raise InvalidInputError(f"invalid value for {name}: {exc}") from None
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def default_value(name: str, defaults: PolicyDefaults) -> str:
-    value = getattr(defaults, policy_key(name).attr)
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def default_value(name: str, defaults: Policy) -> str:
+    return format_value(getattr(defaults, policy_key(name).attr))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyView:
+    """The policy in effect, what ``P:config`` holds, and which stored values are unusable."""
+
+    policy: Policy
+    stored: dict[str, str] = field(default_factory=dict)
+    invalid: dict[str, str] = field(default_factory=dict)
+
+
+def effective(stored: Mapping[str, str], defaults: Policy) -> PolicyView:
+    """Apply the stored overrides that parse; every other value keeps its default."""
+    update: dict[str, Any] = {}
+    invalid: dict[str, str] = {}
+    for name, key in POLICY_KEYS.items():
+        if name not in stored:
+            continue
+        try:
+            update[key.attr] = parse_value(name, stored[name])
+        except InvalidInputError as exc:
+            invalid[name] = f"{exc}; using the default {default_value(name, defaults)}"
+    return PolicyView(defaults.model_copy(update=update), dict(stored), invalid)
+
+
+class PolicyCache:
+    """The policy in effect for one process, read from ``P:config`` at most every ``max_age`` s.
+
+    Services use a max age of a second, so ``config set`` reaches every worker and
+    scheduler within that; the CLI reads afresh for every command (max age 0).
+    A value that stops parsing is warned about once, not on every read.
+    """
+
+    def __init__(self, read: Any, defaults: Policy, max_age: float = 0.0) -> None:
+        self._read = read  # () -> dict[str, str] of P:config, or a str saying why it is unusable
+        self.defaults = defaults
+        self.max_age = max_age
+        self._view = PolicyView(defaults)
+        self._read_at = -math.inf
+        self._warned: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def view(self) -> PolicyView:
+        if time.monotonic() - self._read_at >= self.max_age:
+            self.refresh()
+        return self._view
+
+    def current(self) -> Policy:
+        return self.view().policy
+
+    def refresh(self) -> PolicyView:
+        raw = self._read()
+        if isinstance(raw, str):
+            view = PolicyView(self.defaults, {}, {"*": f"{raw}; using every default"})
+        else:
+            view = effective(raw, self.defaults)
+        with self._lock:
+            self._view = view
+            self._read_at = time.monotonic()
+            for name, why in view.invalid.items():
+                if self._warned.get(name) != why:
+                    log.warning("config %s: %s", name, why)
+            self._warned = dict(view.invalid)
+        return view

@@ -13,8 +13,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from queuectl.core.policy import Policy
+
+# The environment gives the runtime policy's defaults (QUEUECTL_POLICY__*).
+PolicyDefaults = Policy
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -24,18 +29,6 @@ class LogTarget(StrEnum):
     FILE = "file"
     STDOUT = "stdout"
     BOTH = "both"
-
-
-class PolicyDefaults(BaseModel):
-    """Defaults for the runtime policy keys of ``P:config``."""
-
-    max_retries: int = Field(3, ge=0, le=1000)
-    backoff_base: float = Field(2.0, gt=0)
-    backoff_factor: float = Field(2.0, ge=1)
-    backoff_max: float = Field(0.0, ge=0, description="cap on one retry delay; 0 = no cap")
-    job_timeout: float = Field(3600.0, ge=0, description="seconds; 0 = no timeout")
-    completed_ttl: int = Field(86400, ge=0, description="seconds completed jobs are kept")
-    max_lost: int = Field(3, ge=1, le=1000, description="runs that may lose their worker")
 
 
 def default_data_dir() -> Path:

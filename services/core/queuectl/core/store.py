@@ -1,92 +1,39 @@
-"""The Redis store: every state transition is one Lua script, loaded once, typed here."""
+"""The Redis store: every state transition is one Lua script, loaded once, typed here.
+
+The worker's hot path and the process registry live here; recovery (promote,
+reap) and administration (DLQ, cancel, quarantine, repair) are in their own
+modules and mixed into the one ``Store`` class.
+"""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-import redis
-
-from queuectl.core.errors import ConflictError, LeaseLostError, NotFoundError
-from queuectl.core.keys import Keys
+from queuectl.core.admin_ops import AdminOps
+from queuectl.core.errors import ConflictError, LeaseLostError
 from queuectl.core.models import JobSpec, JobState
-from queuectl.core.settings import PolicyDefaults
-
-SCRIPTS = (
-    "enqueue", "fetch", "complete", "fail", "log_append", "promote",
-    "dlq_retry", "cancel", "purge", "heartbeat", "unregister", "release", "reap",
+from queuectl.core.policy import MAX_RETRY_DELAY
+from queuectl.core.recovery import RecoveryOps
+from queuectl.core.scripting import (
+    PIPELINE_CHUNK,
+    QUARANTINED,
+    EnqueueResult,
+    FailOutcome,
+    Fetched,
+    Quarantined,
+    as_str,
+    check_reply,
+    num,
 )
-PIPELINE_CHUNK = 1000
+
+__all__ = ["EnqueueResult", "FailOutcome", "Fetched", "Quarantined", "Store", "as_str",
+           "check_reply", "num"]
 
 
-def as_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _num(value: float | int | None) -> str:
-    return "" if value is None else repr(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A job a worker now holds, with the lease token every later write must present."""
-
-    id: str
-    lease: int
-    command: str
-    timeout: float | None
-    attempts: int
-    queue: str
-    trace_context: str
-
-
-@dataclass(frozen=True, slots=True)
-class FailOutcome:
-    dead: bool
-    retry_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    id: str
-    state: JobState | None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReapResult:
-    requeued: int
-    buried: int
-
-
-@dataclass(frozen=True, slots=True)
-class PromoteResult:
-    moved: int
-    next_due: float | None
-    now: float
-
-
-class Store:
-    """Typed access to QueueCTL's scripts over one redis client (``decode_responses=False``)."""
-
-    def __init__(self, client: redis.Redis, keys: Keys, policy: PolicyDefaults,
-                 log_cap: int = 65536) -> None:
-        self.redis = client
-        self.keys = keys
-        self.policy = policy
-        self.log_cap = log_cap
-        folder = resources.files("queuectl.core") / "scripts"
-        self._scripts = {
-            name: client.register_script((folder / f"{name}.lua").read_text("utf-8"))
-            for name in SCRIPTS
-        }
-
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any],
-             client: Any = None) -> Any:
-        return self._scripts[name](keys=list(keys), args=list(args), client=client)
+class Store(RecoveryOps, AdminOps):
+    """Typed access to QueueCTL's scripts; every method is safe to call from many threads."""
 
     # -- enqueue ----------------------------------------------------------------
     def _enqueue_call(self, spec: JobSpec, replace: bool, trace_context: str,
@@ -96,9 +43,11 @@ class Store:
         return self._run(
             "enqueue",
             [k.job(spec.id), k.queue(spec.queue), k.wake(spec.queue), k.delayed, k.queues,
-             k.dead_letter, k.completed, k.cancelled, k.log(spec.id), k.scheduler_wake],
-            [spec.id, spec.queue, spec.command, _num(spec.max_retries), _num(spec.timeout),
-             _num(run_at), "1" if replace else "0", trace_context, secrets.token_hex(8)],
+             k.dead_letter, k.completed, k.cancelled, k.log(spec.id), k.scheduler_wake,
+             k.quarantine, k.quarantine_why],
+            [spec.id, spec.queue, spec.command, num(spec.max_retries), num(spec.timeout),
+             num(run_at), "1" if replace else "0", trace_context, secrets.token_hex(8),
+             spec.env_json()],
             client,
         )
 
@@ -135,7 +84,7 @@ class Store:
             for spec in chunk:
                 self._enqueue_call(spec, replace, "", pipe)
             for spec, reply in zip(chunk, pipe.execute(), strict=True):
-                results.append(self._enqueue_result(spec.id, reply))
+                results.append(self._enqueue_result(spec.id, check_reply(reply)))
             chunk.clear()
 
         for spec in specs:
@@ -150,29 +99,43 @@ class Store:
     def fetch(self, worker_id: str, queues: Sequence[str]) -> Fetched | None:
         """Lease the next job of the first non-empty queue, or return None."""
         k = self.keys
-        keys = [k.inflight(worker_id), k.config, k.job_prefix]
+        keys = [k.inflight(worker_id), k.job_prefix, k.quarantine, k.quarantine_why]
         keys += [k.queue(q) for q in queues] + [k.wake(q) for q in queues]
-        reply = self._run("fetch", keys, [worker_id, len(queues), self.policy.job_timeout])
-        if not reply:
+        args = [worker_id, len(queues), num(self.policy.job_timeout)]
+        while True:
+            reply = self._run("fetch", keys, args)
+            self.notes(reply[1])
+            if int(reply[0]) != 2:
+                break
+        if int(reply[0]) == 0:
             return None
-        timeout = float(as_str(reply[3]) or 0)
+        timeout = float(as_str(reply[5]) or 0)
         return Fetched(
-            id=as_str(reply[0]), lease=int(reply[1]), command=as_str(reply[2]),
-            timeout=timeout if timeout > 0 else None, attempts=int(reply[4]),
-            queue=as_str(reply[5]), trace_context=as_str(reply[6]),
+            id=as_str(reply[2]), lease=int(reply[3]), command=as_str(reply[4]),
+            timeout=timeout if timeout > 0 else None, attempts=int(reply[6]),
+            queue=as_str(reply[7]), trace_context=as_str(reply[8]), env=as_str(reply[9]),
         )
 
+    def _finish_code(self, job: Fetched, reply: Sequence[Any]) -> int:
+        code = int(reply[0])
+        if code == QUARANTINED:
+            raise Quarantined(f"job {job.id} moved to quarantine: {as_str(reply[1])}")
+        if code in (-1, -3):
+            raise LeaseLostError(f"lease on job {job.id} was lost")
+        return code
+
     def complete(self, job: Fetched, worker_id: str, chunk: bytes, produced: int) -> None:
-        """Mark a held job completed; raises LeaseLostError if the lease was taken over."""
+        """Mark a held job completed; LeaseLostError if the lease was taken over,
+        Quarantined if the job had to be set aside instead."""
         k = self.keys
-        code = self._run(
+        reply = self._run(
             "complete",
-            [k.job(job.id), k.inflight(worker_id), k.completed, k.log(job.id), k.stats, k.config],
+            [k.job(job.id), k.inflight(worker_id), k.completed, k.log(job.id), k.stats,
+             k.quarantine, k.quarantine_why],
             [job.id, worker_id, job.lease, chunk, produced, self.log_cap,
              self.policy.completed_ttl],
         )
-        if int(code) != 0:
-            raise LeaseLostError(f"lease on job {job.id} was lost")
+        self._finish_code(job, reply)
 
     def fail(self, job: Fetched, worker_id: str, chunk: bytes, produced: int,
              exit_code: int | None, error: str) -> FailOutcome:
@@ -180,160 +143,71 @@ class Store:
         k, p = self.keys, self.policy
         reply = self._run(
             "fail",
-            [k.job(job.id), k.inflight(worker_id), k.retry_queue, k.dead_letter, k.config,
-             k.log(job.id), k.stats, k.scheduler_wake],
+            [k.job(job.id), k.inflight(worker_id), k.retry_queue, k.dead_letter,
+             k.log(job.id), k.stats, k.scheduler_wake, k.quarantine, k.quarantine_why],
             [job.id, worker_id, job.lease, chunk, produced, self.log_cap,
              "" if exit_code is None else exit_code, error,
-             p.max_retries, p.backoff_base, p.backoff_factor, p.backoff_max],
+             p.max_retries, num(p.backoff_base), num(p.backoff_factor), num(p.backoff_max),
+             MAX_RETRY_DELAY],
         )
-        code = int(reply[0])
-        if code == -1:
-            raise LeaseLostError(f"lease on job {job.id} was lost")
-        if code == 1:
+        if self._finish_code(job, reply) == 1:
             return FailOutcome(dead=False, retry_at=float(as_str(reply[1])))
         return FailOutcome(dead=True, retry_at=None)
 
     def log_append(self, job: Fetched, worker_id: str, chunk: bytes, produced: int) -> None:
         """Ship output of a running job; raises LeaseLostError if it was taken over."""
         k = self.keys
-        code = self._run("log_append", [k.job(job.id), k.log(job.id)],
-                         [job.id, worker_id, job.lease, chunk, produced, self.log_cap])
-        if int(code) != 0:
+        reply = self._run("log_append", [k.job(job.id), k.log(job.id)],
+                          [job.id, worker_id, job.lease, chunk, produced, self.log_cap])
+        code = int(reply[0])
+        if code == -2:
+            self.notes([f"job {job.id}: output not shipped: {as_str(reply[1])}"])
+        elif code != 0:
             raise LeaseLostError(f"lease on job {job.id} was lost")
 
-    def release(self, job: Fetched, worker_id: str) -> None:
-        """Hand a held job back to the front of its queue without counting the attempt."""
+    def release(self, job: Fetched, worker_id: str,
+                why: str = "interrupted by worker shutdown") -> None:
+        """Hand a held job back to the front of its queue; the run spends no retry."""
         k = self.keys
-        code = self._run(
-            "release",
-            [k.job(job.id), k.inflight(worker_id), k.queue(job.queue), k.wake(job.queue)],
-            [job.id, worker_id, job.lease],
-        )
-        if int(code) != 0:
-            raise LeaseLostError(f"lease on job {job.id} was lost")
-
-    # -- scheduler ------------------------------------------------------------------
-    def promote_due(self, batch: int) -> PromoteResult:
-        """Move up to ``batch`` due retries and delayed jobs back onto their queues."""
-        k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
-        pipe.zrange(k.retry_queue, 0, batch - 1, withscores=True)
-        pipe.zrange(k.delayed, 0, batch - 1, withscores=True)
-        (secs, micros), retry, delayed = pipe.execute()
-        now = secs + micros / 1e6
-        due = sorted(((s, as_str(m)) for m, s in [*retry, *delayed] if s <= now))[:batch]
-        ids = [job_id for _, job_id in due]
-        keys = [k.retry_queue, k.delayed, *self._job_queue_keys(ids)]
-        moved, next_due, server_now = self._run("promote", keys, ids)
-        nd = as_str(next_due)
-        return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)))
-
-    def _job_queue_keys(self, ids: Sequence[str]) -> list[str]:
-        """(job hash, queue list, wake list) for each id, for scripts that move jobs
-        onto queues they cannot know in advance; each script re-checks the record."""
-        if not ids:
-            return []
-        k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(k.job(job_id), "queue")
-        keys: list[str] = []
-        for job_id, queue in zip(ids, pipe.execute(), strict=True):
-            # A vanished record has no queue: the scripts just drop its entry.
-            q = as_str(queue) if queue else "default"
-            keys += [k.job(job_id), k.queue(q), k.wake(q)]
-        return keys
-
-    # -- recovery -------------------------------------------------------------------------
-    def dead_workers(self, ttl: float) -> list[str]:
-        """Registered workers whose last heartbeat is older than ``ttl`` (by Redis's clock)."""
-        secs, micros = self.redis.time()
-        cutoff = secs + micros / 1e6 - ttl
-        return [as_str(w) for w in self.redis.zrangebyscore(self.keys.workers, "-inf", cutoff)]
-
-    def reap_worker(self, worker_id: str, ttl: float) -> ReapResult | None:
-        """Hand a dead worker's jobs back; None if it turned out to be alive."""
-        k = self.keys
-        requeued = buried = 0
-        while True:
-            members: Any = self.redis.srandmember(k.inflight(worker_id), PIPELINE_CHUNK)
-            ids = [as_str(i) for i in members]
-            keys = [k.workers, k.inflight(worker_id), k.worker(worker_id), k.control(worker_id),
-                    k.wakeup(worker_id), k.dead_letter, k.config, k.stats,
-                    *self._job_queue_keys(ids)]
-            reply = self._run("reap", keys, [worker_id, ttl, self.policy.max_lost, *ids])
-            if int(reply[0]) == -1:
-                return None
-            requeued += int(reply[0])
-            buried += int(reply[1])
-            if int(reply[2]) == 0 or not ids:
-                return ReapResult(requeued, buried)
-
-    # -- admin transitions ------------------------------------------------------------
-    def dlq_retry(self, ids: Sequence[str]) -> int:
-        """Requeue dead jobs with fresh retries; returns how many moved."""
-        k = self.keys
-        moved = 0
-        for start in range(0, len(ids), PIPELINE_CHUNK):
-            part = list(ids[start:start + PIPELINE_CHUNK])
-            keys = [k.dead_letter, *self._job_queue_keys(part)]
-            moved += int(self._run("dlq_retry", keys, part))
-        return moved
-
-    def cancel(self, job_id: str) -> JobState:
-        """Cancel a job that has not ended; returns the state it was in."""
-        k = self.keys
-        for _ in range(10):
-            queue, worker = self.redis.hmget(k.job(job_id), ["queue", "worker"])
-            q = as_str(queue) if queue else "default"
-            w = as_str(worker) if worker else ""
+        queue = job.queue
+        for _ in range(3):
             reply = self._run(
-                "cancel",
-                [k.job(job_id), k.queue(q), k.retry_queue, k.delayed,
-                 k.inflight(w) if w else k.inflight("-"), k.cancelled, k.config,
-                 k.log(job_id)],
-                [job_id, w, self.policy.completed_ttl],
+                "release",
+                [k.job(job.id), k.inflight(worker_id), k.queue(queue), k.wake(queue),
+                 k.quarantine, k.quarantine_why],
+                [job.id, worker_id, job.lease, why, queue],
             )
-            code = int(reply[0])
-            if code == 0:
-                return JobState(as_str(reply[1]))
-            if code == -1:
-                raise NotFoundError(f"no job {job_id}")
-            if code == -2:
-                raise ConflictError(f"job {job_id} has already ended ({as_str(reply[1])})")
-        raise ConflictError(f"job {job_id} kept changing workers; try again")
-
-    def purge_dlq(self) -> int:
-        """Delete every dead job; returns how many were deleted."""
-        k = self.keys
-        total = 0
-        while True:
-            ids = [as_str(i) for i in self.redis.lrange(k.dead_letter, 0, PIPELINE_CHUNK - 1)]
-            if not ids:
-                return total
-            keys = [k.dead_letter]
-            for job_id in ids:
-                keys += [k.job(job_id), k.log(job_id)]
-            removed = int(self._run("purge", keys, ids))
-            if removed == 0:
-                return total
-            total += removed
+            if int(reply[0]) != -4:
+                self._finish_code(job, reply)
+                return
+            # The record names another queue than the caller knew: build its keys again.
+            queue = self.queue_of(job.id)
+        raise LeaseLostError(f"job {job.id} kept changing queues")
 
     # -- process registry -----------------------------------------------------------------
     def heartbeat(self, status_key: str, registry: str, member: str, ttl: float,
-                  fields: dict[str, str]) -> float:
-        args: list[str] = [member, str(int(ttl * 1000))]
+                  instance: str, fields: dict[str, str]) -> float:
+        """Claim or refresh a status hash; returns the server time.
+
+        Raises ConflictError when a live process holds ``member`` under another
+        instance token (two processes were given one id).
+        """
+        args: list[str] = [member, str(max(1, int(ttl * 1000))), instance]
         for name, value in fields.items():
             args += [name, value]
-        return float(as_str(self._run("heartbeat", [status_key, registry], args)))
+        reply = self._run("heartbeat", [status_key, registry], args)
+        if int(reply[0]) == -4:
+            host, pid = as_str(reply[1]) or "?", as_str(reply[2]) or "?"
+            raise ConflictError(f"id {member} is held by a live process (pid {pid} on {host})")
+        return float(as_str(reply[1]))
 
-    def unregister_worker(self, worker_id: str) -> int:
+    def unregister_worker(self, worker_id: str, instance: str) -> int:
         """Drop a stopped worker's status; returns jobs still held (then nothing is dropped)."""
         k = self.keys
-        return int(self._run(
+        reply = self._run(
             "unregister",
             [k.worker(worker_id), k.workers, k.inflight(worker_id), k.control(worker_id),
              k.wakeup(worker_id)],
-            [worker_id],
-        ))
+            [worker_id, instance],
+        )
+        return max(0, int(reply[0]))

@@ -1,55 +1,77 @@
 --[[ complete: record a successful run, if the caller still holds the job's lease.
 
-KEYS[1] job hash        P:jobs:<id>
-KEYS[2] in-flight set   P:inflight:<worker>
-KEYS[3] completed zset  P:completed
-KEYS[4] log key         P:log:<id>
-KEYS[5] stats hash      P:stats
-KEYS[6] config hash     P:config
+KEYS[1] job hash               P:jobs:<id>
+KEYS[2] in-flight set          P:inflight:<worker>
+KEYS[3] completed zset         P:completed
+KEYS[4] log key                P:log:<id>
+KEYS[5] stats hash             P:stats
+KEYS[6] quarantine zset        P:quarantine
+KEYS[7] quarantine reasons     P:quarantine:why
 
 ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 ARGV[4] last output chunk (already capped)   ARGV[5] bytes produced since the last shipment
-ARGV[6] log cap in bytes   ARGV[7] default completed-ttl seconds ("0" = keep forever)
+ARGV[6] log cap in bytes   ARGV[7] completed-ttl policy in seconds ("0" = keep forever)
 
-Returns 0 done (also when this very call is re-sent after a lost reply: the record
-is already completed under this lease), -1 lease lost (the job is no longer processing under this token:
-it was taken over or cancelled); nothing is written then.
+Returns {0}        done (also when this very call is re-sent after a lost reply: the
+                   record is already completed under this lease);
+        {-1}       lease lost: the job is no longer processing under this token (taken
+                   over or cancelled); nothing is written;
+        {-3}       the record vanished; the id was dropped from the in-flight set;
+        {-92, why} the record cannot be read, or P:completed has the wrong type: the
+                   job was moved from the in-flight set to quarantine;
+        {-90, why} a key this call needs has the wrong type; {-91, why} NOPERM.
+
+Writes: 0: 1 2 3 4 5 | -1: none | -3: 2 | -92: 2 6 7 | -90: none | -91: none
+
+The output tail and the per-queue counters are best-effort: a log or stats key of
+the wrong type is left alone (doctor reports it) and the job still completes.
 ]]
-local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker', 'queue')
-if f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
-  return -1
-end
-if f[1] == 'completed' then
-  return 0
-end
-if f[1] ~= 'processing' then
-  return -1
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local nows = string.format('%.6f', now)
+--- @include "time"
+--- @include "guard"
+--- @include "job"
+--- @include "quarantine"
+--- @include "tail"
+--- @include "finish"
+--- @include "stats"
 
-local cap = tonumber(ARGV[6])
-if #ARGV[4] > 0 then
-  local len = redis.call('APPEND', KEYS[4], ARGV[4])
-  if len > cap then
-    redis.call('SET', KEYS[4], redis.call('GETRANGE', KEYS[4], len - cap, -1))
-  end
+local job, inflight, completed, logkey, stats, qzset, qwhy =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
+local why = bad_type(inflight, 'set')
+if why then return {DATA_ERROR, why} end
+local rec, bad = read_job(job, id)
+local hold = check_hold(rec, bad, id, inflight, worker, lease)
+if hold == 'lost' then return {-1} end
+if hold == 'ok' and rec.state == 'completed' then return {0} end
+if hold == 'ok' and rec.state ~= 'processing' then return {-1} end
+if hold == 'ok' then bad = bad_type(completed, 'zset') end
+why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'},
+  {'HSET', job, 'state', 'x'}, {'ZADD', completed, '0', id}, {'APPEND', logkey, 'x'},
+  {'SET', logkey, 'x'}, {'HINCRBY', stats, 'x', '1'}, {'EXPIRE', job, '1'},
+  {'EXPIRE', logkey, '1'}})
+if why then return {NO_PERM, why} end
+if hold == 'gone' then
+  redis.call('SREM', inflight, id)
+  return {-3}
 end
-redis.call('HINCRBY', KEYS[1], 'log_size', tonumber(ARGV[5]))
-redis.call('HSET', KEYS[1], 'state', 'completed', 'exit_code', 0, 'last_error', '',
-  'finished_at', nows, 'updated_at', nows)
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[5], 'completed:' .. f[4], 1)
-redis.call('ZADD', KEYS[3], now, ARGV[1])
+local now, nows = server_time()
+if bad then
+  why = quarantine_unusable(qzset, qwhy)
+  if why then return {DATA_ERROR, why} end
+  park(inflight, qzset, qwhy, id, 'exited 0, but ' .. bad, 'complete', rec and rec.state, now)
+  return {QUARANTINED, bad}
+end
 
-local ttl = tonumber(redis.call('HGET', KEYS[6], 'completed-ttl') or ARGV[7])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], math.ceil(ttl))
-  if redis.call('EXISTS', KEYS[4]) == 1 then
-    redis.call('EXPIRE', KEYS[4], math.ceil(ttl))
-  end
-  -- The index forgets what the records' own TTL has already removed.
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-end
-return 0
+if not bad_type(logkey, 'string') then append_tail(logkey, ARGV[4], tonumber(ARGV[6])) end
+redis.call('HSET', job, 'state', 'completed', 'exit_code', 0, 'last_error', '',
+  'finished_at', nows, 'updated_at', nows,
+  'log_size', tonumber(rec.log_size) + tonumber(ARGV[5]))
+redis.call('SREM', inflight, id)
+bump(stats, 'completed:' .. rec.queue)
+redis.call('ZADD', completed, now, id)
+
+local ttl = tonumber(ARGV[7])
+set_expiry(job, ttl)
+if not bad_type(logkey, 'string') then set_expiry(logkey, ttl) end
+-- The index entry stays until the record has expired; prune.lua (the scheduler) drops it.
+return {0}

@@ -10,65 +10,97 @@ KEYS[7]  completed zset      P:completed
 KEYS[8]  cancelled zset      P:cancelled
 KEYS[9]  log key             P:log:<id>
 KEYS[10] scheduler wake list P:scheduler_wake
+KEYS[11] quarantine zset     P:quarantine
+KEYS[12] quarantine reasons  P:quarantine:why
 
 ARGV[1] id   ARGV[2] queue name   ARGV[3] command
 ARGV[4] max_retries ("" = policy default)   ARGV[5] timeout seconds ("" = policy default)
 ARGV[6] run_at epoch seconds ("" = now)     ARGV[7] "1" to replace an ended job
 ARGV[8] trace context ("" = none)
 ARGV[9] request token: random per call, the same when a call is re-sent
+ARGV[10] env: JSON object of the job's own variables ("" = none)
 
-Returns {0} queued as pending, {1} stored as scheduled,
-        {-1, state} id exists and has not ended, {-2, state} id exists, ended, no replace.
+Returns {0}         queued as pending;   {1} stored as scheduled;
+        {-1, state} the id exists and has not ended;
+        {-2, state} the id exists, has ended (or is in quarantine), and ARGV[7] is not "1";
+        {-90, why}  a key this job needs has the wrong type, or the existing record
+                    cannot be read; {-91, why} NOPERM. Nothing is written then.
+
+Writes: 0: 1 2 3 5 6 7 8 9 11 12 | 1: 1 4 5 6 7 8 9 10 11 12 | -1: none | -2: none | -90: none | -91: none
 
 A call re-sent after its reply was lost (redis-py retries on a dropped
 connection) finds its own token on the record and answers as the first run
-did, instead of refusing the job it just stored.
-
-Server time (TIME) is used so that every pod agrees on "now".
+did, instead of refusing the job it just stored. The queue names set is an index:
+when it has the wrong type the job is still stored, and doctor reports the key.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local nows = string.format('%.6f', now)
+--- @include "time"
+--- @include "guard"
+--- @include "job"
+--- @include "push"
 
-local state = redis.call('HGET', KEYS[1], 'state')
-if state and ARGV[9] ~= '' and redis.call('HGET', KEYS[1], 'enqueue_token') == ARGV[9] then
-  return {state == 'scheduled' and 1 or 0}
-end
-if state then
-  if state ~= 'completed' and state ~= 'dead' and state ~= 'cancelled' then
-    return {-1, state}
-  end
-  if ARGV[7] ~= '1' then
-    return {-2, state}
-  end
-  redis.call('LREM', KEYS[6], 0, ARGV[1])
-  redis.call('ZREM', KEYS[7], ARGV[1])
-  redis.call('ZREM', KEYS[8], ARGV[1])
-  redis.call('DEL', KEYS[1], KEYS[9])
-end
-
+local job, queue, wake, delayed, queues, dlq, completed, cancelled, logkey, swake, qzset, qwhy =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11], KEYS[12]
+local id = ARGV[1]
+local now, nows = server_time()
 local run_at = tonumber(ARGV[6])
-local delayed = run_at ~= nil and run_at > now
-redis.call('HSET', KEYS[1],
-  'id', ARGV[1], 'command', ARGV[3], 'queue', ARGV[2],
-  'state', delayed and 'scheduled' or 'pending', 'attempts', 0,
+local later = run_at ~= nil and run_at > now
+
+local why = bad_type(later and delayed or queue, later and 'zset' or 'list')
+  or bad_type(qzset, 'zset') or bad_type(qwhy, 'hash')
+if why then return {DATA_ERROR, why} end
+local rec, bad = read_job(job, id)
+if rec and ARGV[9] ~= '' and redis.call('HGET', job, 'enqueue_token') == ARGV[9] then
+  return {rec.state == 'scheduled' and 1 or 0}
+end
+local quarantined = redis.call('ZSCORE', qzset, id)
+if bad and not quarantined then
+  return {DATA_ERROR, 'job ' .. id .. ' exists but its record cannot be read: ' .. bad}
+end
+if quarantined then
+  if ARGV[7] ~= '1' then return {-2, 'quarantined'} end
+elseif rec then
+  if rec.state ~= 'completed' and rec.state ~= 'dead' and rec.state ~= 'cancelled' then
+    return {-1, rec.state}
+  end
+  if ARGV[7] ~= '1' then return {-2, rec.state} end
+  why = bad_type(dlq, 'list') or bad_type(completed, 'zset') or bad_type(cancelled, 'zset')
+  if why then return {DATA_ERROR, why} end
+end
+why = denied({{'HSET', job, 'state', 'x'}, {'DEL', job}, {'DEL', logkey},
+  {'LREM', dlq, '0', id}, {'ZREM', completed, id}, {'ZREM', cancelled, id},
+  {'ZREM', qzset, id}, {'HDEL', qwhy, id}, {'SADD', queues, 'x'},
+  {later and 'ZADD' or 'RPUSH', later and delayed or queue, '0', id},
+  {'RPUSH', later and swake or wake, '1'}})
+if why then return {NO_PERM, why} end
+
+if quarantined then
+  redis.call('ZREM', qzset, id)
+  redis.call('HDEL', qwhy, id)
+  redis.call('DEL', job, logkey)
+elseif rec then
+  redis.call('LREM', dlq, 0, id)
+  redis.call('ZREM', completed, id)
+  redis.call('ZREM', cancelled, id)
+  redis.call('DEL', job, logkey)
+end
+
+redis.call('HSET', job,
+  'id', id, 'command', ARGV[3], 'queue', ARGV[2],
+  'state', later and 'scheduled' or 'pending', 'attempts', 0,
   'max_retries', ARGV[4], 'timeout', ARGV[5], 'run_at', ARGV[6],
   'created_at', nows, 'updated_at', nows, 'lease', 0, 'log_size', 0,
-  'trace_context', ARGV[8], 'enqueue_token', ARGV[9])
-redis.call('SADD', KEYS[5], ARGV[2])
+  'trace_context', ARGV[8], 'enqueue_token', ARGV[9], 'env', ARGV[10])
+if not bad_type(queues, 'set') then redis.call('SADD', queues, ARGV[2]) end
 
-if delayed then
-  redis.call('ZADD', KEYS[4], run_at, ARGV[1])
+if later then
+  redis.call('ZADD', delayed, run_at, id)
   -- Wake a sleeping scheduler only if this job is now the earliest one due.
-  local first = redis.call('ZRANGE', KEYS[4], 0, 0)
-  if first[1] == ARGV[1] and redis.call('LLEN', KEYS[10]) == 0 then
-    redis.call('RPUSH', KEYS[10], '1')
+  local first = redis.call('ZRANGE', delayed, 0, 0)
+  if first[1] == id and key_type(swake) == 'none' then
+    redis.call('RPUSH', swake, '1')
   end
   return {1}
 end
-
-redis.call('RPUSH', KEYS[2], ARGV[1])
-if redis.call('LLEN', KEYS[3]) == 0 then
-  redis.call('RPUSH', KEYS[3], '1')
-end
+push_job(queue, wake, id, false)
 return {0}

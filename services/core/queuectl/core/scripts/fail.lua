@@ -5,80 +5,113 @@ KEYS[1] job hash            P:jobs:<id>
 KEYS[2] in-flight set       P:inflight:<worker>
 KEYS[3] retry zset          P:retry_queue
 KEYS[4] dead letter list    P:dead_letter
-KEYS[5] config hash         P:config
-KEYS[6] log key             P:log:<id>
-KEYS[7] stats hash          P:stats
-KEYS[8] scheduler wake list P:scheduler_wake
+KEYS[5] log key             P:log:<id>
+KEYS[6] stats hash          P:stats
+KEYS[7] scheduler wake list P:scheduler_wake
+KEYS[8] quarantine zset     P:quarantine
+KEYS[9] quarantine reasons  P:quarantine:why
 
 ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 ARGV[4] last output chunk (already capped)   ARGV[5] bytes produced since the last shipment
 ARGV[6] log cap in bytes   ARGV[7] exit code ("" when the command never exited by itself)
 ARGV[8] error text
-ARGV[9..12] policy defaults: max-retries, backoff-base, backoff-factor, backoff-max
+ARGV[9..13] policy: max-retries, backoff-base, backoff-factor, backoff-max, and the
+        longest delay ever used (seconds; caps backoff-max 0 and overflowing powers)
 
-Returns {1, due} retry scheduled at epoch `due` (state failed), {2} dead (in the DLQ),
-        {-1} lease lost; nothing is written then. A call re-sent after a lost reply
-        finds the record already failed or dead under its lease and answers the same.
+Returns {1, due}   retry scheduled at epoch `due` (state failed);
+        {2}        dead (in the DLQ);
+        {-1}       lease lost; nothing is written. A call re-sent after a lost reply
+                   finds the record already failed or dead under its lease and
+                   answers as the first call did;
+        {-3}       the record vanished; the id was dropped from the in-flight set;
+        {-92, why} the record cannot be read, or the retry zset / DLQ it must go to
+                   has the wrong type: the job was moved to quarantine;
+        {-90, why} a key this call needs has the wrong type; {-91, why} NOPERM.
+
+Writes: 1: 1 2 3 5 6 7 | 2: 1 2 4 5 6 | -1: none | -3: 2 | -92: 2 8 9 | -90: none | -91: none
 
 attempts already counts this run (fetch increments it). Runs that ended with
 no result (worker lost, handed back at shutdown) are counted in `interrupted`
 and consume no retry, so failures = attempts - interrupted; this failure makes
 the next run retry number k = failures, which waits
-backoff_base * backoff_factor ^ (k - 1) seconds, capped by backoff-max when > 0.
+backoff_base * backoff_factor ^ (k - 1) seconds, capped by backoff-max when > 0
+and always by ARGV[13].
 ]]
-local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker', 'queue', 'attempts',
-  'max_retries', 'interrupted')
-if f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
-  return {-1}
-end
-if f[1] == 'failed' then
-  return {1, redis.call('HGET', KEYS[1], 'run_at')}
-elseif f[1] == 'dead' then
-  return {2}
-elseif f[1] ~= 'processing' then
-  return {-1}
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local nows = string.format('%.6f', now)
+--- @include "time"
+--- @include "guard"
+--- @include "job"
+--- @include "quarantine"
+--- @include "tail"
+--- @include "finish"
+--- @include "stats"
 
-local cap = tonumber(ARGV[6])
-if #ARGV[4] > 0 then
-  local len = redis.call('APPEND', KEYS[6], ARGV[4])
-  if len > cap then
-    redis.call('SET', KEYS[6], redis.call('GETRANGE', KEYS[6], len - cap, -1))
-  end
+local job, inflight, retry, dlq, logkey, stats, swake, qzset, qwhy =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
+local why = bad_type(inflight, 'set')
+if why then return {DATA_ERROR, why} end
+local rec, bad = read_job(job, id)
+local hold = check_hold(rec, bad, id, inflight, worker, lease)
+if hold == 'lost' then return {-1} end
+if hold == 'ok' then
+  if rec.state == 'failed' then return {1, rec.run_at} end
+  if rec.state == 'dead' then return {2} end
+  if rec.state ~= 'processing' then return {-1} end
 end
 
-local function policy(name, default)
-  return tonumber(redis.call('HGET', KEYS[5], name) or default)
+local retrying = false
+if hold == 'ok' then
+  local max_retries = tonumber(rec.max_retries ~= '' and rec.max_retries or ARGV[9])
+  local failures = tonumber(rec.attempts) - tonumber(rec.interrupted)
+  retrying = failures <= max_retries
+  if retrying then bad = bad_type(retry, 'zset') else bad = bad_type(dlq, 'list') end
 end
-local max_retries = tonumber(f[6])
-if not max_retries then max_retries = policy('max-retries', ARGV[9]) end
-local failures = tonumber(f[5]) - (tonumber(f[7]) or 0)
+why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'},
+  {'HSET', job, 'state', 'x'}, {'ZADD', retry, '0', id}, {'RPUSH', dlq, id},
+  {'RPUSH', swake, '1'}, {'APPEND', logkey, 'x'}, {'SET', logkey, 'x'},
+  {'HINCRBY', stats, 'x', '1'}})
+if why then return {NO_PERM, why} end
+if hold == 'gone' then
+  redis.call('SREM', inflight, id)
+  return {-3}
+end
+local now, nows = server_time()
+if bad then
+  why = quarantine_unusable(qzset, qwhy)
+  if why then return {DATA_ERROR, why} end
+  park(inflight, qzset, qwhy, id, 'failed (' .. ARGV[8] .. '), but ' .. bad, 'fail',
+    rec and rec.state, now)
+  return {QUARANTINED, bad}
+end
 
-redis.call('HINCRBY', KEYS[1], 'log_size', tonumber(ARGV[5]))
-redis.call('HSET', KEYS[1], 'exit_code', ARGV[7], 'last_error', ARGV[8],
-  'finished_at', nows, 'updated_at', nows)
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[7], 'failed:' .. f[4], 1)
+if not bad_type(logkey, 'string') then append_tail(logkey, ARGV[4], tonumber(ARGV[6])) end
+redis.call('HSET', job, 'exit_code', ARGV[7], 'last_error', ARGV[8],
+  'finished_at', nows, 'updated_at', nows,
+  'log_size', tonumber(rec.log_size) + tonumber(ARGV[5]))
+redis.call('SREM', inflight, id)
+bump(stats, 'failed:' .. rec.queue)
 
-if failures <= max_retries then
-  local delay = policy('backoff-base', ARGV[10]) * policy('backoff-factor', ARGV[11]) ^ (failures - 1)
-  local cap_delay = policy('backoff-max', ARGV[12])
-  if cap_delay > 0 and delay > cap_delay then delay = cap_delay end
+if retrying then
+  local failures = tonumber(rec.attempts) - tonumber(rec.interrupted)
+  local longest = tonumber(ARGV[13])
+  local cap = tonumber(ARGV[12])
+  if cap <= 0 or cap > longest then cap = longest end
+  -- factor ^ k overflows to inf for large k; min() turns that into the cap.
+  local delay = math.min(tonumber(ARGV[10]) * tonumber(ARGV[11]) ^ (failures - 1), cap)
   local due = now + delay
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'run_at', string.format('%.6f', due))
-  redis.call('ZADD', KEYS[3], due, ARGV[1])
-  local first = redis.call('ZRANGE', KEYS[3], 0, 0)
-  if first[1] == ARGV[1] and redis.call('LLEN', KEYS[8]) == 0 then
-    redis.call('RPUSH', KEYS[8], '1')
+  local dues = string.format('%.6f', due)
+  redis.call('HSET', job, 'state', 'failed', 'run_at', dues)
+  redis.call('ZADD', retry, due, id)
+  -- Wake a sleeping scheduler only if this retry is now the earliest one due.
+  local first = redis.call('ZRANGE', retry, 0, 0)
+  if first[1] == id and key_type(swake) == 'none' then
+    redis.call('RPUSH', swake, '1')
   end
-  redis.call('HINCRBY', KEYS[7], 'retried:' .. f[4], 1)
-  return {1, string.format('%.6f', due)}
+  bump(stats, 'retried:' .. rec.queue)
+  return {1, dues}
 end
 
-redis.call('HSET', KEYS[1], 'state', 'dead', 'run_at', '')
-redis.call('RPUSH', KEYS[4], ARGV[1])
-redis.call('HINCRBY', KEYS[7], 'dead:' .. f[4], 1)
+redis.call('HSET', job, 'state', 'dead', 'run_at', '')
+redis.call('RPUSH', dlq, id)
+bump(stats, 'dead:' .. rec.queue)
 return {2}

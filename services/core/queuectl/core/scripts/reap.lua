@@ -6,66 +6,115 @@ KEYS[3] its status hash       P:worker:<worker>
 KEYS[4] its control list      P:control:<worker>
 KEYS[5] its wakeup list       P:wakeup:<worker>
 KEYS[6] dead letter list      P:dead_letter
-KEYS[7] config hash           P:config
-KEYS[8] stats hash            P:stats
-then for each id in ARGV[4..], three keys:
-KEYS[9+3(i-1)]  job hash        P:jobs:<id>
-KEYS[10+3(i-1)] its queue list  P:jobs | P:queue:<name>
-KEYS[11+3(i-1)] its wake list   P:wake:<name>
+KEYS[7] stats hash            P:stats
+KEYS[8] quarantine zset       P:quarantine
+KEYS[9] quarantine reasons    P:quarantine:why
+then for each id in ARGV[4..] (pairs), three keys:
+KEYS[10+3(i-1)] job hash        P:jobs:<id>
+KEYS[11+3(i-1)] its queue list  P:jobs | P:queue:<name>
+KEYS[12+3(i-1)] its wake list   P:wake:<name>
 
-ARGV[1] worker id   ARGV[2] worker TTL in seconds   ARGV[3] default max-lost
-ARGV[4..] job ids read by the caller from the in-flight set
+ARGV[1] worker id   ARGV[2] worker TTL in seconds   ARGV[3] max-lost policy
+ARGV[2+2i] job id, ARGV[3+2i] the queue name the caller built its keys from
+           (ids read by the caller from the in-flight set)
 
-Returns {requeued, buried, left}: jobs put back at the front of their queue, jobs
-moved to the DLQ because they lost their worker max-lost times (a job that kills
-its workers must not loop forever), ids still in the in-flight set; or {-1} when
-the worker is alive (it beat within the TTL), and nothing is changed.
+Returns {requeued, buried, left, notes}: jobs put back at the front of their queue,
+jobs moved to the DLQ because they lost their worker max-lost times (a job that
+kills its workers must not loop forever), ids still in the in-flight set, and what
+was set aside (ids moved to quarantine); or {-1} when the worker is alive (it beat
+within the TTL), and nothing is changed; or {-90, why} when the registry or the
+in-flight set has the wrong type; or {-91, why} NOPERM.
+
+Writes: * : 1 2 4 5 6 7 8 9 rest | -1: none | -90: none | -91: none
 
 A lost run does not consume a retry: `lost` and `interrupted` grow, `attempts`
 (runs started) stays, and fail.lua counts failures as attempts - interrupted.
 Only an SREM that returns 1 hands a job back, so two reapers never move one twice,
 and a job that moved on (cancelled, finished, re-fetched) is left alone.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local nows = string.format('%.6f', now)
-local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if (beat and now - tonumber(beat) <= tonumber(ARGV[2])) or redis.call('EXISTS', KEYS[3]) == 1 then
+--- @include "time"
+--- @include "guard"
+--- @include "job"
+--- @include "quarantine"
+--- @include "push"
+--- @include "stats"
+
+local registry, inflight, status, control, wakeup, dlq, stats, qzset, qwhy =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local worker = ARGV[1]
+local why = bad_type(registry, 'zset') or bad_type(inflight, 'set')
+if why then return {DATA_ERROR, why} end
+local now, nows = server_time()
+local beat = redis.call('ZSCORE', registry, worker)
+if (beat and now - tonumber(beat) <= tonumber(ARGV[2])) or redis.call('EXISTS', status) == 1 then
   return {-1}
 end
-local max_lost = tonumber(redis.call('HGET', KEYS[7], 'max-lost') or ARGV[3])
-local requeued, buried = 0, 0
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local base = 9 + 3 * (i - 4)
-  local job, queue, wake = KEYS[base], KEYS[base + 1], KEYS[base + 2]
-  if redis.call('SREM', KEYS[2], id) == 1 then
-    local f = redis.call('HMGET', job, 'state', 'worker', 'queue')
-    if f[1] == 'processing' and f[2] == ARGV[1] then
-      local lost = redis.call('HINCRBY', job, 'lost', 1)
-      redis.call('HINCRBY', job, 'interrupted', 1)
-      local why = 'worker ' .. ARGV[1] .. ' lost'
-      if lost >= max_lost then
-        redis.call('HSET', job, 'state', 'dead', 'updated_at', nows, 'finished_at', nows,
-          'last_error', why .. ' (' .. lost .. ' runs lost their worker)', 'exit_code', '')
-        redis.call('RPUSH', KEYS[6], id)
-        redis.call('HINCRBY', KEYS[8], 'dead:' .. f[3], 1)
-        buried = buried + 1
-      else
-        redis.call('HSET', job, 'state', 'pending', 'updated_at', nows, 'last_error', why)
-        redis.call('LPUSH', queue, id)
-        if redis.call('LLEN', wake) == 0 then
-          redis.call('RPUSH', wake, '1')
-        end
-        requeued = requeued + 1
-      end
-      redis.call('HINCRBY', KEYS[8], 'lost:' .. f[3], 1)
-    end
+local checks = {{'SREM', inflight, 'x'}, {'ZREM', registry, worker}, {'DEL', control},
+  {'DEL', wakeup}, {'RPUSH', dlq, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'},
+  {'HINCRBY', stats, 'x', '1'}}
+for i = 1, (#ARGV - 3) / 2 do
+  local base = 10 + 3 * (i - 1)
+  checks[#checks + 1] = {'HSET', KEYS[base], 'state', 'x'}
+  checks[#checks + 1] = {'LPUSH', KEYS[base + 1], 'x'}
+  checks[#checks + 1] = {'RPUSH', KEYS[base + 2], '1'}
+end
+why = denied(checks)
+if why then return {NO_PERM, why} end
+local quarantine_why = quarantine_unusable(qzset, qwhy)
+local max_lost = tonumber(ARGV[3])
+local requeued, buried, notes = 0, 0, {}
+
+-- One id of the dead worker's in-flight set, which the caller saw there.
+local function hand_back(id, qname, job, queue, wake)
+  if redis.call('SISMEMBER', inflight, id) == 0 then return end
+  local rec, bad
+  if is_name(id) then rec, bad = read_job(job, id) else bad = 'invalid job id' end
+  if rec and rec.queue ~= qname then return end -- replaced since read: next round
+  if not bad and not (rec and rec.state == 'processing' and rec.worker == worker) then
+    redis.call('SREM', inflight, id) -- it moved on (cancelled, finished, re-fetched)
+    return
   end
+  local lost = rec and tonumber(rec.lost) + 1
+  local burying = rec and lost >= max_lost
+  if not bad then
+    if burying then bad = bad_type(dlq, 'list') else bad = bad_type(queue, 'list') end
+  end
+  if bad then
+    if quarantine_why then
+      notes[#notes + 1] = 'left ' .. id .. ' (' .. bad .. '): cannot quarantine: ' .. quarantine_why
+      return
+    end
+    redis.call('SREM', inflight, id)
+    quarantine(qzset, qwhy, id, 'worker ' .. worker .. ' lost, and ' .. bad, 'reap',
+      rec and rec.state, now)
+    notes[#notes + 1] = 'quarantined ' .. id .. ': ' .. bad
+    return
+  end
+  redis.call('SREM', inflight, id)
+  local why_lost = 'worker ' .. worker .. ' lost'
+  redis.call('HSET', job, 'lost', lost, 'interrupted', tonumber(rec.interrupted) + 1,
+    'updated_at', nows)
+  if burying then
+    redis.call('HSET', job, 'state', 'dead', 'finished_at', nows, 'exit_code', '',
+      'last_error', why_lost .. ' (' .. lost .. ' runs lost their worker)')
+    redis.call('RPUSH', dlq, id)
+    bump(stats, 'dead:' .. rec.queue)
+    buried = buried + 1
+  else
+    redis.call('HSET', job, 'state', 'pending', 'last_error', why_lost)
+    push_job(queue, wake, id, true)
+    requeued = requeued + 1
+  end
+  bump(stats, 'lost:' .. rec.queue)
 end
-local left = redis.call('SCARD', KEYS[2])
+
+for i = 1, (#ARGV - 3) / 2 do
+  local base = 10 + 3 * (i - 1)
+  hand_back(ARGV[2 + 2 * i], ARGV[3 + 2 * i], KEYS[base], KEYS[base + 1], KEYS[base + 2])
+end
+local left = redis.call('SCARD', inflight)
 if left == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('ZREM', registry, worker)
+  redis.call('DEL', control, wakeup)
 end
-return {requeued, buried, left}
+return {requeued, buried, left, notes}

@@ -1,30 +1,66 @@
---[[ release: hand a held job back to the front of its queue (worker shutting down).
+--[[ release: hand a held job back to the front of its queue (worker shutting down, a
+run the worker's environment could not start, or a job whose fetch reply was lost).
 
-KEYS[1] job hash        P:jobs:<id>
-KEYS[2] in-flight set   P:inflight:<worker>
-KEYS[3] its queue list  P:jobs | P:queue:<name>
-KEYS[4] its wake list   P:wake:<name>
+KEYS[1] job hash           P:jobs:<id>
+KEYS[2] in-flight set      P:inflight:<worker>
+KEYS[3] its queue list     P:jobs | P:queue:<name>
+KEYS[4] its wake list      P:wake:<name>
+KEYS[5] quarantine zset    P:quarantine
+KEYS[6] quarantine reasons P:quarantine:why
 
-ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
+ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token   ARGV[4] why (stored as last_error)
+ARGV[5] queue name the caller built KEYS[3] from
 
-Returns 0 handed back, -1 lease lost (nothing written).
+Returns {0}        handed back;
+        {-1}       lease lost (nothing written);
+        {-3}       the record vanished; the id was dropped from the in-flight set;
+        {-4}       the record's queue is not ARGV[5] (nothing written; read it and call again);
+        {-92, why} the record cannot be read, or the queue has the wrong type: the job
+                   was moved to quarantine;
+        {-90, why} a key this call needs has the wrong type; {-91, why} NOPERM.
+
+Writes: 0: 1 2 3 4 | -1: none | -3: 2 | -4: none | -92: 2 5 6 | -90: none | -91: none
 
 The interrupted run still counts in `attempts` (runs started) but also in
 `interrupted`, and fail.lua counts failures as attempts - interrupted: the
 worker stopped it, the job did not fail, so no retry is consumed.
 ]]
-local f = redis.call('HMGET', KEYS[1], 'state', 'lease', 'worker')
-if f[1] ~= 'processing' or f[2] ~= ARGV[3] or f[3] ~= ARGV[2] then
-  return -1
+--- @include "time"
+--- @include "guard"
+--- @include "job"
+--- @include "quarantine"
+--- @include "finish"
+--- @include "push"
+
+local job, inflight, queue, wake, qzset, qwhy = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
+local why = bad_type(inflight, 'set')
+if why then return {DATA_ERROR, why} end
+local rec, bad = read_job(job, id)
+local hold = check_hold(rec, bad, id, inflight, worker, lease)
+if hold == 'lost' then return {-1} end
+if hold == 'ok' then
+  if rec.state ~= 'processing' then return {-1} end
+  if rec.queue ~= ARGV[5] then return {-4} end
+  bad = bad_type(queue, 'list')
 end
-local t = redis.call('TIME')
-local nows = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
-redis.call('HINCRBY', KEYS[1], 'interrupted', 1)
-redis.call('HSET', KEYS[1], 'state', 'pending', 'updated_at', nows,
-  'last_error', 'interrupted by worker shutdown')
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('LPUSH', KEYS[3], ARGV[1])
-if redis.call('LLEN', KEYS[4]) == 0 then
-  redis.call('RPUSH', KEYS[4], '1')
+why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'},
+  {'HSET', job, 'state', 'x'}, {'LPUSH', queue, id}, {'RPUSH', wake, '1'}})
+if why then return {NO_PERM, why} end
+if hold == 'gone' then
+  redis.call('SREM', inflight, id)
+  return {-3}
 end
-return 0
+local now, nows = server_time()
+if bad then
+  why = quarantine_unusable(qzset, qwhy)
+  if why then return {DATA_ERROR, why} end
+  park(inflight, qzset, qwhy, id, 'handed back (' .. ARGV[4] .. '), but ' .. bad, 'release',
+    rec and rec.state, now)
+  return {QUARANTINED, bad}
+end
+redis.call('HSET', job, 'state', 'pending', 'updated_at', nows, 'last_error', ARGV[4],
+  'interrupted', tonumber(rec.interrupted) + 1)
+redis.call('SREM', inflight, id)
+push_job(queue, wake, id, true)
+return {0}

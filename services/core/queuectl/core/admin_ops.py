@@ -1,0 +1,159 @@
+"""Administrative transitions: the dead letter queue, cancel, quarantine, pruning, repair."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from queuectl.core.errors import ConflictError, NotFoundError
+from queuectl.core.models import JobState
+from queuectl.core.scripting import PIPELINE_CHUNK, ScriptStore, as_str
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """One quarantined job: why it was set aside, by which script, and when."""
+
+    id: str
+    at: float
+    reason: str
+    by: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """How many jobs a bulk transition moved, and what it set aside (one line each)."""
+
+    moved: int
+    notes: list[str]
+
+
+def _chunks(ids: Sequence[str]) -> list[list[str]]:
+    return [list(ids[i:i + PIPELINE_CHUNK]) for i in range(0, len(ids), PIPELINE_CHUNK)]
+
+
+class AdminOps(ScriptStore):
+    """Operator commands over the scripts; mixed into ``Store``."""
+
+    def dlq_retry(self, ids: Sequence[str]) -> Moved:
+        """Requeue dead jobs with fresh retries."""
+        moved, notes = 0, []
+        for part in _chunks(ids):
+            keys, args = self.job_queue_keys(part)
+            reply = self._run("dlq_retry", [self.keys.dead_letter, self.keys.quarantine,
+                                            self.keys.quarantine_why, *keys], args)
+            moved += int(reply[0])
+            notes += [as_str(n) for n in reply[1]]
+        return Moved(moved, notes)
+
+    def cancel(self, job_id: str) -> JobState:
+        """Cancel a job that has not ended; returns the state it was in."""
+        k = self.keys
+        for _ in range(10):
+            queue, worker = self.redis.hmget(k.job(job_id), ["queue", "worker"])
+            q = as_str(queue) if queue else "default"
+            w = as_str(worker) if worker else ""
+            reply = self._run(
+                "cancel",
+                [k.job(job_id), k.queue(q), k.retry_queue, k.delayed,
+                 k.inflight(w) if w else k.inflight("-"), k.cancelled, k.log(job_id),
+                 k.quarantine],
+                [job_id, w, q, self.policy.completed_ttl],
+            )
+            code = int(reply[0])
+            if code == 0:
+                return JobState(as_str(reply[1]))
+            if code == -1:
+                raise NotFoundError(f"no job {job_id}")
+            if code == -2:
+                raise ConflictError(f"job {job_id} has already ended ({as_str(reply[1])})")
+            if code == -5:
+                raise ConflictError(f"job {job_id} is in quarantine: see queuectl quarantine "
+                                    "list; retry or purge it there")
+        raise ConflictError(f"job {job_id} kept changing workers; try again")
+
+    def purge_dlq(self) -> int:
+        """Delete every dead job (and DLQ entries whose record is gone); returns how many."""
+        k = self.keys
+        total = 0
+        while True:
+            ids = [as_str(i) for i in self.redis.lrange(k.dead_letter, 0, PIPELINE_CHUNK - 1)]
+            if not ids:
+                return total
+            keys = [k.dead_letter]
+            for job_id in ids:
+                keys += [k.job(job_id), k.log(job_id)]
+            _, deleted, dropped = self._run("purge", keys, ids)
+            if int(deleted) + int(dropped) == 0:
+                return total
+            total += int(deleted) + int(dropped)
+
+    # -- quarantine -----------------------------------------------------------------------
+    def quarantine_list(self, limit: int) -> tuple[list[QuarantineEntry], int]:
+        """The oldest ``limit`` quarantined jobs, and how many there are in all."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(k.quarantine, 0, limit - 1, withscores=True)
+        pipe.zcard(k.quarantine)
+        scored, total = pipe.execute()
+        ids = [as_str(m) for m, _ in scored]
+        raw: list[Any] = self.redis.hmget(k.quarantine_why, ids) if ids else []
+        out = []
+        for (_, at), job_id, why in zip(scored, ids, raw, strict=True):
+            try:
+                info = json.loads(as_str(why)) if why else {}
+            except ValueError:
+                info = {}
+            info = info if isinstance(info, dict) else {}
+            out.append(QuarantineEntry(job_id, float(at), str(info.get("reason", "?")),
+                                       str(info.get("by", "?")), str(info.get("state", ""))))
+        return out, int(total)
+
+    def quarantine_ids(self, limit: int) -> list[str]:
+        return [as_str(m) for m in self.redis.zrange(self.keys.quarantine, 0, limit - 1)]
+
+    def quarantine_retry(self, ids: Sequence[str]) -> Moved:
+        """Put quarantined jobs back on their queues (fresh attempts); notes say why not."""
+        moved, notes = 0, []
+        for part in _chunks(ids):
+            keys, args = self.job_queue_keys(part)
+            reply = self._run("quarantine_retry",
+                              [self.keys.quarantine, self.keys.quarantine_why, *keys], args)
+            moved += int(reply[0])
+            notes += [as_str(n) for n in reply[1]]
+        return Moved(moved, notes)
+
+    def quarantine_purge(self, ids: Sequence[str]) -> int:
+        """Delete quarantined jobs and their output; returns how many were deleted."""
+        k = self.keys
+        deleted = 0
+        for part in _chunks(ids):
+            keys = [k.quarantine, k.quarantine_why]
+            for job_id in part:
+                keys += [k.job(job_id), k.log(job_id)]
+            deleted += int(self._run("quarantine_purge", keys, part)[0])
+        return deleted
+
+    # -- upkeep ---------------------------------------------------------------------------
+    def prune_indexes(self, batch: int = 100) -> int:
+        """Drop completed/cancelled index entries whose records expired; returns how many."""
+        k = self.keys
+        return int(self._run("prune", [k.completed, k.cancelled, k.job_prefix], [batch])[0])
+
+    def repair(self, job_id: str, places: dict[str, str], *, fix: bool) -> tuple[list[str], bool]:
+        """Check one job against the invariant (atomically); ``places`` maps kind -> key.
+
+        Returns the problems found and whether they were repaired; raises ConflictError
+        when the record changed since the caller read it (read it again).
+        """
+        k = self.keys
+        reply = self._run("repair",
+                          [k.job(job_id), k.quarantine, k.quarantine_why, k.workers,
+                           *places.values()],
+                          [job_id, "repair" if fix else "check", *places])
+        if isinstance(reply[0], int) and reply[0] == -3:
+            raise ConflictError(f"job {job_id} changed while it was checked")
+        return [as_str(p) for p in reply[0]], bool(int(reply[1]))

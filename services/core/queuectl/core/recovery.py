@@ -1,0 +1,82 @@
+"""The scheduler's transitions: promoting due jobs and handing back the jobs of dead workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from queuectl.core.scripting import (
+    PIPELINE_CHUNK,
+    PromoteResult,
+    ReapResult,
+    ScriptStore,
+    as_str,
+)
+
+
+def _wrongtype(reply: Any) -> bool:
+    return isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE")
+
+
+class RecoveryOps(ScriptStore):
+    """Promotion and recovery; mixed into ``Store``."""
+
+    def promote_due(self, batch: int) -> PromoteResult:
+        """Move up to ``batch`` due retries and delayed jobs back onto their queues."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.zrange(k.retry_queue, 0, batch - 1, withscores=True)
+        pipe.zrange(k.delayed, 0, batch - 1, withscores=True)
+        (secs, micros), retry, delayed = pipe.execute(raise_on_error=False)
+        now = secs + micros / 1e6
+        # A set of the wrong type reads as empty here; the script says so in its notes.
+        entries = [e for e in (retry, delayed) if not _wrongtype(e)]
+        due = sorted((s, as_str(m)) for part in entries for m, s in part if s <= now)[:batch]
+        keys, args = self.job_queue_keys([m for _, m in due])
+        reply = self._run("promote", [k.retry_queue, k.delayed, k.quarantine,
+                                      k.quarantine_why, *keys], args)
+        moved, next_due, server_now, notes = reply
+        self.notes(notes)
+        nd = as_str(next_due)
+        return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)))
+
+    def dead_workers(self, ttl: float) -> list[str]:
+        """Registered workers whose last heartbeat is older than ``ttl`` (by Redis's clock)."""
+        secs, micros = self.redis.time()
+        cutoff = secs + micros / 1e6 - ttl
+        try:
+            found: Any = self.redis.zrangebyscore(self.keys.workers, "-inf", cutoff)
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            self.notes([f"cannot look for dead workers: key {self.keys.workers} is not a zset"])
+            return []
+        return [as_str(w) for w in found]
+
+    def reap_worker(self, worker_id: str, ttl: float) -> ReapResult | None:
+        """Hand a dead worker's jobs back; None if it turned out to be alive."""
+        k = self.keys
+        requeued = buried = 0
+        notes: list[str] = []
+        fixed = [k.workers, k.inflight(worker_id), k.worker(worker_id), k.control(worker_id),
+                 k.wakeup(worker_id), k.dead_letter, k.stats, k.quarantine, k.quarantine_why]
+        try:
+            members: Any = self.redis.smembers(k.inflight(worker_id))
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            members = set()  # the script reports the wrong type
+        ids = sorted(as_str(i) for i in members)
+        chunks = [ids[i:i + PIPELINE_CHUNK] for i in range(0, len(ids), PIPELINE_CHUNK)] or [[]]
+        for part in chunks:
+            keys, args = self.job_queue_keys(part)
+            reply = self._run("reap", [*fixed, *keys],
+                              [worker_id, ttl, self.policy.max_lost, *args])
+            if int(reply[0]) == -1:
+                return None
+            requeued += int(reply[0])
+            buried += int(reply[1])
+            notes += self.notes(reply[3])
+        return ReapResult(requeued, buried, notes)

@@ -1,0 +1,188 @@
+"""Running QueueCTL's Lua scripts: loading, the return codes they share, and job keys.
+
+Scripts check every key and field they read before their first write, and answer
+a return code instead of raising (see scripts/lib/guard.lua): -90 (a key of the
+wrong type), -91 (NOPERM) and -92 (the job went to quarantine) mean the same in
+every script and are turned into exceptions or notes in one place, ``_run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from queuectl.core.errors import DataError, PermissionDeniedError
+from queuectl.core.keys import DEFAULT_QUEUE, Keys
+from queuectl.core.lua import script_names, script_source
+from queuectl.core.models import JobState, valid_name
+from queuectl.core.policy import Policy, PolicyCache
+
+log = logging.getLogger("queuectl.store")
+
+PIPELINE_CHUNK = 1000
+DATA_ERROR = -90
+NO_PERM = -91
+QUARANTINED = -92
+# A note that repeats (a queue key of the wrong type is met on every fetch) is logged
+# at most once per this many seconds.
+NOTE_INTERVAL = 60.0
+
+
+def as_str(value: Any) -> str:
+    """Decode a reply losslessly: bytes that are not UTF-8 survive as surrogate escapes."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def num(value: float | None) -> str:
+    """A number as the scripts expect it: plain decimal, "" for none."""
+    if value is None:
+        return ""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A job a worker now holds, with the lease token every later write must present."""
+
+    id: str
+    lease: int
+    command: str
+    timeout: float | None
+    attempts: int
+    queue: str
+    trace_context: str
+    env: str = ""
+
+
+class Quarantined(Exception):  # noqa: N818 - an outcome, not a failure of the caller
+    """A finish or release moved the job to quarantine instead (its record or a key it
+    must move to cannot be used); the worker logs it and moves on."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailOutcome:
+    dead: bool
+    retry_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    id: str
+    state: JobState | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    requeued: int
+    buried: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PromoteResult:
+    moved: int
+    next_due: float | None
+    now: float
+
+
+class NoteLog:
+    """Logs what scripts set aside, each distinct note at most once per NOTE_INTERVAL."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self.logger = logger
+        self._last: dict[str, float] = {}
+
+    def __call__(self, notes: Iterable[Any]) -> list[str]:
+        out = [as_str(n) for n in notes]
+        now = time.monotonic()
+        for note in out:
+            if now - self._last.get(note, -NOTE_INTERVAL) >= NOTE_INTERVAL:
+                self._last[note] = now
+                self.logger.warning("%s", note)
+        if len(self._last) > 10000:
+            self._last.clear()
+        return out
+
+
+def check_reply(reply: Any) -> Any:
+    """Raise for the codes every script shares (wrong type, NOPERM); return the rest."""
+    if isinstance(reply, list) and reply and isinstance(reply[0], int):
+        if reply[0] == DATA_ERROR:
+            raise DataError(as_str(reply[1]))
+        if reply[0] == NO_PERM:
+            raise PermissionDeniedError(as_str(reply[1]))
+    return reply
+
+
+class ScriptStore:
+    """The scripts over one redis client (``decode_responses=False``) and the runtime policy."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, policy: Policy,
+                 log_cap: int = 65536, *, policy_max_age: float = 0.0) -> None:
+        self.redis = client
+        self.keys = keys
+        self.log_cap = log_cap
+        self.policies = PolicyCache(self._read_config, policy, policy_max_age)
+        self.notes = NoteLog()
+        self._scripts = {name: client.register_script(script_source(name))
+                         for name in script_names()}
+
+    @property
+    def policy(self) -> Policy:
+        """The runtime policy in effect (P:config over the environment's defaults)."""
+        return self.policies.current()
+
+    def _read_config(self) -> dict[str, str] | str:
+        try:
+            raw: Any = self.redis.hgetall(self.keys.config)
+        except redis.ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return f"key {self.keys.config} is not a hash"
+            raise
+        return {as_str(a): as_str(b) for a, b in raw.items()}
+
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any],
+             client: Any = None) -> Any:
+        reply = self._scripts[name](keys=list(keys), args=list(args), client=client)
+        return reply if client is not None else check_reply(reply)
+
+    def queue_of(self, job_id: str) -> str:
+        """The queue named by a job's record, or the default one when it names none usable."""
+        try:
+            raw = self.redis.hget(self.keys.job(job_id), "queue")
+        except redis.ResponseError:
+            return DEFAULT_QUEUE  # a record of the wrong type: the script quarantines it
+        name = as_str(raw) if raw else DEFAULT_QUEUE
+        return name if valid_name(name) else DEFAULT_QUEUE
+
+    def job_queue_keys(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Keys (job hash, queue list, wake list) and args (id, queue) of each id, for the
+        scripts that move jobs onto queues they cannot know in advance; every script
+        re-checks the queue against the record and skips an id that changed."""
+        if not ids:
+            return [], []
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(k.job(job_id), "queue")
+        keys: list[str] = []
+        args: list[str] = []
+        # A record of the wrong type answers WRONGTYPE here; its script quarantines it.
+        for job_id, queue in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+            name = as_str(queue) if isinstance(queue, bytes) else DEFAULT_QUEUE
+            q = name if valid_name(name) else DEFAULT_QUEUE
+            keys += [k.job(job_id), k.queue(q), k.wake(q)]
+            args += [job_id, name]
+        return keys, args
+
+    def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one script by name (the admin and recovery modules build their calls)."""
+        return self._run(name, keys, args)

@@ -1,0 +1,32 @@
+-- Checks a script makes before its first write. Redis keeps every write a script
+-- made before it raised, so a script reads and checks everything it relies on
+-- first, then writes; these helpers never raise on data another client wrote.
+
+-- 'none' when the key does not exist, else its type ('string', 'list', 'hash', ...).
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- nil when `key` is absent or of type `want`, else why it cannot be used.
+local function bad_type(key, want)
+  local t = key_type(key)
+  if t == 'none' or t == want then return nil end
+  return 'key ' .. key .. ' is a ' .. t .. ', not a ' .. want
+end
+
+-- nil when the caller's ACL user may run every command in `cmds` (each {cmd, key, args...}),
+-- else why not. redis.acl_check_cmd exists from Redis 7.0; older servers skip the check.
+local function denied(cmds)
+  if not redis.acl_check_cmd then return nil end
+  for _, c in ipairs(cmds) do
+    if not redis.acl_check_cmd(unpack(c)) then
+      return 'NOPERM: this user has no permission to run ' .. c[1] .. ' on ' .. c[2]
+    end
+  end
+  return nil
+end
+
+-- Codes every script may answer; nothing has been written when it does.
+local DATA_ERROR = -90  -- {-90, why}: a key this call needs has the wrong type
+local NO_PERM = -91     -- {-91, why}: the ACL user may not run a command this call needs
+local QUARANTINED = -92 -- {-92, why}: the job was moved to quarantine (the only write)

@@ -1,0 +1,10 @@
+-- push_job(queue, wake, id, front): put an id on a queue and arm the queue's wake list.
+-- Idle workers block on the wake list, and one marker wakes one of them; a marker
+-- already there will wake someone, so only an absent (empty) list gets one. A wake
+-- key of the wrong type is skipped: jobs still flow, idle workers just wake later.
+local function push_job(queue, wake, id, front)
+  redis.call(front and 'LPUSH' or 'RPUSH', queue, id)
+  if redis.call('TYPE', wake)['ok'] == 'none' then
+    redis.call('RPUSH', wake, '1')
+  end
+end
