@@ -95,7 +95,7 @@ def register_worker(client: Client, worker_id: str, *, ttl: float = 30.0,
                     queues: str = "default", threads: int = 4) -> None:
     """A heartbeat as a live worker would send it."""
     k = client.keys
-    client.store.heartbeat(k.worker(worker_id), k.workers, worker_id, ttl,
+    client.store.heartbeat(k.worker(worker_id), k.workers, worker_id, ttl, "t",
                            {"id": worker_id, "threads": str(threads), "queues": queues,
                             "state": "running"})
 

@@ -57,7 +57,7 @@ def test_dlq_retry_one_and_all(cli: Cli, client: Client) -> None:
     assert client.get("d2").state is JobState.PENDING
     assert assert_ok(cli("dlq", "retry", "--all")) == "requeued 2 jobs\n"
     assert {client.get(i).state for i in ("d1", "d3")} == {JobState.PENDING}
-    assert client.dlq_list() == []
+    assert client.dlq_list().jobs == []
     assert assert_ok(cli("dlq", "retry", "--all")) == "requeued 0 jobs\n"
 
 
@@ -101,7 +101,7 @@ def test_dlq_purge_asks_on_a_terminal(env: dict[str, str], client: Client, answe
     assert proc.returncode == code, proc.stderr
     assert b"Delete 1 dead job(s) and their output?" in proc.stdout
     assert b"Traceback" not in proc.stderr
-    assert len(client.dlq_list()) == left
+    assert len(client.dlq_list().jobs) == left
 
 
 # -- config --------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_flags_and_command_after_dashdash(cli: Cli, client: Client) -> None:
     job = client.get("j2")
     assert (job.command, job.queue, job.max_retries, job.timeout) == (
         "echo hello world", "mail", 2, 30.0)
-    assert client.list_jobs(JobState.PENDING, "mail")[0].id == "j2"
+    assert client.list_jobs(JobState.PENDING, "mail").jobs[0].id == "j2"
 
 
 def test_timeout_accepts_a_duration(cli: Cli, client: Client) -> None:
@@ -120,7 +120,7 @@ def test_invalid_jobs_are_refused_and_nothing_is_stored(
 
 def test_a_json_value_that_is_not_an_object_is_never_run(cli: Cli, client: Client) -> None:
     assert_error(cli("enqueue", '["rm", "-rf", "/tmp/x"]'), 3, "not an array")
-    assert client.list_jobs() == []
+    assert client.list_jobs().jobs == []
 
 
 def test_duplicate_id_is_a_conflict(cli: Cli, client: Client) -> None:
@@ -161,7 +161,7 @@ def test_file_from_stdin(cli: Cli, client: Client) -> None:
     lines = "".join(json.dumps({"id": f"s{i}", "command": f"echo {i}"}) + "\n" for i in range(5))
     summary = json.loads(assert_ok(cli("enqueue", "--file", "-", "--json", input=lines)))
     assert summary == {"enqueued": 5, "pending": 5, "scheduled": 0, "conflicts": []}
-    assert [j.id for j in client.list_jobs(JobState.PENDING)] == [f"s{i}" for i in range(5)]
+    assert [j.id for j in client.list_jobs(JobState.PENDING).jobs] == [f"s{i}" for i in range(5)]
 
 
 @pytest.mark.parametrize(("content", "fragment"), [
@@ -183,7 +183,7 @@ def test_file_with_a_bad_line_enqueues_nothing(
 def test_file_with_invalid_utf8_names_the_line(cli: Cli, client: Client) -> None:
     data = b'{"command":"ok"}\n{"command":"caf\xe9"}\n'
     assert_error(cli("enqueue", "-f", "-", input=data), 3, "line 2: not valid UTF-8")
-    assert client.list_jobs() == []
+    assert client.list_jobs().jobs == []
 
 
 def test_file_errors(cli: Cli, tmp_path: Path) -> None:

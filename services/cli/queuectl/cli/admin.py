@@ -10,6 +10,7 @@ import typer
 
 from queuectl.cli import render
 from queuectl.cli.context import get_client, get_state
+from queuectl.cli.jobs import note_unreadable
 from queuectl.core import embedded, policy
 from queuectl.core.connection import describe_url
 from queuectl.core.errors import InvalidInputError, UsageError
@@ -28,15 +29,16 @@ def dlq_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Jobs that exhausted their retries, oldest first."""
-    jobs = get_client(ctx).dlq_list(limit)
+    page = get_client(ctx).dlq_list(limit)
     if as_json:
-        render.emit_json([job.public_dict() for job in jobs])
-    elif not jobs:
+        render.emit_json([job.public_dict() for job in page.jobs])
+    elif not page.jobs:
         print("the dead letter queue is empty")
     else:
         rows = [[j.id, j.queue, j.attempts, _opt_int(j.exit_code), render.ago(j.finished_at),
-                 render.clean(j.last_error, ERROR_WIDTH)] for j in jobs]
+                 render.clean(j.last_error, ERROR_WIDTH)] for j in page.jobs]
         print(render.table(["ID", "QUEUE", "ATTEMPTS", "EXIT", "DIED", "LAST ERROR"], rows))
+    note_unreadable(page.unreadable)
 
 
 def _opt_int(value: int | None) -> str:
@@ -54,12 +56,20 @@ def dlq_retry(
     if (job_id is None) == (not retry_all):
         raise UsageError("give a job id or --all (not both)")
     client = get_client(ctx)
-    if job_id is not None:
-        client.dlq_retry(job_id)
+    result = client.dlq_retry(job_id) if job_id is not None else client.dlq_retry_all()
+    if job_id is not None and result.moved == 1:
         print(f"{job_id} requeued")
     else:
-        moved = client.dlq_retry_all()
-        print(f"requeued {moved} job{'s' if moved != 1 else ''}")
+        print(f"requeued {result.moved} job{'s' if result.moved != 1 else ''}")
+    report_notes(result.notes)
+
+
+def report_notes(notes: list[str]) -> None:
+    """Print what a bulk transition set aside (moved to quarantine, left in place)."""
+    for note in notes[:20]:
+        print(f"queuectl: {render.clean(note)}", file=sys.stderr)
+    if len(notes) > 20:
+        print(f"queuectl: ... and {len(notes) - 20} more", file=sys.stderr)
 
 
 def dlq_purge(
@@ -86,15 +96,28 @@ def dlq_purge(
 
 # -- config ----------------------------------------------------------------------------------
 def config_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Every runtime policy key, its effective value and where it comes from."""
-    values = get_client(ctx).config_list()
+    """Every runtime policy key, its effective value and where it comes from.
+
+    A value stored in Redis that does not parse (or is out of bounds) is shown as
+    invalid; every service uses the default instead and warns about it.
+    """
+    client = get_client(ctx)
+    values = client.config_list()
+    invalid = client.config_view().invalid
+
+    def source(name: str, stored: bool) -> str:
+        return "redis" if stored else ("invalid" if name in invalid else "default")
+
     if as_json:
-        render.emit_json({name: {"value": value, "source": "redis" if stored else "default"}
+        render.emit_json({name: {"value": value, "source": source(name, stored),
+                                 **({"invalid": invalid[name]} if name in invalid else {})}
                           for name, (value, stored) in values.items()})
         return
-    rows = [[name, value, "redis" if stored else "default", policy.POLICY_KEYS[name].help]
+    rows = [[name, value, source(name, stored), policy.POLICY_KEYS[name].help]
             for name, (value, stored) in values.items()]
     print(render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))
+    for name, why in invalid.items():
+        print(f"queuectl: config {name}: {render.clean(why)}", file=sys.stderr)
 
 
 def config_get(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from queuectl.cli import admin, jobs, status
+from queuectl.cli import admin, care, jobs, status
 from queuectl.cli.enqueue import HELP as ENQUEUE_HELP
 from queuectl.cli.enqueue import EnqueueCommand, enqueue
 from queuectl.core.policy import POLICY_KEYS
@@ -15,7 +15,8 @@ from queuectl.core.policy import POLICY_KEYS
 EPILOG = (
     "Exit codes: 0 ok, 1 a waited job did not complete, 2 usage, 3 invalid input, "
     "4 not found, 5 conflict, 6 Redis unreachable or refused credentials, 7 wait timeout, "
-    "130 interrupted. Configuration: QUEUECTL_* environment variables; with "
+    "8 Redis holds data QueueCTL cannot use (queuectl doctor), 130 interrupted. "
+    "Configuration: QUEUECTL_* environment variables; with "
     "QUEUECTL_REDIS_URL unset an embedded Redis under QUEUECTL_DATA_DIR is used."
 )
 
@@ -59,6 +60,7 @@ app.command("logs")(jobs.logs)
 app.command("wait")(jobs.wait)
 app.command("cancel")(jobs.cancel)
 app.command("scheduler")(admin.scheduler)
+app.command("doctor")(care.doctor)
 
 dlq_app = _typer("The dead letter queue: jobs that exhausted their retries.")
 dlq_app.command("list")(admin.dlq_list)
@@ -77,6 +79,12 @@ worker_app.command("start")(admin.worker_start)
 worker_app.command("stop")(admin.worker_stop)
 worker_app.command("list")(status.worker_list)
 app.add_typer(worker_app, name="worker")
+
+quarantine_app = _typer("Jobs set aside because their record or a key they need is unusable.")
+quarantine_app.command("list")(care.quarantine_list)
+quarantine_app.command("retry")(care.quarantine_retry)
+quarantine_app.command("purge")(care.quarantine_purge)
+app.add_typer(quarantine_app, name="quarantine")
 
 redis_app = _typer("The embedded Redis used when QUEUECTL_REDIS_URL is unset.")
 redis_app.command("status")(admin.redis_status)

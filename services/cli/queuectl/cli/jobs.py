@@ -14,7 +14,7 @@ from queuectl.cli.context import get_client
 from queuectl.cli.durations import format_duration, parse_duration
 from queuectl.core.client import LogTail, parse_state
 from queuectl.core.errors import EXIT_JOB_FAILED, InvalidInputError
-from queuectl.core.models import Job, JobState
+from queuectl.core.models import CorruptRecordError, Job, JobState
 from queuectl.core.settings import NAME_PATTERN
 
 FOLLOW_POLL = 0.3
@@ -51,13 +51,23 @@ def list_jobs(
     wanted = parse_state(state) if state is not None else None
     if queue is not None and not re.fullmatch(NAME_PATTERN, queue):
         raise InvalidInputError(f"invalid queue name {queue!r}")
-    jobs = get_client(ctx).list_jobs(wanted, queue, limit)
+    page = get_client(ctx).list_jobs(wanted, queue, limit)
     if as_json:
-        render.emit_json([job.public_dict() for job in jobs])
-    elif not jobs:
+        render.emit_json([job.public_dict() for job in page.jobs])
+    elif not page.jobs:
         print("no jobs")
     else:
-        print(render.table(JOB_HEADERS, [job_row(job) for job in jobs]))
+        print(render.table(JOB_HEADERS, [job_row(job) for job in page.jobs]))
+    note_unreadable(page.unreadable)
+
+
+def note_unreadable(ids: list[str]) -> None:
+    """Say on stderr which records were skipped because they cannot be read."""
+    if ids:
+        shown = ", ".join(render.clean(i, 40) for i in ids[:5])
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        _note(f"skipped {len(ids)} record(s) that cannot be read: {shown}{more} "
+              "(queuectl doctor)")
 
 
 def _opt(value: object, unit: str = "") -> str:
@@ -67,8 +77,13 @@ def _opt(value: object, unit: str = "") -> str:
 def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
     """Show every field of one job, with times in ISO 8601 and relative to now."""
     client = get_client(ctx)
-    job = client.get(job_id)
+    try:
+        job = client.get(job_id)
+    except CorruptRecordError:
+        show_raw(client.find_raw(job_id), client.quarantine_reason(job_id), as_json=as_json)
+        raise
     kept = client.log_kept(job_id)
+    reason = client.quarantine_reason(job_id) if job.state is JobState.QUARANTINED else None
     if as_json:
         render.emit_json(job.public_dict() | {"log_size": job.log_size, "log_kept": kept})
         return
@@ -93,6 +108,22 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
         ("worker", _opt(job.worker)),
         ("output", f"{job.log_size} bytes produced, last {kept} kept (queuectl logs {job.id})"),
     ]
+    if job.env:
+        rows.insert(7, ("env", render.clean(" ".join(f"{k}={v}" for k, v in job.env.items()))))
+    if reason is not None:
+        rows.insert(4, ("quarantine", render.clean(reason)))
+    print(render.pairs(rows))
+
+
+def show_raw(raw: dict[str, str], reason: str | None, *, as_json: bool) -> None:
+    """A record that does not parse, field by field as stored (control characters escaped)."""
+    if as_json:
+        render.emit_json({"raw": raw, "quarantine": reason})
+        return
+    rows = [(render.clean(name, 40), render.clean(value, 200))
+            for name, value in sorted(raw.items())]
+    if reason is not None:
+        rows.insert(0, ("quarantine", render.clean(reason)))
     print(render.pairs(rows))
 
 

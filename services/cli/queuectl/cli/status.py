@@ -43,6 +43,7 @@ def status_dict(st: Status) -> dict[str, Any]:
         "workers": [worker_dict(w, now) for w in st.workers],
         "schedulers": [{"id": sid, "last_beat": iso(beat), "last_beat_age": round(now - beat, 3)}
                        for sid, beat in sorted(st.schedulers.items())],
+        "problems": st.problems,
     }
 
 
@@ -75,12 +76,15 @@ def status_text(st: Status) -> str:
         )
     else:
         schedulers = "no schedulers"
-    return "\n\n".join([
+    parts = [
         states,
         queues + "\n(per queue, completed, failed and dead are running totals)",
         workers_table(st.workers, now),
         schedulers,
-    ])
+    ]
+    if st.problems:
+        parts.append("problems:\n" + "\n".join(f"  {render.clean(p)}" for p in st.problems))
+    return "\n\n".join(parts)
 
 
 def status(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -69,6 +70,7 @@ class Scheduler:
             describe_url(settings.redis_url) if settings.redis_url else "the embedded server"
         )
         self.promoted = 0
+        self.instance = secrets.token_hex(8)
         self.started_at = time.time()
         self._next_beat = 0.0  # monotonic time of the next heartbeat; 0 = beat now
         self._connected_once = False
@@ -90,7 +92,9 @@ class Scheduler:
                 break
             # A long backlog must not let this replica's status expire meanwhile.
             self._beat_if_due()
-        if result.next_due is None:
+        if result.next_due is None or (result.moved == 0 and result.next_due <= result.now):
+            # Nothing left, or only items that cannot move now (left in place, e.g. a job
+            # that cannot be quarantined): do not spin on them.
             return self.settings.scheduler_interval
         # Both times are the server's, so clock skew between pods does not matter.
         return min(self.settings.scheduler_interval, max(0.0, result.next_due - result.now))
@@ -99,7 +103,7 @@ class Scheduler:
         """Refresh this replica's status hash and registry entry."""
         k = self.store.keys
         now = self.store.heartbeat(
-            k.scheduler(self.id), k.schedulers, self.id, self.settings.worker_ttl,
+            k.scheduler(self.id), k.schedulers, self.id, self.settings.worker_ttl, self.instance,
             {
                 "host": socket.gethostname(),
                 "pid": str(os.getpid()),
@@ -137,6 +141,9 @@ class Scheduler:
             up = self._up_since
             if up is not None and time.monotonic() - up >= self.settings.worker_ttl:
                 self.reap()
+            # Index entries of records that expired (completed-ttl) go here, off the
+            # workers' hot path.
+            self.store.prune_indexes()
             self._next_beat = time.monotonic() + self.settings.heartbeat_interval
 
     def idle(self, seconds: float) -> bool:

@@ -18,6 +18,8 @@ from queuectl.scheduler.loop import Scheduler, log
 # The socket timeout must outlast the longest BLPOP the loop issues (MAX_BLOCK),
 # with room for a slow server; 30 s is what every QueueCTL service uses.
 SOCKET_TIMEOUT = 30.0
+# How stale the runtime policy (P:config) may be: `config set` reaches schedulers within it.
+POLICY_MAX_AGE = 1.0
 
 
 @contextmanager
@@ -52,7 +54,7 @@ def run(settings: Settings) -> int:
     stop = threading.Event()
     with stop_on_signals(stop):
         url = redis_url(settings)  # starts the embedded server when no URL is set
-        store = open_store(settings, socket_timeout=SOCKET_TIMEOUT)
+        store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=SOCKET_TIMEOUT)
         try:
             Scheduler(store, settings, stop, redis_description=describe_url(url)).run()
         finally:

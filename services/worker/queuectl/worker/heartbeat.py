@@ -24,12 +24,13 @@ log = logging.getLogger("queuectl.worker")
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, store: Store, worker_id: str, interval: float, ttl: float,
+    def __init__(self, store: Store, worker_id: str, instance: str, interval: float, ttl: float,
                  status: Callable[[], dict[str, str]], on_stop: Callable[[], None],
                  done: threading.Event, on_beat: Callable[[], None]) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.store = store
         self.worker_id = worker_id
+        self.instance = instance
         self.interval = interval
         self.ttl = ttl
         self.status = status
@@ -44,7 +45,7 @@ class Heartbeat(threading.Thread):
         fields = {"id": self.worker_id, "host": self.host, "pid": str(os.getpid()),
                   "started_at": self.started_at, **self.status()}
         self.store.heartbeat(k.worker(self.worker_id), k.workers, self.worker_id, self.ttl,
-                             fields)
+                             self.instance, fields)
 
     def run(self) -> None:
         control = self.store.keys.control(self.worker_id)

@@ -23,6 +23,8 @@ from queuectl.worker.pool import MAX_BACKOFF, Worker
 
 # The default socket timeout of every QueueCTL service (queuectl.core.connection.connect).
 SOCKET_TIMEOUT = 30.0
+# How stale the runtime policy (P:config) may be: `config set` reaches workers within it.
+POLICY_MAX_AGE = 1.0
 
 
 def _wait_for_redis(worker: Worker, url: str) -> bool:
@@ -47,7 +49,7 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     # Idle job threads block in BLPOP for idle_wait, the heartbeat for heartbeat_interval.
     # The socket must outwait both, or a quiet queue reads as a Redis timeout (which
     # redis-py retries, so an idle_wait >= 30 s turned each idle poll into 90 s and a warning).
-    store = open_store(settings, socket_timeout=max(
+    store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=max(
         SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0))
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues)
     grace_ends: list[float] = []

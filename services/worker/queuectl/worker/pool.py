@@ -18,7 +18,7 @@ import redis
 
 from queuectl.core.errors import LeaseLostError
 from queuectl.core.settings import Settings
-from queuectl.core.store import Fetched, Store, as_str
+from queuectl.core.store import Fetched, Quarantined, Store, as_str
 from queuectl.worker.executor import Ending, ExecConfig, Execution, RunResult
 from queuectl.worker.heartbeat import Heartbeat, status_fields
 
@@ -53,7 +53,9 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._cfg = ExecConfig(self.id, settings.resolved_log_dir, settings.log_target,
                                store.log_cap, settings.kill_grace)
-        self._heartbeat = Heartbeat(store, self.id, settings.heartbeat_interval,
+        # Tells this process apart from any other that was given the same worker id.
+        self.instance = secrets.token_hex(8)
+        self._heartbeat = Heartbeat(store, self.id, self.instance, settings.heartbeat_interval,
                                     settings.worker_ttl, self._status, self.request_stop,
                                     self._done, self.reconcile)
 
@@ -109,7 +111,7 @@ class Worker:
         """Leave the registry; returns the number of jobs still held (0 after a clean stop)."""
         self._done.set()
         try:
-            held = self.store.unregister_worker(self.id)
+            held = self.store.unregister_worker(self.id, self.instance)
         except redis.RedisError as exc:
             log.warning("could not unregister (%s); the heartbeat key expires by itself", exc)
             return 0
@@ -175,11 +177,14 @@ class Worker:
             orphans = {as_str(m) for m in members} - set(self._held)
         for job_id in orphans:
             lease, queue = self.store.redis.hmget(self.store.keys.job(job_id), ["lease", "queue"])
-            ghost = Fetched(job_id, int(lease or 0), "", None, 0, as_str(queue or "default"), "")
+            token = as_str(lease or b"0")
+            # A lease that does not parse marks a record release.lua sends to quarantine.
+            ghost = Fetched(job_id, int(token) if token.isdigit() else -1, "", None, 0,
+                            as_str(queue or b"default"), "")
             try:
-                self.store.release(ghost, self.id)
+                self.store.release(ghost, self.id, "the fetch reply was lost; handed back")
                 log.warning("job %s was leased but the fetch reply was lost; handed back", job_id)
-            except LeaseLostError:
+            except (LeaseLostError, Quarantined):
                 pass
 
     def _ship(self, job: Fetched, chunk: bytes, produced: int) -> None:
@@ -215,6 +220,9 @@ class Worker:
                 return
             except LeaseLostError:
                 log.info("job %s was cancelled or taken over; its result is discarded", job.id)
+                return
+            except Quarantined as exc:
+                log.warning("%s", exc)
                 return
             except redis.RedisError as exc:
                 log.warning("could not report job %s (%s); retrying in %.1fs", job.id, exc,
