@@ -27,6 +27,27 @@ HOSTILE_PASSWORD = "p@ss:w/rd%41#frag?q=1&x"
 HOSTILE_USER = "ops:queue@ctl"
 
 
+def secret_forms(secret: str) -> list[str]:
+    """Every way ``secret`` may be printed: as is and percent-encoded (fully or as a path)."""
+    return sorted({secret, quote(secret, safe=""), quote(secret)})
+
+
+def assert_hidden(text: str | bytes, *secrets: str, where: str = "output") -> None:
+    """No form of any of ``secrets`` appears in ``text``."""
+    decoded = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    for secret in secrets:
+        for form in secret_forms(secret):
+            assert form not in decoded, f"{form!r} appears in {where}:\n{decoded[-3000:]}"
+
+
+def assert_files_hidden(root: Path, *secrets: str) -> int:
+    """No file under ``root`` holds a secret; returns how many files were read."""
+    files = [path for path in root.rglob("*") if path.is_file() and not path.is_symlink()]
+    for path in files:
+        assert_hidden(path.read_bytes(), *secrets, where=str(path))
+    return len(files)
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     """A CA and the certificates it signed, as PEM files."""

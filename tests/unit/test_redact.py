@@ -147,3 +147,10 @@ def test_problem_never_quotes_the_url() -> None:
     assert problem is not None
     assert "secretpart" not in problem and "rest" not in problem
     assert "%40" in problem  # it says how to encode
+
+
+def test_problem_names_the_likely_cause() -> None:
+    assert "reserved character" in (url_problem("redis://u:pa/ss@h:1") or "")
+    assert "reserved character" in (url_problem("redis://u:p@[::1") or "")
+    assert "port is not a number" in (url_problem("redis://h:abc") or "")
+    assert "unbalanced [" in (url_problem("redis://[::1") or "")

@@ -48,20 +48,22 @@ def _parse(url: str) -> tuple[SplitResult | None, str | None]:
 
     The reason never quotes the URL: any piece of it may be part of a password.
     """
+    # With an @ anywhere, a bad port or a stray @ is a user name or password that
+    # holds an unencoded / ? or #: urllib cut the netloc short there.
+    userinfo = "@" in url.partition("://")[2]
+    misread = f"the user name or password holds a reserved character; {ENCODE_HINT}"
     try:
         parts = urlsplit(url)
     except ValueError:
-        return None, "not a valid URL (an unbalanced [ in the host?)"
+        return None, misread if userinfo else "not a valid URL (an unbalanced [ in the host?)"
     try:
         parts.port  # noqa: B018 - evaluated for its ValueError
     except ValueError:
-        return None, f"the port is not a number; {ENCODE_HINT}"
-    # An @ after the netloc means the password held an unencoded / ? or # and urllib
-    # cut the netloc short: what it calls the host is really part of the userinfo.
-    # Only an @ inside a query value (?password=a@b) is what the operator wrote.
+        return None, misread if userinfo else "the port is not a number from 0 to 65535"
+    # Only an @ inside a query value (?password=a@b) is where the operator wrote it.
     stray_in_query = any("@" in piece.partition("=")[0] for piece in parts.query.split("&"))
     if "@" in parts.path or "@" in parts.fragment or stray_in_query:
-        return None, f"an @ follows the host; {ENCODE_HINT}"
+        return None, misread
     return parts, None
 
 
