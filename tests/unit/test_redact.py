@@ -87,7 +87,8 @@ def test_a_query_value_with_an_at_is_masked() -> None:
 @pytest.mark.parametrize("garbage", [
     "", "garbage", "hunter2", "@@@", "p@ss word", "redis://", "://", "redis://@", "redis://:@",
     "redis://[", "redis://]", "redis://%", "redis://h:99999", "\x00\n\t", "redis://u:p\n@h",
-    "http://user:pw@example.com", "redis:/u:pw@h", "redis:u:pw@h",
+    "http://user:pw@example.com", "redis:/u:pw@h", "redis:u:pw@h", "alice:pw@redis://h",
+    "u:pw@redis://h/0?x=1", " redis://u:pw@h", "redis://u:pw@h:1/0\n",
 ])
 def test_garbage_never_raises_and_shows_no_userinfo(garbage: str) -> None:
     masked = mask_url(garbage)

@@ -14,9 +14,11 @@ such a URL instead of sending pieces of the password to DNS as a host name.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
 MASK = "***"
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")  # RFC 3986
 # Query parameters whose value is masked: redis-py passes any name through as a
 # keyword (password, ssl_password, ...), so match by words, not by a fixed list.
 SECRET_WORDS = ("pass", "secret", "token", "auth", "key")
@@ -90,8 +92,9 @@ def _mask_netloc(netloc: str) -> str:
 def _conservative(url: str) -> str:
     """Mask a URL that cannot be split reliably: drop everything before its last @."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        # Not a URL at all: it may be anything, a password pasted into the wrong variable.
+    if not sep or not _SCHEME_RE.match(scheme):
+        # Not a URL at all (or "user:pw@redis://..."): it may be anything, a password
+        # pasted into the wrong variable.
         return MASK
     _, at, tail = rest.rpartition("@")
     if at:
