@@ -13,6 +13,7 @@ import redis
 from queuectl.core.client import Client
 from queuectl.core.settings import Settings
 from tests.redis_server import LocalRedis, session_redis_url
+from tests.secure_servers import HOSTILE_PASSWORD, GuardedRedis, TlsFiles, make_tls_files
 
 
 @pytest.fixture(scope="session")
@@ -70,5 +71,30 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
     """A server of this test's own, with AOF, for restart scenarios."""
     server = LocalRedis(tmp_path / "own-redis", appendonly=True).start()
+    yield server
+    server.stop()
+
+
+# -- guarded servers: TLS, passwords, ACL users (tests/secure_servers.py) -----------------------
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throwaway CA with server and client certificates, made by openssl."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory,
+              tls_files: TlsFiles) -> Iterator[GuardedRedis]:
+    """A server that speaks TLS only (no plain port), clients need no certificate."""
+    server = GuardedRedis(tmp_path_factory.mktemp("tls-redis"), tls=tls_files).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def hostile_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedRedis]:
+    """Plain TCP, the default user's password full of URL syntax (@ : / % # ? &)."""
+    server = GuardedRedis(tmp_path_factory.mktemp("hostile-redis"),
+                          requirepass=HOSTILE_PASSWORD).start()
     yield server
     server.stop()

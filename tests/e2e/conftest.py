@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.integration.procs import Procs
 from tests.redis_server import free_port, wait_ready
 
 from .helpers import Cli, Result, SecureRedis, run_cli
@@ -24,6 +26,14 @@ def cli(env: dict[str, str]) -> Cli:
         return run_cli(env or default_env, args, input=input, timeout=timeout)
 
     return call
+
+
+@pytest.fixture
+def procs(env: dict[str, str], tmp_path: Path) -> Iterator[Procs]:
+    """Worker and scheduler processes next to the CLI; killed at the end if still running."""
+    manager = Procs(env, tmp_path / "procs")
+    yield manager
+    manager.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -99,12 +99,13 @@ class Procs:
         self.started: list[Proc] = []
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, program: str, env: Mapping[str, str] | None = None) -> Proc:
+    def start(self, program: str, env: Mapping[str, str] | None = None,
+              args: Sequence[str] = ()) -> Proc:
         name = f"{program}-{len(self.started)}"
         out, err = self.workdir / f"{name}.out", self.workdir / f"{name}.err"
         with out.open("wb") as out_f, err.open("wb") as err_f:
             popen = subprocess.Popen(
-                [str(BIN / program)], env={**self.env, **(env or {})},
+                [str(BIN / program), *args], env={**self.env, **(env or {})},
                 stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
             )
         proc = Proc(name, popen, out, err)

@@ -12,8 +12,8 @@ from queuectl.cli import render
 from queuectl.cli.context import get_client, get_state
 from queuectl.cli.jobs import note_unreadable
 from queuectl.core import embedded, policy
-from queuectl.core.connection import describe_url
 from queuectl.core.errors import InvalidInputError, UsageError
+from queuectl.core.redact import mask_url
 from queuectl.core.settings import NAME_PATTERN
 
 ERROR_WIDTH = 60
@@ -204,7 +204,7 @@ def redis_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     state = get_state(ctx)
     settings = state.settings
     if settings.redis_url:
-        kind, where = "external", describe_url(settings.redis_url)
+        kind, where = "external", mask_url(settings.redis_url)
         running = True  # an unreachable external Redis is an error (exit 6), raised below
     else:
         kind, where = "embedded", embedded.socket_url(settings.data_dir)

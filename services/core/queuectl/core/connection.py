@@ -12,6 +12,7 @@ from redis.retry import Retry
 from queuectl.core import embedded
 from queuectl.core.errors import RedisUnavailableError
 from queuectl.core.keys import Keys
+from queuectl.core.redact import mask_url, redact, url_problem
 from queuectl.core.settings import Settings
 from queuectl.core.store import Store
 
@@ -24,16 +25,19 @@ def redis_url(settings: Settings) -> str:
 
 
 def describe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    """The URL without its secrets, for messages and logs (``redact.mask_url``)."""
+    # Kept as a name because callers outside this module use it; the one
+    # implementation is mask_url.
+    return mask_url(url)
 
 
 def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.0) -> redis.Redis:
     """A client with bounded retries: the CLI fails fast, services loop on their own."""
     url = redis_url(settings)
+    problem = url_problem(url)
+    if problem:
+        # redis-py would take part of the password for the host and look it up in DNS.
+        raise RedisUnavailableError(f"invalid QUEUECTL_REDIS_URL {mask_url(url)}: {problem}")
     # A unix:// URL (the embedded server) makes a UnixDomainSocketConnection, which
     # rejects socket_keepalive with a TypeError: keepalive is a TCP option only.
     tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
@@ -51,7 +55,9 @@ def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.
             **tcp,
         )
     except ValueError as exc:
-        raise RedisUnavailableError(f"invalid QUEUECTL_REDIS_URL: {exc}") from None
+        raise RedisUnavailableError(
+            f"invalid QUEUECTL_REDIS_URL {mask_url(url)}: {redact(str(exc), url)}"
+        ) from None
 
 
 def open_store(settings: Settings, *, policy_max_age: float = 0.0, **kwargs: float) -> Store:
@@ -63,14 +69,16 @@ def open_store(settings: Settings, *, policy_max_age: float = 0.0, **kwargs: flo
 
 
 def redis_error_message(exc: redis.RedisError, url: str) -> str:
-    where = describe_url(url)
+    """One line for a Redis failure; neither the URL nor redis-py's text shows a secret."""
+    where = mask_url(url)
+    detail = redact(str(exc), url)
     if isinstance(exc, redis.AuthenticationError) or (
         isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
     ):
-        return f"Redis at {where} refused the credentials: {exc}"
+        return f"Redis at {where} refused the credentials: {detail}"
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return f"cannot reach Redis at {where}: {exc}"
-    return f"Redis error at {where}: {exc}"
+        return f"cannot reach Redis at {where}: {detail}"
+    return f"Redis error at {where}: {detail}"
 
 
 @contextmanager

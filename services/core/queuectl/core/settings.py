@@ -24,6 +24,17 @@ PolicyDefaults = Policy
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
+# What a job's command sees of the worker's environment unless the operator says
+# otherwise: what cron, sudo's env_reset and systemd hand a program (who it runs as,
+# where it looks for commands, its locale, time zone and scratch space), and no
+# credentials. Kubernetes service links, cloud keys and tokens must be allowed by name.
+DEFAULT_JOB_ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME",
+                         "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR")
+# A variable name (POSIX letters, digits, _; Kubernetes also allows . and -) with the
+# shell-style globs * ? and [...] / [!...].
+_ENV_PATTERN_RE = re.compile(r"^(?:[A-Za-z0-9_.-]|\*|\?|\[!?[A-Za-z0-9_.-]+\])+$")
+RESERVED_ENV_PREFIX = "QUEUECTL_"
+
 
 class LogTarget(StrEnum):
     FILE = "file"
@@ -67,6 +78,13 @@ class Settings(BaseSettings):
         2.0, ge=0, description="seconds between SIGTERM and SIGKILL of a job's process group"
     )
     log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error)$")
+    job_env_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_JOB_ENV_ALLOW),
+        description="worker variables a job sees: names or globs, comma-separated; * = all",
+    )
+    job_env_deny: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="names or globs removed after job_env_allow",
+    )
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
 
     @field_validator("queues", mode="before")
@@ -86,6 +104,36 @@ class Settings(BaseSettings):
                 raise ValueError(f"invalid queue name {name!r}")
         if len(set(value)) != len(value):
             raise ValueError("queue names repeat")
+        return value
+
+    @field_validator("job_env_allow", "job_env_deny", mode="before")
+    @classmethod
+    def _split_env_patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            # An empty value is an empty list (ALLOW= passes nothing); an empty item
+            # in a list is a typo (two commas) and refused below.
+            return [p.strip() for p in value.split(",")] if value.strip() else []
+        return value
+
+    @field_validator("job_env_allow", "job_env_deny")
+    @classmethod
+    def _check_env_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern:
+                raise ValueError("empty name in the list (two commas in a row?)")
+            if not _ENV_PATTERN_RE.match(pattern):
+                raise ValueError(f"invalid name or pattern {pattern!r}: use letters, digits, "
+                                 "_ . - and the globs * ? [...]")
+        return value
+
+    @field_validator("job_env_allow")
+    @classmethod
+    def _check_env_allow(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if pattern.startswith(RESERVED_ENV_PREFIX):
+                # The Redis URL and the rest of QueueCTL's settings would let any job
+                # rewrite the queue; jobs get QUEUECTL_JOB_* facts from the worker instead.
+                raise ValueError(f"{pattern!r}: QUEUECTL_* variables are never passed to jobs")
         return value
 
     @field_validator("key_prefix")

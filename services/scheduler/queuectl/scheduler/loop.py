@@ -18,8 +18,8 @@ import time
 import redis
 from redis.exceptions import AuthorizationError
 
-from queuectl.core.connection import describe_url
 from queuectl.core.errors import RedisUnavailableError
+from queuectl.core.redact import mask_url
 from queuectl.core.settings import Settings
 from queuectl.core.store import Store
 
@@ -67,7 +67,7 @@ class Scheduler:
         self.stop = stop
         self.id = scheduler_id or default_scheduler_id()
         self.redis_description = redis_description or (
-            describe_url(settings.redis_url) if settings.redis_url else "the embedded server"
+            mask_url(settings.redis_url) if settings.redis_url else "the embedded server"
         )
         self.promoted = 0
         self.instance = secrets.token_hex(8)

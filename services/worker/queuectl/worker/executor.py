@@ -17,6 +17,7 @@ from queuectl.core.errors import LeaseLostError
 from queuectl.core.models import iso
 from queuectl.core.settings import LogTarget
 from queuectl.core.store import Fetched
+from queuectl.worker.jobenv import default_base_env, job_env
 from queuectl.worker.output import Capture
 
 SHELL = "/bin/sh"
@@ -54,8 +55,8 @@ class ExecConfig:
     log_target: LogTarget
     cap: int
     kill_grace: float
-    # Copied once: rebuilding the environment from os.environ for every job costs.
-    base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Filtered once (jobenv.py): the settings' allow/deny lists, else the default list.
+    base_env: dict[str, str] = field(default_factory=default_base_env)
 
 
 def kill_group(pgid: int, kill_grace: float, proc: subprocess.Popen[bytes]) -> None:
@@ -108,8 +109,7 @@ class Execution:
         started = time.monotonic()
         capture = Capture(job.id, header, cfg.log_target, cfg.log_dir, cfg.cap)
         try:
-            env = {**cfg.base_env, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_JOB_QUEUE": job.queue,
-                   "QUEUECTL_JOB_ATTEMPT": str(job.attempts)}
+            env = job_env(cfg.base_env, job.id, job.queue, job.attempts)
             try:
                 # start_new_session (not a preexec_fn) keeps vfork, and puts the
                 # whole tree in one group that a timeout or cancel can kill.
