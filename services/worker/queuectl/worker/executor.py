@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -109,7 +110,8 @@ class Execution:
         started = time.monotonic()
         capture = Capture(job.id, header, cfg.log_target, cfg.log_dir, cfg.cap)
         try:
-            env = job_env(cfg.base_env, job.id, job.queue, job.attempts)
+            own = json.loads(job.env) if job.env else None
+            env = job_env(cfg.base_env, job.id, job.queue, job.attempts, own)
             try:
                 # start_new_session (not a preexec_fn) keeps vfork, and puts the
                 # whole tree in one group that a timeout or cancel can kill.

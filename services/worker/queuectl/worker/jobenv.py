@@ -42,7 +42,9 @@ def default_base_env() -> dict[str, str]:
     return filter_env(os.environ, DEFAULT_JOB_ENV_ALLOW)
 
 
-def job_env(base: Mapping[str, str], job_id: str, queue: str, attempt: int) -> dict[str, str]:
-    """``base`` plus the job's own facts; added last, so nothing can override them."""
-    return {**base, "QUEUECTL_JOB_ID": job_id, "QUEUECTL_JOB_QUEUE": queue,
+def job_env(base: Mapping[str, str], job_id: str, queue: str, attempt: int,
+            own: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base``, then the job's own ``env`` field, then its facts: added last, so nothing
+    can override them (the job's own variables were validated at enqueue: no QUEUECTL_*)."""
+    return {**base, **(own or {}), "QUEUECTL_JOB_ID": job_id, "QUEUECTL_JOB_QUEUE": queue,
             "QUEUECTL_JOB_ATTEMPT": str(attempt)}

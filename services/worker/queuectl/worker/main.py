@@ -8,7 +8,6 @@ handed back to the front of their queues. Nothing is lost either way.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import sys
 import time
@@ -20,7 +19,6 @@ from queuectl.core.connection import open_store, redis_error_message, redis_url
 from queuectl.core.errors import QueueCtlError
 from queuectl.core.logs import setup_logging
 from queuectl.core.settings import Settings, load_settings
-from queuectl.worker.jobenv import base_env
 from queuectl.worker.pool import MAX_BACKOFF, Worker
 
 # The default socket timeout of every QueueCTL service (queuectl.core.connection.connect).
@@ -54,9 +52,6 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=max(
         SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0))
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues)
-    # Jobs see only what QUEUECTL_JOB_ENV_ALLOW/DENY pass, never QUEUECTL_* (jobenv.py).
-    # The pool builds its ExecConfig from the settings without it; set it here.
-    worker._cfg = dataclasses.replace(worker._cfg, base_env=base_env(settings))
     grace_ends: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -21,6 +21,7 @@ from queuectl.core.settings import Settings
 from queuectl.core.store import Fetched, Quarantined, Store, as_str
 from queuectl.worker.executor import Ending, ExecConfig, Execution, RunResult
 from queuectl.worker.heartbeat import Heartbeat, status_fields
+from queuectl.worker.jobenv import base_env
 
 log = logging.getLogger("queuectl.worker")
 MAX_BACKOFF = 5.0
@@ -52,7 +53,7 @@ class Worker:
         self.failed = 0
         self._threads: list[threading.Thread] = []
         self._cfg = ExecConfig(self.id, settings.resolved_log_dir, settings.log_target,
-                               store.log_cap, settings.kill_grace)
+                               store.log_cap, settings.kill_grace, base_env(settings))
         # Tells this process apart from any other that was given the same worker id.
         self.instance = secrets.token_hex(8)
         self._heartbeat = Heartbeat(store, self.id, self.instance, settings.heartbeat_interval,
