@@ -241,7 +241,7 @@ def test_scheduler_survives_a_redis_restart(settings: Settings, own_redis: Resta
         assert own.get("survivor").updated_at >= job.run_at
         assert own.redis.lrange(own.keys.queue("default"), 0, -1) == [b"survivor"]
         assert proc.proc.poll() is None
-        eventually(lambda: "reconnected to Redis" in proc.output(), 10, "reconnect is logged")
+        eventually(lambda: "Redis is back" in proc.output(), 10, "reconnect is logged")
         out = proc.output()
         assert out.count("unavailable") == 1  # one line per outage, not one per retry
         assert "Traceback" not in out

@@ -11,7 +11,6 @@ import typer
 
 from queuectl.cli.context import State
 from queuectl.cli.render import clean
-from queuectl.core.connection import redis_error_message
 from queuectl.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -19,6 +18,7 @@ from queuectl.core.errors import (
     EXIT_USAGE,
     QueueCtlError,
 )
+from queuectl.core.resilience import redis_error_message
 from queuectl.core.settings import load_settings
 
 # Not in the table of core/errors.py on purpose: only a bug in QueueCTL ends up here.

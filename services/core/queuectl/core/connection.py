@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -22,13 +19,6 @@ def redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
     return embedded.ensure_running(settings.data_dir)
-
-
-def describe_url(url: str) -> str:
-    """The URL without its secrets, for messages and logs (``redact.mask_url``)."""
-    # Kept as a name because callers outside this module use it; the one
-    # implementation is mask_url.
-    return mask_url(url)
 
 
 def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.0) -> redis.Redis:
@@ -66,29 +56,3 @@ def open_store(settings: Settings, *, policy_max_age: float = 0.0, **kwargs: flo
     client = connect(settings, **kwargs)  # type: ignore[arg-type]
     return Store(client, Keys(settings.key_prefix), settings.policy, settings.log_tail_bytes,
                  policy_max_age=policy_max_age)
-
-
-def redis_error_message(exc: redis.RedisError, url: str) -> str:
-    """One line for a Redis failure; neither the URL nor redis-py's text shows a secret."""
-    where = mask_url(url)
-    detail = redact(str(exc), url)
-    if isinstance(exc, redis.AuthenticationError) or (
-        isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
-    ):
-        return f"Redis at {where} refused the credentials: {detail}"
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return f"cannot reach Redis at {where}: {detail}"
-    return f"Redis error at {where}: {detail}"
-
-
-@contextmanager
-def redis_errors(url: str) -> Iterator[None]:
-    """Translate redis-py's exceptions into RedisUnavailableError with one line."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
-        raise RedisUnavailableError(redis_error_message(exc, url)) from None
-    except redis.ResponseError as exc:
-        if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "NOPERM" in str(exc):
-            raise RedisUnavailableError(redis_error_message(exc, url)) from None
-        raise

@@ -67,7 +67,11 @@ class RedisUnavailableError(QueueCtlError):
     exit_code = EXIT_REDIS
 
 
-class PermissionDeniedError(RedisUnavailableError):
+class RedisRefusedError(RedisUnavailableError):
+    """Redis refused the credentials or a command (ACL): retrying cannot fix it."""
+
+
+class PermissionDeniedError(RedisRefusedError):
     """The Redis ACL user may not run a command QueueCTL needs (NOPERM); nothing was written."""
 
 

@@ -16,10 +16,10 @@ import threading
 import time
 
 import redis
-from redis.exceptions import AuthorizationError
 
-from queuectl.core.errors import RedisUnavailableError
+from queuectl.core.errors import ConflictError, DataError, QueueCtlError, RedisRefusedError
 from queuectl.core.redact import mask_url
+from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings
 from queuectl.core.store import Store
 
@@ -30,51 +30,39 @@ MIN_WAIT = 0.01
 # The longest single BLPOP. It bounds how long a stop request waits, whatever
 # scheduler_interval is, because a signal does not interrupt a blocking read.
 MAX_BLOCK = 0.5
-# Back-off while Redis is unreachable: doubles from BACKOFF_MIN up to BACKOFF_MAX.
-BACKOFF_MIN = 0.1
-BACKOFF_MAX = 5.0
+# Rounds that fail in a row for a reason other than Redis being away (a bug) before the
+# scheduler gives up and exits 1 rather than pretend to work.
+MAX_FAILED_ROUNDS = 10
 # Registry entries of replicas that stopped beating this long ago are forgotten; pod
 # names change on every restart, so without this the registry only ever grows.
 REGISTRY_RETENTION = 3600.0
+
+
+class SchedulerFailedError(QueueCtlError):
+    """The scheduler failed round after round for a reason other than an outage."""
+
+    exit_code = 1
 
 
 def default_scheduler_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _fatal_auth(exc: redis.RedisError) -> bool:
-    """Credentials or ACL refused: a configuration error, not an outage."""
-    if isinstance(exc, redis.AuthenticationError | AuthorizationError):
-        return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(
-        ("NOAUTH", "WRONGPASS", "NOPERM")
-    )
-
-
-def _outage(exc: redis.RedisError) -> bool:
-    """Errors that pass once Redis is back: refused or lost connections, a loading
-    server (BusyLoadingError is a ConnectionError), a replica during failover."""
-    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.ReadOnlyError)
-
-
 class Scheduler:
     """One scheduler replica; ``run()`` returns once ``stop`` is set."""
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event,
-                 scheduler_id: str | None = None, redis_description: str = "") -> None:
+                 scheduler_id: str | None = None, url: str = "") -> None:
         self.store = store
         self.settings = settings
         self.stop = stop
         self.id = scheduler_id or default_scheduler_id()
-        self.redis_description = redis_description or (
-            mask_url(settings.redis_url) if settings.redis_url else "the embedded server"
-        )
+        self.url = url or settings.redis_url or "the embedded server"
+        self.redis_description = mask_url(self.url)
         self.promoted = 0
         self.instance = secrets.token_hex(8)
         self.started_at = time.time()
         self._next_beat = 0.0  # monotonic time of the next heartbeat; 0 = beat now
-        self._connected_once = False
-        self._down_since: float | None = None  # monotonic start of the current outage
         self._up_since: float | None = None  # monotonic start of the current connected spell
 
     # -- one round ---------------------------------------------------------------------
@@ -118,7 +106,12 @@ class Scheduler:
         ttl = self.settings.worker_ttl
         moved = 0
         for worker_id in self.store.dead_workers(ttl):
-            result = self.store.reap_worker(worker_id, ttl)
+            try:
+                result = self.store.reap_worker(worker_id, ttl)
+            except DataError as exc:
+                # That worker's in-flight set is unusable: the others are still reaped.
+                self.store.notes([f"cannot reap worker {worker_id}: {exc}"])
+                continue
             if result is None:
                 continue  # it beat again meanwhile (a paused process resumed)
             moved += result.requeued + result.buried
@@ -166,54 +159,53 @@ class Scheduler:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Promote, beat and sleep until ``stop`` is set; survive Redis outages."""
+        """Promote, beat and sleep until ``stop`` is set; survive Redis outages.
+
+        Refused credentials or permissions raise RedisRefusedError (exit 6); a round
+        that fails MAX_FAILED_ROUNDS times in a row for any other reason raises a
+        QueueCtlError saying why (exit 1), so a scheduler that cannot work says so.
+        """
         log.info("scheduler %s started (redis %s, prefix %s, batch %d, interval %gs)",
                  self.id, self.redis_description, self.settings.key_prefix,
                  self.settings.scheduler_batch, self.settings.scheduler_interval)
-        backoff = BACKOFF_MIN
+        backoff = Backoff("scheduler", self.url, self.stop, log)
+        failed = 0
+        outages = 0
         while not self.stop.is_set():
             try:
-                self._round()
-            except redis.RedisError as exc:
-                self._on_error(exc)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-            else:
-                backoff = BACKOFF_MIN
+                backoff.call(self._round)
+                failed = 0
+            except RedisRefusedError:
+                raise
+            except (DataError, ConflictError) as exc:
+                # One of the scheduler's own keys has the wrong type (or its id is taken):
+                # this round stops here and the next one tries again; logged at most
+                # once a minute until fixed.
+                self.store.notes([f"scheduler: {exc}"])
+                self.stop.wait(self.settings.scheduler_interval)
+            except Exception as exc:
+                failed += 1
+                log.exception("scheduler round failed (%d in a row)", failed)
+                if failed >= MAX_FAILED_ROUNDS:
+                    raise SchedulerFailedError(f"scheduler cannot work: {type(exc).__name__}: "
+                                               f"{exc}") from None
+                self.stop.wait(min(5.0, 0.1 * 2 ** failed))
+            if backoff.outages != outages:
+                # After an outage every worker's last beat looks old: give live workers
+                # one TTL to beat again before calling anyone dead.
+                outages = backoff.outages
+                self._up_since = None
         self._deregister()
         log.info("scheduler %s stopped; promoted %d job(s)", self.id, self.promoted)
 
-    def _round(self) -> None:
-        self._beat_if_due()
-        wait = self.promote_due()
-        self._connected_once = True
+    def _round(self) -> bool:
         if self._up_since is None:
             self._up_since = time.monotonic()
-        if self._down_since is not None:
-            log.info("reconnected to Redis at %s after %.1fs", self.redis_description,
-                     time.monotonic() - self._down_since)
-            self._down_since = None
+        self._beat_if_due()
+        wait = self.promote_due()
         # Never sleep past the next heartbeat.
         self.idle(min(wait, max(0.0, self._next_beat - time.monotonic())))
-
-    def _on_error(self, exc: redis.RedisError) -> None:
-        """Log a failed round once per outage; raise only for bad credentials at start-up."""
-        if _fatal_auth(exc) and not self._connected_once:
-            # Wrong credentials at start-up will not fix themselves: fail with one
-            # line. Later (a password rotation) they are retried like an outage.
-            raise RedisUnavailableError(
-                f"Redis at {self.redis_description} refused the credentials: {exc}"
-            ) from None
-        if not _outage(exc):
-            # Not an outage (a script error, a key of the wrong type): say so every
-            # time, but keep going with the same back-off rather than crash-looping.
-            log.error("scheduler round failed: %s: %s", type(exc).__name__, exc)
-            return
-        self._up_since = None
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.warning("Redis at %s unavailable (%s: %s); retrying with back-off up to %gs",
-                        self.redis_description, type(exc).__name__, exc, BACKOFF_MAX)
+        return True
 
     def _deregister(self) -> None:
         """Leave the registry on a clean stop so that status shows no stale replica."""

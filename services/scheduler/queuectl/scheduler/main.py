@@ -12,7 +12,6 @@ from types import FrameType
 from queuectl.core.connection import open_store, redis_url
 from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError
 from queuectl.core.logs import setup_logging
-from queuectl.core.redact import mask_url
 from queuectl.core.settings import Settings, load_settings
 from queuectl.scheduler.loop import Scheduler, log
 
@@ -57,7 +56,7 @@ def run(settings: Settings) -> int:
         url = redis_url(settings)  # starts the embedded server when no URL is set
         store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=SOCKET_TIMEOUT)
         try:
-            Scheduler(store, settings, stop, redis_description=mask_url(url)).run()
+            Scheduler(store, settings, stop, url=url).run()
         finally:
             store.redis.close()
     return EXIT_OK

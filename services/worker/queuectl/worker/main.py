@@ -15,9 +15,10 @@ from types import FrameType
 
 import redis
 
-from queuectl.core.connection import open_store, redis_error_message, redis_url
+from queuectl.core.connection import open_store, redis_url
 from queuectl.core.errors import QueueCtlError
 from queuectl.core.logs import setup_logging
+from queuectl.core.resilience import redis_error_message
 from queuectl.core.settings import Settings, load_settings
 from queuectl.worker.pool import MAX_BACKOFF, Worker
 
