@@ -11,6 +11,7 @@ the scan is never reported.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -234,7 +235,8 @@ class Doctor:
         for job_id in sorted(set(self.records) | set(self.places)):
             if self._suspect(job_id):
                 self._check(job_id)
-        if "quarantine" in self.place_keys:
+        # A quarantine of the wrong type is already a problem of its own.
+        with contextlib.suppress(redis.ResponseError):
             self.report.quarantined = int(self.store.redis.zcard(self.keys.quarantine))
         return self.report
 

@@ -23,10 +23,15 @@ def _folder() -> Traversable:
 @cache
 def script_source(name: str) -> str:
     """The text of ``scripts/<name>.lua`` with every include inlined."""
+    return expand((_folder() / f"{name}.lua").read_text("utf-8"), name)
+
+
+def expand(text: str, name: str = "<text>") -> str:
+    """``text`` with every ``--- @include`` inlined (each library once)."""
     folder = _folder()
     seen: set[str] = set()
 
-    def expand(text: str, chain: tuple[str, ...]) -> str:
+    def expand_from(text: str, chain: tuple[str, ...]) -> str:
         def one(match: re.Match[str]) -> str:
             lib = match.group(1)
             if lib in chain:
@@ -35,11 +40,11 @@ def script_source(name: str) -> str:
                 return f"-- ({lib} included above)"
             seen.add(lib)
             body = (folder / "lib" / f"{lib}.lua").read_text("utf-8")
-            return f"-- >>> {lib}\n{expand(body, (*chain, lib)).rstrip()}\n-- <<< {lib}"
+            return f"-- >>> {lib}\n{expand_from(body, (*chain, lib)).rstrip()}\n-- <<< {lib}"
 
         return _INCLUDE.sub(one, text)
 
-    return expand((folder / f"{name}.lua").read_text("utf-8"), (name,))
+    return expand_from(text, (name,))
 
 
 def script_names() -> list[str]:
