@@ -61,8 +61,14 @@ def test_list_filters_and_limit(cli: Cli, client: Client) -> None:
     assert [r["id"] for r in pending] == ["j1", "j2", "j3", "j4", "m1"]
     mail = json.loads(assert_ok(cli("list", "--queue", "mail", "--json")))
     assert [r["id"] for r in mail] == ["m1"]
-    limited = json.loads(assert_ok(cli("list", "-s", "pending", "--limit", "2", "--json")))
-    assert [r["id"] for r in limited] == ["j1", "j2"]
+    first = cli("list", "-s", "pending", "--limit", "2", "--json")
+    assert first.code == 0 and [r["id"] for r in json.loads(first.out)] == ["j1", "j2"]
+    assert first.err == "queuectl: more jobs: add --cursor pending:2\n"
+    rest = json.loads(assert_ok(cli("list", "-s", "pending", "--cursor", "pending:2", "--json")))
+    assert [r["id"] for r in rest] == ["j3", "j4", "m1"]
+    # --limit 0 lists everything; without a state the cursor names where to go on.
+    assert len(json.loads(assert_ok(cli("list", "--limit", "0", "--json")))) == 6
+    assert cli("list", "-n", "5").err == "queuectl: more jobs: add --cursor completed:0\n"
     done = json.loads(assert_ok(cli("list", "--state", "completed", "--json")))
     assert [r["id"] for r in done] == ["j0"]
     assert assert_ok(cli("list", "--state", "cancelled")) == "no jobs\n"
@@ -72,7 +78,8 @@ def test_list_filters_and_limit(cli: Cli, client: Client) -> None:
 def test_list_errors(cli: Cli) -> None:
     assert_error(cli("list", "--state", "sleeping"), 3, "unknown state 'sleeping'")
     assert_error(cli("list", "--queue", "a b"), 3, "invalid queue name")
-    assert_error(cli("list", "--limit", "0"), 2, "--limit")
+    assert_error(cli("list", "--limit", "-1"), 2, "--limit")
+    assert_error(cli("list", "--cursor", "nowhere"), 3, "invalid cursor")
     assert_error(cli("list", "extra"), 2)
 
 

@@ -31,7 +31,8 @@ def test_status_of_an_empty_queue(cli: Cli) -> None:
     data = json.loads(assert_ok(cli("status", "--json")))
     assert set(data["states"].values()) == {0}
     assert data["queues"] == [
-        {"name": "default", "pending": 0, "completed": 0, "failed": 0, "dead": 0}]
+        {"name": "default", "pending": 0, "scheduled": 0, "failed": 0, "dead": 0,
+         "completed": 0, "cancelled": 0, "totals": {}}]
     assert data["workers"] == [] and data["schedulers"] == []
 
 
@@ -41,8 +42,10 @@ def test_status_counts_queues_workers_and_schedulers(cli: Cli, client: Client) -
     assert data["states"] == {"pending": 2, "scheduled": 1, "processing": 1, "failed": 0,
                               "dead": 1, "completed": 1, "cancelled": 0, "quarantined": 0}
     queues = {q["name"]: q for q in data["queues"]}
-    assert queues["default"] == {"name": "default", "pending": 2, "completed": 1, "failed": 1,
-                                 "dead": 1}
+    # Jobs in each state now (from the queue's list and indexes), and running totals.
+    assert queues["default"] == {"name": "default", "pending": 2, "scheduled": 1, "failed": 0,
+                                 "dead": 1, "completed": 1, "cancelled": 0,
+                                 "totals": {"completed": 1, "failed": 1, "dead": 1}}
     assert queues["mail"]["pending"] == 0
     [worker] = data["workers"]
     assert (worker["id"], worker["alive"], worker["threads"], worker["queues"],
@@ -54,8 +57,9 @@ def test_status_counts_queues_workers_and_schedulers(cli: Cli, client: Client) -
     tables = [block.splitlines() for block in out.split("\n\n")]
     states = dict(line.split() for line in tables[0][1:])
     assert states == {name: str(n) for name, n in data["states"].items()}
-    assert tables[1][0].split() == ["QUEUE", "PENDING", "COMPLETED", "FAILED", "DEAD"]
-    assert tables[1][1].split() == ["default", "2", "1", "1", "1"]
+    assert tables[1][0].split() == ["QUEUE", "PENDING", "SCHEDULED", "FAILED", "DEAD",
+                                    "COMPLETED", "CANCELLED"]
+    assert tables[1][1].split() == ["default", "2", "1", "0", "1", "1", "0"]
     assert tables[2][0].split()[:5] == ["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS"]
     assert tables[2][1].split()[:5] == ["w1", "yes", "2", "mail,default", "m1"]
     assert tables[3][1].split()[0] == "s1"

@@ -86,12 +86,14 @@ def test_ids_without_a_record_are_dropped(store: Store, raw: redis.Redis) -> Non
     k = store.keys
     raw.rpush(k.queue("reports"), "ghost")
     raw.zadd(k.retry_queue, {"ghost2": 1})
-    raw.zadd(k.completed, {"expired": 1})  # an index entry the scheduler has not pruned
+    raw.zadd(k.index("reports", "completed"), {"gone": 1})
     report = check(store, fix=True)
-    assert sorted(report.problems) == ["job ghost2: also in retry but it has no record",
-                                       "job ghost: also in queue:reports but it has no record"]
-    assert report.stale == 1 and report.healthy
-    assert raw.exists(k.queue("reports"), k.retry_queue) == 0
+    assert sorted(report.problems) == [
+        "job ghost2: also in retry but it has no record",
+        "job ghost: also in queue:reports but it has no record",
+        "job gone: also in index:reports:completed but it has no record"]
+    assert report.healthy
+    assert raw.exists(k.queue("reports"), k.retry_queue, k.index("reports", "completed")) == 0
 
 
 def test_a_job_held_by_an_unregistered_worker_is_handed_back(store: Store, lease: Lease,

@@ -102,7 +102,10 @@ def cancelled_ok(raw: redis.Redis, store: Store, job_id: str, now: Now) -> None:
     assert abs(float(record["finished_at"]) - now()) < 5
     assert raw.zscore(k.cancelled, job_id) == pytest.approx(float(record["finished_at"]),
                                                             abs=1e-3)
-    assert 86000 < raw.ttl(k.job(job_id)) <= 86400
+    assert raw.zscore(k.index(str(record["queue"]), "cancelled"), job_id) == raw.zscore(
+        k.cancelled, job_id)
+    # Kept until the scheduler's prune, completed-ttl after it ended: no TTL of its own.
+    assert raw.ttl(k.job(job_id)) == -1
 
 
 def test_cancel_pending(store: Store, raw: redis.Redis, now: Now) -> None:
@@ -133,8 +136,8 @@ def test_cancel_failed_waiting_for_retry(store: Store, raw: redis.Redis, now: No
     assert store.cancel("f") is JobState.FAILED
     cancelled_ok(raw, store, "f", now)
     assert raw.zcard(k.retry_queue) == 0
-    # The earlier run's output expires with the record.
-    assert 86000 < raw.ttl(k.log("f")) <= 86400
+    # The earlier run's output stays with the record until prune deletes both.
+    assert raw.exists(k.log("f")) == 1  # its output stays with the record until prune
 
 
 def test_cancel_processing_fences_the_worker(store: Store, raw: redis.Redis, now: Now,
@@ -146,7 +149,7 @@ def test_cancel_processing_fences_the_worker(store: Store, raw: redis.Redis, now
     cancelled_ok(raw, store, "p", now)
     assert raw.hget(k.job("p"), "lease") == str(job.lease + 1)
     assert raw.smembers(k.inflight("w1")) == set()
-    assert 86000 < raw.ttl(k.log("p")) <= 86400
+    assert raw.exists(k.log("p")) == 1  # its output stays with the record until prune
     before = raw.hgetall(k.job("p"))
     with pytest.raises(LeaseLostError):
         store.complete(job, "w1", b"done", 4)

@@ -135,10 +135,10 @@ def test_ended_job_needs_replace(store: Store, raw: redis.Redis, lease: Lease) -
 def test_replace_ended_job_starts_a_fresh_record(store: Store, raw: redis.Redis,
                                                  lease: Lease) -> None:
     k = store.keys
-    job = lease(store, JobSpec(id="r", command="echo old"))
+    job = lease(store, JobSpec(id="r", command="echo old", queue="old"))
     store.complete(job, "w1", b"old output", 10)
-    assert raw.ttl(k.job("r")) > 0
     assert raw.zscore(k.completed, "r") is not None
+    assert raw.zscore(k.index("old", "completed"), "r") is not None
     assert store.enqueue(JobSpec(id="r", command="echo new"), replace=True) is JobState.PENDING
     record = raw.hgetall(k.job("r"))
     assert record["command"] == "echo new"
@@ -148,9 +148,9 @@ def test_replace_ended_job_starts_a_fresh_record(store: Store, raw: redis.Redis,
     assert record["log_size"] == "0"
     for gone in ("exit_code", "finished_at", "started_at", "worker"):
         assert gone not in record
-    assert raw.ttl(k.job("r")) == -1  # the completed record's expiry is gone with it
     assert raw.exists(k.log("r")) == 0
     assert raw.zscore(k.completed, "r") is None
+    assert raw.exists(k.index("old", "completed")) == 0  # the old queue's index, too
     assert raw.lrange(k.queue("default"), 0, -1) == ["r"]
 
 

@@ -62,47 +62,44 @@ def test_complete_records_success(store: Store, raw: redis.Redis, now: Now,
     assert raw.hgetall(k.stats) == {"completed:q": "1"}
 
 
-def test_completed_record_and_log_expire_after_the_ttl(store: Store, raw: redis.Redis,
-                                                       lease: Lease) -> None:
+def test_ended_jobs_are_deleted_by_prune_after_the_ttl(store: Store, raw: redis.Redis,
+                                                       lease: Lease, now: Now) -> None:
+    # Retention is the scheduler's prune: the record, its output and both index entries
+    # go in one step, so an index never lists a job whose record has gone.
     k = store.keys
-    job = lease(store, JobSpec(id="ok", command="true"))
-    store.complete(job, "w1", b"out", 3)
-    assert 86000 < raw.ttl(k.job("ok")) <= 86400  # the policy default
-    assert 86000 < raw.ttl(k.log("ok")) <= 86400
+    store.complete(lease(store, JobSpec(id="old", command="true", queue="q")), "w1", b"out", 3)
+    store.complete(lease(store, JobSpec(id="new", command="true", queue="q")), "w1", b"", 0)
+    store.enqueue(JobSpec(id="gave-up", command="true"))
+    store.cancel("gave-up")
+    assert raw.ttl(k.job("old")) == -1 and raw.ttl(k.log("old")) == -1
+    assert store.prune() == 0  # the default keeps them a day
+    raw.hset(k.config, "completed-ttl", "100")  # lowered: takes effect at once
+    for job_id, zset in (("old", k.completed), ("gave-up", k.cancelled)):
+        raw.zadd(zset, {job_id: now() - 1000})
+    assert store.prune() == 2
+    assert raw.exists(k.job("old"), k.log("old"), k.job("gave-up")) == 0
+    assert raw.zrange(k.completed, 0, -1) == ["new"]
+    assert raw.zrange(k.index("q", "completed"), 0, -1) == ["new"]
+    assert raw.exists(k.cancelled, k.index("default", "cancelled")) == 0
 
-    raw.hset(k.config, "completed-ttl", "100")  # config beats the default
-    job = lease(store, JobSpec(id="ok2", command="true"))
-    store.complete(job, "w1", b"", 0)
-    assert 0 < raw.ttl(k.job("ok2")) <= 100
-    assert raw.exists(k.log("ok2")) == 0  # no output: no log key to expire
 
-
-def test_completed_index_forgets_what_has_expired(store: Store, raw: redis.Redis, now: Now,
-                                                  lease: Lease) -> None:
-    # The scheduler prunes index entries whose record has expired, and only those: an
-    # old entry whose record lives on (completed-ttl was lowered since) stays indexed.
+def test_prune_drops_entries_whose_record_is_already_gone(store: Store, raw: redis.Redis,
+                                                          now: Now) -> None:
     k = store.keys
-    raw.hset(k.config, "completed-ttl", "100")
-    raw.zadd(k.completed, {"ancient": now() - 1000, "recent": now() - 10})
-    raw.zadd(k.cancelled, {"gone": now() - 1000})
-    job = lease(store, JobSpec(id="ok", command="true"))
-    store.complete(job, "w1", b"", 0)
-    raw.hset(k.job("recent"), mapping={"id": "recent", "state": "completed"})
-    assert store.prune_indexes() == 2
-    assert set(raw.zrange(k.completed, 0, -1)) == {"recent", "ok"}
-    assert raw.exists(k.cancelled) == 0
+    raw.zadd(k.completed, {"ghost": now() - 10**6})
+    assert store.prune() == 1
+    assert raw.exists(k.completed) == 0
 
 
 def test_completed_ttl_zero_keeps_forever(store: Store, raw: redis.Redis, now: Now,
                                           lease: Lease) -> None:
     k = store.keys
     raw.hset(k.config, "completed-ttl", "0")
-    raw.zadd(k.completed, {"ancient": now() - 10**8})
     job = lease(store, JobSpec(id="ok", command="true"))
     store.complete(job, "w1", b"out", 3)
-    assert raw.ttl(k.job("ok")) == -1
-    assert raw.ttl(k.log("ok")) == -1
-    assert set(raw.zrange(k.completed, 0, -1)) == {"ancient", "ok"}
+    raw.zadd(k.completed, {"ok": now() - 10**8})
+    assert store.prune() == 0
+    assert raw.exists(k.job("ok"), k.log("ok")) == 2
 
 
 def test_complete_caps_the_log_keeping_the_tail(make_store: StoreFactory, raw: redis.Redis,

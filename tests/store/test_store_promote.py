@@ -37,8 +37,8 @@ def failed(store: Store, lease: Lease, job_id: str, due: float, queue: str = "de
 
 def promote_keys(store: Store, job_id: str, queue: str = "default") -> list[str]:
     k = store.keys
-    return [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why, k.job(job_id), k.queue(queue),
-            k.wake(queue)]
+    return [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why, k.queues, k.job(job_id),
+            k.queue(queue), k.wake(queue), k.index(queue, "failed"), k.index(queue, "scheduled")]
 
 
 def test_only_due_items_of_both_sets_are_promoted(store: Store, raw: redis.Redis, now: Now,
@@ -143,10 +143,11 @@ def test_two_promoters_reading_the_same_ids_move_each_once(store: Store, raw: re
     for job_id in ids:
         scheduled(store, job_id, now() - 1)
     promote = lua("promote")
-    keys = [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why]
+    keys = [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why, k.queues]
     args = []
     for job_id in ids:
-        keys += [k.job(job_id), k.queue("default"), k.wake("default")]
+        keys += [k.job(job_id), k.queue("default"), k.wake("default"),
+                 k.index("default", "failed"), k.index("default", "scheduled")]
         args += [job_id, "default"]
     first, second = promote(keys, args), promote(keys, args)
     assert (first[0], second[0]) == (20, 0)

@@ -18,8 +18,10 @@ def enqueue_args(store: Store, job_id: str, token: str) -> tuple[list[str], list
     k = store.keys
     keys = [k.job(job_id), k.queue("default"), k.wake("default"), k.delayed, k.queues,
             k.dead_letter, k.completed, k.cancelled, k.log(job_id), k.scheduler_wake,
-            k.quarantine, k.quarantine_why]
-    return keys, [job_id, "default", "true", "", "", "", "0", "", token, ""]
+            k.quarantine, k.quarantine_why, k.index("default", "scheduled"),
+            k.index("default", "dead"), k.index("default", "completed"),
+            k.index("default", "cancelled")]
+    return keys, [job_id, "default", "true", "", "", "", "0", "", token, "", ""]
 
 
 def test_a_resent_enqueue_is_answered_as_stored(
@@ -41,15 +43,15 @@ def test_a_resent_complete_succeeds_and_writes_nothing_more(
     k = store.keys
     job = lease(store, JobSpec(id="c", command="true"))
     keys = [k.job("c"), k.inflight("w1"), k.completed, k.log("c"), k.stats, k.quarantine,
-            k.quarantine_why]
-    args = ["c", "w1", job.lease, b"out", 3, 1024, 86400]
+            k.quarantine_why, k.index("default", "completed"), k.queues]
+    args = ["c", "w1", job.lease, b"out", 3, 1024, "default"]
     complete = lua("complete")
     assert complete(keys, args) == [0]
     assert complete(keys, args) == [0]
     assert raw.get(k.log("c")) == "out", "the chunk is not appended twice"
     assert raw.hget(k.stats, "completed:default") == "1"
     # Another lease is still fenced out.
-    assert complete(keys, ["c", "w1", job.lease + 1, b"", 0, 1024, 86400]) == [-1]
+    assert complete(keys, ["c", "w1", job.lease + 1, b"", 0, 1024, "default"]) == [-1]
 
 
 def test_a_resent_fail_returns_the_same_outcome(
@@ -58,8 +60,9 @@ def test_a_resent_fail_returns_the_same_outcome(
     k = store.keys
     job = lease(store, JobSpec(id="f", command="false", max_retries=1))
     keys = [k.job("f"), k.inflight("w1"), k.retry_queue, k.dead_letter, k.log("f"), k.stats,
-            k.scheduler_wake, k.quarantine, k.quarantine_why]
-    args = ["f", "w1", job.lease, b"", 0, 1024, 1, "exit code 1", 3, 2, 2, 0, 86400]
+            k.scheduler_wake, k.quarantine, k.quarantine_why, k.index("default", "failed"),
+            k.index("default", "dead"), k.queues]
+    args = ["f", "w1", job.lease, b"", 0, 1024, 1, "exit code 1", 3, 2, 2, 0, 86400, "default"]
     fail = lua("fail")
     first = fail(keys, args)
     again = fail(keys, args)

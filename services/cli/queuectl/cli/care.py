@@ -91,7 +91,7 @@ def doctor(
     if as_json:
         render.emit_json({"healthy": report.healthy, "jobs": report.jobs, "keys": report.keys,
                           "problems": report.problems, "repaired": report.repaired,
-                          "quarantined": report.quarantined, "stale_index_entries": report.stale})
+                          "quarantined": report.quarantined})
     else:
         repaired = set(report.repaired)
         for text in report.problems:

@@ -43,22 +43,31 @@ def list_jobs(
         "--queue", metavar="NAME", help="Only this queue.", show_default=False,
     )] = None,
     limit: Annotated[int, typer.Option(
-        "--limit", "-n", metavar="N", min=1, help="At most N jobs.",
+        "--limit", "-n", metavar="N", min=0, help="At most N jobs (0: all of them).",
     )] = 50,
+    cursor: Annotated[str | None, typer.Option(
+        "--cursor", metavar="CURSOR", show_default=False,
+        help="Go on from where a previous list stopped (it prints the cursor).",
+    )] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List jobs, grouped by state in lifecycle order."""
+    """List jobs, grouped by state in lifecycle order.
+
+    Reads only what it prints: a queue's jobs come from that queue's own lists and
+    indexes. With --json the jobs stream out as they are read, in bounded memory.
+    """
     wanted = parse_state(state) if state is not None else None
     if queue is not None and not re.fullmatch(NAME_PATTERN, queue):
         raise InvalidInputError(f"invalid queue name {queue!r}")
-    page = get_client(ctx).list_jobs(wanted, queue, limit)
+    jobs, seen = get_client(ctx).iter_jobs(wanted, queue, limit, cursor)
     if as_json:
-        render.emit_json([job.public_dict() for job in page.jobs])
-    elif not page.jobs:
-        print("no jobs")
+        render.emit_json_stream(job.public_dict() for job in jobs)
     else:
-        print(render.table(JOB_HEADERS, [job_row(job) for job in page.jobs]))
-    note_unreadable(page.unreadable)
+        rows = [job_row(job) for job in jobs]
+        print(render.table(JOB_HEADERS, rows) if rows else "no jobs")
+    note_unreadable(seen.unreadable)
+    if seen.next_cursor is not None:
+        _note(f"more jobs: add --cursor {seen.next_cursor}")
 
 
 def note_unreadable(ids: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from queuectl.cli.durations import format_duration
@@ -69,6 +69,18 @@ def iso_or_none(ts: float | None) -> str | None:
 def emit_json(value: Any) -> None:
     """Pretty JSON on stdout, one document."""
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def emit_json_stream(items: Iterable[Any]) -> None:
+    """A JSON array written item by item, so that any number of items fits in memory."""
+    out = sys.stdout
+    first = True
+    out.write("[")
+    for item in items:
+        out.write(("\n  " if first else ",\n  ") + json.dumps(item, indent=2).replace(
+            "\n", "\n  "))
+        first = False
+    out.write("\n]\n" if not first else "]\n")
 
 
 def emit_json_line(value: Any) -> None:

@@ -11,9 +11,12 @@ import typer
 from queuectl.cli import render
 from queuectl.cli.context import get_client
 from queuectl.core.client import Status, WorkerInfo
+from queuectl.core.keys import INDEXED_STATES
 from queuectl.core.models import iso
 
 JOBS_WIDTH = 40
+# The busiest queues shown by the human form; --json lists every queue.
+QUEUES_SHOWN = 50
 CLEAR = "\x1b[H\x1b[2J"
 
 
@@ -38,8 +41,8 @@ def status_dict(st: Status) -> dict[str, Any]:
     return {
         "server_time": iso(now),
         "states": st.states,
-        "queues": [{"name": q.name, "pending": q.pending, "completed": q.completed,
-                    "failed": q.failed, "dead": q.dead} for q in st.queues],
+        "queues": [{"name": q.name, "pending": q.pending, **q.states, "totals": q.totals}
+                   for q in st.queues],
         "workers": [worker_dict(w, now) for w in st.workers],
         "schedulers": [{"id": sid, "last_beat": iso(beat), "last_beat_age": round(now - beat, 3)}
                        for sid, beat in sorted(st.schedulers.items())],
@@ -52,8 +55,9 @@ def workers_table(workers: list[WorkerInfo], now: float) -> str:
     if not workers:
         return "no workers"
     rows = [
-        [w.id, "yes" if w.alive else "no", w.fields.get("threads", "-"),
-         w.fields.get("queues", "-") or "-",
+        [render.clean(w.id), "yes" if w.alive else "no",
+         render.clean(w.fields.get("threads", "-")),
+         render.clean(w.fields.get("queues", "-") or "-"),
          render.clean(",".join(w.inflight), JOBS_WIDTH) if w.inflight else "-",
          render.ago(w.last_beat, now)]
         for w in workers
@@ -65,10 +69,16 @@ def status_text(st: Status) -> str:
     """The human form: jobs by state, queues, workers, schedulers."""
     now = st.server_time
     states = render.table(["STATE", "JOBS"], [[name, n] for name, n in st.states.items()])
+    shown = sorted(st.queues, key=lambda q: (-(q.pending + q.states["failed"]
+                                               + q.states["dead"]), q.name))[:QUEUES_SHOWN]
     queues = render.table(
-        ["QUEUE", "PENDING", "COMPLETED", "FAILED", "DEAD"],
-        [[q.name, q.pending, q.completed, q.failed, q.dead] for q in st.queues],
+        ["QUEUE", "PENDING", "SCHEDULED", "FAILED", "DEAD", "COMPLETED", "CANCELLED"],
+        [[q.name, q.pending, *(q.states[s] for s in INDEXED_STATES)]
+         for q in sorted(shown, key=lambda q: q.name)],
     )
+    if len(st.queues) > len(shown):
+        queues += (f"\n({len(st.queues) - len(shown)} quieter queues not shown; "
+                   "status --json lists them all)")
     if st.schedulers:
         schedulers = render.table(
             ["SCHEDULER", "LAST BEAT"],
@@ -78,7 +88,7 @@ def status_text(st: Status) -> str:
         schedulers = "no schedulers"
     parts = [
         states,
-        queues + "\n(per queue, completed, failed and dead are running totals)",
+        queues,
         workers_table(st.workers, now),
         schedulers,
     ]

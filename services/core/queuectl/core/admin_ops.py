@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from queuectl.core.errors import ConflictError, NotFoundError
-from queuectl.core.models import JobState
+from queuectl.core.keys import DEFAULT_QUEUE, INDEXED_STATES
+from queuectl.core.models import JobState, valid_name
 from queuectl.core.scripting import PIPELINE_CHUNK, ScriptStore, as_str
 
 
@@ -42,9 +45,10 @@ class AdminOps(ScriptStore):
         """Requeue dead jobs with fresh retries."""
         moved, notes = 0, []
         for part in _chunks(ids):
-            keys, args = self.job_queue_keys(part)
+            keys, args = self.job_queue_keys(part, ("dead",))
             reply = self._run("dlq_retry", [self.keys.dead_letter, self.keys.quarantine,
-                                            self.keys.quarantine_why, *keys], args)
+                                            self.keys.quarantine_why, self.keys.queues, *keys],
+                              args)
             moved += int(reply[0])
             notes += [as_str(n) for n in reply[1]]
         return Moved(moved, notes)
@@ -53,15 +57,19 @@ class AdminOps(ScriptStore):
         """Cancel a job that has not ended; returns the state it was in."""
         k = self.keys
         for _ in range(10):
-            queue, worker = self.redis.hmget(k.job(job_id), ["queue", "worker"])
-            q = as_str(queue) if queue else "default"
-            w = as_str(worker) if worker else ""
+            try:
+                queue, worker = self.redis.hmget(k.job(job_id), ["queue", "worker"])
+            except redis.ResponseError:
+                queue = worker = None  # not a hash: the script says what it is
+            q = as_str(queue) if queue and valid_name(as_str(queue)) else DEFAULT_QUEUE
+            w = as_str(worker) if worker and valid_name(as_str(worker)) else ""
             reply = self._run(
                 "cancel",
                 [k.job(job_id), k.queue(q), k.retry_queue, k.delayed,
-                 k.inflight(w) if w else k.inflight("-"), k.cancelled, k.log(job_id),
-                 k.quarantine],
-                [job_id, w, q, self.policy.completed_ttl],
+                 k.inflight(w) if w else k.inflight("-"), k.cancelled, k.quarantine,
+                 k.index(q, "scheduled"), k.index(q, "failed"), k.index(q, "cancelled"),
+                 k.queues],
+                [job_id, w, q],
             )
             code = int(reply[0])
             if code == 0:
@@ -83,10 +91,11 @@ class AdminOps(ScriptStore):
             ids = [as_str(i) for i in self.redis.lrange(k.dead_letter, 0, PIPELINE_CHUNK - 1)]
             if not ids:
                 return total
+            found, args = self.job_queue_keys(ids, ("dead",))
             keys = [k.dead_letter]
-            for job_id in ids:
-                keys += [k.job(job_id), k.log(job_id)]
-            _, deleted, dropped = self._run("purge", keys, ids)
+            for i, job_id in enumerate(ids):
+                keys += [k.job(job_id), k.log(job_id), found[4 * i + 3]]
+            _, deleted, dropped = self._run("purge", keys, args)
             if int(deleted) + int(dropped) == 0:
                 return total
             total += int(deleted) + int(dropped)
@@ -121,7 +130,8 @@ class AdminOps(ScriptStore):
         for part in _chunks(ids):
             keys, args = self.job_queue_keys(part)
             reply = self._run("quarantine_retry",
-                              [self.keys.quarantine, self.keys.quarantine_why, *keys], args)
+                              [self.keys.quarantine, self.keys.quarantine_why, self.keys.queues,
+                               *keys], args)
             moved += int(reply[0])
             notes += [as_str(n) for n in reply[1]]
         return Moved(moved, notes)
@@ -138,10 +148,21 @@ class AdminOps(ScriptStore):
         return deleted
 
     # -- upkeep ---------------------------------------------------------------------------
-    def prune_indexes(self, batch: int = 100) -> int:
-        """Drop completed/cancelled index entries whose records expired; returns how many."""
+    def prune(self, batch: int = 500) -> int:
+        """Delete up to ``batch`` completed and cancelled jobs each whose retention
+        (completed-ttl) has passed, with their output and index entries."""
         k = self.keys
-        return int(self._run("prune", [k.completed, k.cancelled, k.job_prefix], [batch])[0])
+        return int(self._run("prune", [k.completed, k.cancelled, k.job_prefix, k.log_prefix,
+                                       k.index_prefix],
+                             [self.policy.completed_ttl, batch])[0])
+
+    def prune_queues(self, names: Sequence[str]) -> int:
+        """Forget the names among ``names`` whose queue holds nothing; returns how many."""
+        k = self.keys
+        keys = [k.queues]
+        for name in names:
+            keys += [k.queue(name), *(k.index(name, s) for s in INDEXED_STATES)]
+        return int(self._run("prune_queues", keys, list(names))[0])
 
     def repair(self, job_id: str, places: dict[str, str], *, fix: bool) -> tuple[list[str], bool]:
         """Check one job against the invariant (atomically); ``places`` maps kind -> key.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +29,8 @@ from queuectl.core.errors import (
     NotFoundError,
     WaitTimeoutError,
 )
-from queuectl.core.keys import DEFAULT_QUEUE
+from queuectl.core.keys import DEFAULT_QUEUE, INDEXED_STATES
+from queuectl.core.listing import Lister, Listing
 from queuectl.core.models import (
     CorruptRecordError,
     Job,
@@ -64,11 +65,12 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
+    """One queue: its jobs in each state now, and its running totals since counting began."""
+
     name: str
     pending: int
-    completed: int
-    failed: int
-    dead: int
+    states: dict[str, int]
+    totals: dict[str, int]
 
 
 @dataclass(slots=True)
@@ -94,10 +96,11 @@ class Settled:
 
 @dataclass(frozen=True, slots=True)
 class JobPage:
-    """Jobs listed, and the ids whose record could not be read (skipped)."""
+    """Jobs listed, the ids whose record could not be read (skipped), where to go on."""
 
     jobs: list[Job]
     unreadable: list[str]
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,52 +232,19 @@ class Client:
         names.add(DEFAULT_QUEUE)
         return sorted(n for n in names if valid_name(n))
 
-    def _ids_in_state(self, state: JobState, queue: str | None, limit: int) -> list[str]:
-        k, r = self.keys, self.redis
-        if state is JobState.PENDING:
-            queues = [queue] if queue else self.queue_names()
-            pipe = r.pipeline(transaction=False)
-            for q in queues:
-                pipe.lrange(k.queue(q), 0, limit - 1)
-            lists = self._read(pipe, [], [k.queue(q) for q in queues])
-            return [as_str(i) for part in lists for i in part or ()]
-        if state is JobState.PROCESSING:
-            return [i for w in self.workers() for i in w.inflight]
-        source: dict[JobState, tuple[str, Callable[[Any], Any]]] = {
-            JobState.SCHEDULED: (k.delayed, lambda p: p.zrange(k.delayed, 0, -1)),
-            JobState.FAILED: (k.retry_queue, lambda p: p.zrange(k.retry_queue, 0, -1)),
-            JobState.DEAD: (k.dead_letter, lambda p: p.lrange(k.dead_letter, 0, -1)),
-            JobState.COMPLETED: (k.completed, lambda p: p.zrevrange(k.completed, 0, -1)),
-            JobState.CANCELLED: (k.cancelled, lambda p: p.zrevrange(k.cancelled, 0, -1)),
-            JobState.QUARANTINED: (k.quarantine, lambda p: p.zrange(k.quarantine, 0, -1)),
-        }
-        key, read = source[state]
-        pipe = r.pipeline(transaction=False)
-        read(pipe)
-        (ids,) = self._read(pipe, [], [key])
-        return [as_str(i) for i in ids or ()]
+    def iter_jobs(self, state: JobState | None = None, queue: str | None = None,
+                  limit: int = 50, cursor: str | None = None) -> tuple[Iterator[Job], Listing]:
+        """Jobs in lifecycle order as they are read (0 = no limit); the Listing fills in
+        as the iterator runs: unreadable records skipped, the cursor of the next page."""
+        seen = Listing()
+        return Lister(self.store).jobs(state, queue, limit, cursor, seen), seen
 
     def list_jobs(self, state: JobState | None = None, queue: str | None = None,
-                  limit: int = 50) -> JobPage:
+                  limit: int = 50, cursor: str | None = None) -> JobPage:
         """Jobs in one state (or every state), optionally of one queue, up to ``limit``."""
-        states = [state] if state else list(JobState)
-        out: list[Job] = []
-        unreadable: list[str] = []
-        quarantined = set(self._ids_in_state(JobState.QUARANTINED, None, 0))
-        for st in states:
-            ids = self._ids_in_state(st, queue, limit)
-            for start in range(0, len(ids), 500):
-                for loaded in self._load(ids[start:start + 500], unreadable):
-                    job = loaded
-                    if st is JobState.QUARANTINED:
-                        job = loaded.model_copy(update={"state": JobState.QUARANTINED})
-                    elif loaded.id in quarantined:
-                        continue
-                    if job.state is st and (queue is None or job.queue == queue):
-                        out.append(job)
-                        if len(out) >= limit:
-                            return JobPage(out, unreadable)
-        return JobPage(out, unreadable)
+        jobs, seen = self.iter_jobs(state, queue, limit, cursor)
+        listed = list(jobs)
+        return JobPage(listed, seen.unreadable, seen.next_cursor)
 
     def workers(self, problems: list[str] | None = None) -> list[WorkerInfo]:
         k = self.keys
@@ -310,31 +280,20 @@ class Client:
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
         names = ["TIME"]
-        for q in queues:
-            pipe.llen(k.queue(q))
-            names.append(k.queue(q))
-        ttl = view.policy.completed_ttl
         for key, count in ((k.delayed, pipe.zcard), (k.retry_queue, pipe.zcard),
-                           (k.dead_letter, pipe.llen), (k.quarantine, pipe.zcard)):
+                           (k.dead_letter, pipe.llen), (k.completed, pipe.zcard),
+                           (k.cancelled, pipe.zcard), (k.quarantine, pipe.zcard)):
             count(key)
             names.append(key)
         pipe.hgetall(k.stats)
         pipe.zrange(k.schedulers, 0, -1, withscores=True)
         names += [k.stats, k.schedulers]
-        replies = self._read(pipe, problems, names)
-        secs, micros = replies[0]
-        now = secs + micros / 1e6
-        pending = [int(n or 0) for n in replies[1:1 + len(queues)]]
-        scheduled, failed, dead, quarantined, raw_stats, scheds = replies[1 + len(queues):]
-        since = now - ttl if ttl > 0 else "-inf"
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zcount(k.completed, since, "+inf")
-        pipe.zcount(k.cancelled, since, "+inf")
-        completed, cancelled = self._read(pipe, problems, [k.completed, k.cancelled])
-        stats = {as_str(a): int(b) for a, b in (raw_stats or {}).items()
-                 if as_str(b).isdigit()}
+        head = self._read(pipe, problems, names)
+        secs, micros = head[0]
+        scheduled, failed, dead, completed, cancelled, quarantined, raw_stats, scheds = head[1:]
+        qstats = self._queue_stats(queues, raw_stats or {}, problems)
         states = {
-            JobState.PENDING.value: sum(pending),
+            JobState.PENDING.value: sum(q.pending for q in qstats),
             JobState.SCHEDULED.value: int(scheduled or 0),
             JobState.PROCESSING.value: sum(len(w.inflight) for w in workers),
             JobState.FAILED.value: int(failed or 0),
@@ -343,13 +302,36 @@ class Client:
             JobState.CANCELLED.value: int(cancelled or 0),
             JobState.QUARANTINED.value: int(quarantined or 0),
         }
-        qstats = [
-            QueueStats(q, n, stats.get(f"completed:{q}", 0), stats.get(f"failed:{q}", 0),
-                       stats.get(f"dead:{q}", 0))
-            for q, n in zip(queues, pending, strict=True)
-        ]
-        return Status(states, qstats, workers,
-                      {as_str(m): float(s) for m, s in scheds or ()}, now, problems)
+        return Status(states, qstats, workers, {as_str(m): float(s) for m, s in scheds or ()},
+                      secs + micros / 1e6, problems)
+
+    def _queue_stats(self, queues: list[str], raw_stats: Any,
+                     problems: list[str]) -> list[QueueStats]:
+        """Per queue: pending (its list) and the other states (its indexes), pipelined."""
+        k = self.keys
+        totals: dict[str, dict[str, int]] = {}
+        for field_name, value in raw_stats.items():
+            kind, _, queue = as_str(field_name).partition(":")
+            if as_str(value).isdigit():
+                totals.setdefault(queue, {})[kind] = int(value)
+        out = []
+        for start in range(0, len(queues), 200):
+            chunk = queues[start:start + 200]
+            pipe = self.redis.pipeline(transaction=False)
+            names = []
+            for q in chunk:
+                pipe.llen(k.queue(q))
+                names.append(k.queue(q))
+                for state in INDEXED_STATES:
+                    pipe.zcard(k.index(q, state))
+                    names.append(k.index(q, state))
+            counts = [int(n or 0) for n in self._read(pipe, problems, names)]
+            width = 1 + len(INDEXED_STATES)
+            for i, q in enumerate(chunk):
+                row = counts[i * width:(i + 1) * width]
+                out.append(QueueStats(q, row[0], dict(zip(INDEXED_STATES, row[1:], strict=True)),
+                                      totals.get(q, {})))
+        return out
 
     def logs(self, job_id: str) -> LogTail:
         """The stored tail of a job's output and how many bytes it produced in all."""

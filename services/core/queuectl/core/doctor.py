@@ -27,8 +27,6 @@ BATCH = 1000
 # Where each stored state belongs; processing and pending depend on the record.
 STATE_PLACE = {"scheduled": "delayed", "failed": "retry", "dead": "dead",
                "completed": "completed", "cancelled": "cancelled"}
-# Index entries of ended jobs outlive their record until the scheduler prunes them.
-PRUNED_LATER = frozenset({"completed", "cancelled"})
 
 
 @dataclass(slots=True)
@@ -47,7 +45,6 @@ class Report:
     repaired: list[str] = field(default_factory=list)
     jobs: int = 0
     keys: int = 0
-    stale: int = 0
     quarantined: int = 0
 
     @property
@@ -112,7 +109,7 @@ class Doctor:
                     continue
                 if family == "job":
                     jobs.append(name)
-                elif family in ("queue", "inflight"):
+                elif family in ("queue", "inflight", "index"):
                     members.append((f"{family}:{name}", key, want))
                 elif family in ("retry", "delayed", "dead", "completed", "cancelled",
                                 "quarantine"):
@@ -156,12 +153,15 @@ class Doctor:
                                           record_problem(fields, job_id))
 
     # -- judging ------------------------------------------------------------------------
-    def _expected(self, rec: Record) -> str:
+    def _expected(self, rec: Record) -> list[str]:
+        """The places a valid record's state calls for (each must hold the id once)."""
         if rec.state == JobState.PENDING.value:
-            return f"queue:{rec.queue}"
+            return [f"queue:{rec.queue}"]
         if rec.state == JobState.PROCESSING.value:
-            return f"inflight:{rec.worker}"
-        return STATE_PLACE.get(rec.state, "")
+            return [f"inflight:{rec.worker}"]
+        if rec.state in STATE_PLACE:
+            return [STATE_PLACE[rec.state], f"index:{rec.queue}:{rec.state}"]
+        return []
 
     def _suspect(self, job_id: str) -> bool:
         seen = self.places.get(job_id, [])
@@ -169,16 +169,12 @@ class Doctor:
         if "quarantine" in seen:
             return len(seen) > 1
         if rec is None:
-            if seen and set(seen) <= PRUNED_LATER:
-                self.report.stale += 1
-                return False
             return bool(seen)
         if rec.problem is not None:
             return True
-        expected = self._expected(rec)
         if rec.state == JobState.PROCESSING.value and rec.worker not in self.registered:
             return True
-        return seen != [expected]
+        return sorted(seen) != sorted(self._expected(rec))
 
     def _candidates(self, job_id: str) -> dict[str, str]:
         """kind -> key of every place to check: where the id was seen, and where it belongs."""
@@ -189,9 +185,7 @@ class Doctor:
         kinds[f"queue:{queue}"] = None
         kinds[f"wake:{queue}"] = None
         if rec is not None and rec.problem is None:
-            expected = self._expected(rec)
-            if expected:
-                kinds[expected] = None
+            kinds.update(dict.fromkeys(self._expected(rec)))
         out = {}
         for kind in kinds:
             family, _, name = kind.partition(":")
@@ -203,6 +197,9 @@ class Doctor:
                 out[kind] = k.wake(name)
             elif family == "inflight":
                 out[kind] = k.inflight(name)
+            elif family == "index":
+                queue_name, _, state = name.rpartition(":")
+                out[kind] = k.index(queue_name, state)
             else:
                 out[kind] = {"retry": k.retry_queue, "delayed": k.delayed, "dead": k.dead_letter,
                              "completed": k.completed, "cancelled": k.cancelled,

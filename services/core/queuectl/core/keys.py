@@ -22,7 +22,10 @@ KEY_TYPES: dict[str, str] = {
     "wakeup": "list", "queues": "set", "delayed": "zset", "completed": "zset",
     "cancelled": "zset", "scheduler_wake": "list", "scheduler": "hash", "schedulers": "zset",
     "log": "string", "stats": "hash", "quarantine": "zset", "quarantine_why": "hash",
+    "index": "zset",
 }
+# The states a per-queue index exists for (P:idx:<queue>:<state>), each scored by time.
+INDEXED_STATES = ("scheduled", "failed", "dead", "completed", "cancelled")
 MARKERS = frozenset({"wake", "wakeup", "control", "scheduler_wake"})
 
 
@@ -119,6 +122,26 @@ class Keys:
         """Per-worker list used to wake that worker's idle threads at shutdown."""
         return f"{self.prefix}:wakeup:{worker_id}"
 
+    # -- per-queue indexes -----------------------------------------------------------------
+    def index(self, queue: str, state: str) -> str:
+        """Zset of one queue's jobs in one state, by time (due time, or finish time).
+
+        The scripts keep it next to the global place of that state (retry_queue,
+        delayed, dead_letter, completed, cancelled), so that listing or counting one
+        queue's jobs costs what it prints, not what the whole system holds.
+        """
+        return f"{self.prefix}:idx:{queue}:{state}"
+
+    @property
+    def index_prefix(self) -> str:
+        """Prefix of the per-queue indexes; prune.lua builds ``prefix .. queue .. ':' .. state``."""
+        return f"{self.prefix}:idx:"
+
+    @property
+    def log_prefix(self) -> str:
+        """Prefix of the output tails; prune.lua builds ``prefix .. id``."""
+        return f"{self.prefix}:log:"
+
     # -- quarantine --------------------------------------------------------------------
     @property
     def quarantine(self) -> str:
@@ -153,7 +176,7 @@ class Keys:
         family, sep, name = rest.partition(":")
         families = {"jobs": "job", "queue": "queue", "wake": "wake", "worker": "worker",
                     "inflight": "inflight", "control": "control", "wakeup": "wakeup",
-                    "scheduler": "scheduler", "log": "log"}
+                    "scheduler": "scheduler", "log": "log", "idx": "index"}
         if sep and family in families and name:
             return families[family], name
         return None

@@ -34,9 +34,9 @@ class RecoveryOps(ScriptStore):
         # A set of the wrong type reads as empty here; the script says so in its notes.
         entries = [e for e in (retry, delayed) if not _wrongtype(e)]
         due = sorted((s, as_str(m)) for part in entries for m, s in part if s <= now)[:batch]
-        keys, args = self.job_queue_keys([m for _, m in due])
+        keys, args = self.job_queue_keys([m for _, m in due], ("failed", "scheduled"))
         reply = self._run("promote", [k.retry_queue, k.delayed, k.quarantine,
-                                      k.quarantine_why, *keys], args)
+                                      k.quarantine_why, k.queues, *keys], args)
         moved, next_due, server_now, notes = reply
         self.notes(notes)
         nd = as_str(next_due)
@@ -61,7 +61,8 @@ class RecoveryOps(ScriptStore):
         requeued = buried = 0
         notes: list[str] = []
         fixed = [k.workers, k.inflight(worker_id), k.worker(worker_id), k.control(worker_id),
-                 k.wakeup(worker_id), k.dead_letter, k.stats, k.quarantine, k.quarantine_why]
+                 k.wakeup(worker_id), k.dead_letter, k.stats, k.quarantine, k.quarantine_why,
+                 k.queues]
         try:
             members: Any = self.redis.smembers(k.inflight(worker_id))
         except redis.ResponseError as exc:
@@ -71,7 +72,7 @@ class RecoveryOps(ScriptStore):
         ids = sorted(as_str(i) for i in members)
         chunks = [ids[i:i + PIPELINE_CHUNK] for i in range(0, len(ids), PIPELINE_CHUNK)] or [[]]
         for part in chunks:
-            keys, args = self.job_queue_keys(part)
+            keys, args = self.job_queue_keys(part, ("dead",))
             reply = self._run("reap", [*fixed, *keys],
                               [worker_id, ttl, self.policy.max_lost, *args])
             if int(reply[0]) == -1:

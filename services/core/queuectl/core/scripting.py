@@ -163,10 +163,12 @@ class ScriptStore:
         name = as_str(raw) if raw else DEFAULT_QUEUE
         return name if valid_name(name) else DEFAULT_QUEUE
 
-    def job_queue_keys(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Keys (job hash, queue list, wake list) and args (id, queue) of each id, for the
-        scripts that move jobs onto queues they cannot know in advance; every script
-        re-checks the queue against the record and skips an id that changed."""
+    def job_queue_keys(self, ids: Sequence[str],
+                       indexes: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+        """Keys (job hash, queue list, wake list, then the queue's index of each state in
+        ``indexes``) and args (id, queue) of each id, for the scripts that move jobs onto
+        queues they cannot know in advance; every script re-checks the queue against
+        the record and skips an id that changed."""
         if not ids:
             return [], []
         k = self.keys
@@ -179,7 +181,7 @@ class ScriptStore:
         for job_id, queue in zip(ids, pipe.execute(raise_on_error=False), strict=True):
             name = as_str(queue) if isinstance(queue, bytes) else DEFAULT_QUEUE
             q = name if valid_name(name) else DEFAULT_QUEUE
-            keys += [k.job(job_id), k.queue(q), k.wake(q)]
+            keys += [k.job(job_id), k.queue(q), k.wake(q), *(k.index(q, s) for s in indexes)]
             args += [job_id, name]
         return keys, args
 

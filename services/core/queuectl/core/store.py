@@ -37,17 +37,21 @@ class Store(RecoveryOps, AdminOps):
 
     # -- enqueue ----------------------------------------------------------------
     def _enqueue_call(self, spec: JobSpec, replace: bool, trace_context: str,
-                      client: Any = None) -> Any:
+                      client: Any = None, old_queue: str = "", token: str = "") -> Any:
         k = self.keys
         run_at = spec.run_at.timestamp() if spec.run_at is not None else None
+        # A replace removes the ended job from its own queue's indexes, which may not be
+        # the new job's queue: the caller read it (the script checks it is still so).
+        old = old_queue or spec.queue
         return self._run(
             "enqueue",
             [k.job(spec.id), k.queue(spec.queue), k.wake(spec.queue), k.delayed, k.queues,
              k.dead_letter, k.completed, k.cancelled, k.log(spec.id), k.scheduler_wake,
-             k.quarantine, k.quarantine_why],
+             k.quarantine, k.quarantine_why, k.index(spec.queue, "scheduled"),
+             k.index(old, "dead"), k.index(old, "completed"), k.index(old, "cancelled")],
             [spec.id, spec.queue, spec.command, num(spec.max_retries), num(spec.timeout),
-             num(run_at), "1" if replace else "0", trace_context, secrets.token_hex(8),
-             spec.env_json()],
+             num(run_at), "1" if replace else "0", trace_context,
+             token or secrets.token_hex(8), spec.env_json(), old_queue],
             client,
         )
 
@@ -65,10 +69,20 @@ class Store(RecoveryOps, AdminOps):
             job_id, None, f"job {job_id} already exists ({state}); use --replace to replace it"
         )
 
+    def _enqueue_one(self, spec: JobSpec, replace: bool, trace_context: str) -> Any:
+        token = secrets.token_hex(8)
+        old = self.queue_of(spec.id) if replace else ""
+        for _ in range(3):
+            reply = self._enqueue_call(spec, replace, trace_context, old_queue=old, token=token)
+            if int(reply[0]) != -4:
+                return reply
+            old = self.queue_of(spec.id)  # the record changed since it was read
+        raise ConflictError(f"job {spec.id} kept changing; try again")
+
     def enqueue(self, spec: JobSpec, *, replace: bool = False,
                 trace_context: str = "") -> JobState:
         """Store one job; raises ConflictError if its id is taken."""
-        result = self._enqueue_result(spec.id, self._enqueue_call(spec, replace, trace_context))
+        result = self._enqueue_result(spec.id, self._enqueue_one(spec, replace, trace_context))
         if result.state is None:
             raise ConflictError(result.error or "conflict")
         return result.state
@@ -80,11 +94,15 @@ class Store(RecoveryOps, AdminOps):
         chunk: list[JobSpec] = []
 
         def flush() -> None:
+            olds = [self.queue_of(s.id) for s in chunk] if replace else [""] * len(chunk)
             pipe = self.redis.pipeline(transaction=False)
-            for spec in chunk:
-                self._enqueue_call(spec, replace, "", pipe)
+            for spec, old in zip(chunk, olds, strict=True):
+                self._enqueue_call(spec, replace, "", pipe, old_queue=old)
             for spec, reply in zip(chunk, pipe.execute(), strict=True):
-                results.append(self._enqueue_result(spec.id, check_reply(reply)))
+                done = check_reply(reply)
+                if int(done[0]) == -4:
+                    done = self._enqueue_one(spec, replace, "")
+                results.append(self._enqueue_result(spec.id, done))
             chunk.clear()
 
         for spec in specs:
@@ -131,9 +149,8 @@ class Store(RecoveryOps, AdminOps):
         reply = self._run(
             "complete",
             [k.job(job.id), k.inflight(worker_id), k.completed, k.log(job.id), k.stats,
-             k.quarantine, k.quarantine_why],
-            [job.id, worker_id, job.lease, chunk, produced, self.log_cap,
-             self.policy.completed_ttl],
+             k.quarantine, k.quarantine_why, k.index(job.queue, "completed"), k.queues],
+            [job.id, worker_id, job.lease, chunk, produced, self.log_cap, job.queue],
         )
         self._finish_code(job, reply)
 
@@ -144,11 +161,12 @@ class Store(RecoveryOps, AdminOps):
         reply = self._run(
             "fail",
             [k.job(job.id), k.inflight(worker_id), k.retry_queue, k.dead_letter,
-             k.log(job.id), k.stats, k.scheduler_wake, k.quarantine, k.quarantine_why],
+             k.log(job.id), k.stats, k.scheduler_wake, k.quarantine, k.quarantine_why,
+             k.index(job.queue, "failed"), k.index(job.queue, "dead"), k.queues],
             [job.id, worker_id, job.lease, chunk, produced, self.log_cap,
              "" if exit_code is None else exit_code, error,
              p.max_retries, num(p.backoff_base), num(p.backoff_factor), num(p.backoff_max),
-             MAX_RETRY_DELAY],
+             MAX_RETRY_DELAY, job.queue],
         )
         if self._finish_code(job, reply) == 1:
             return FailOutcome(dead=False, retry_at=float(as_str(reply[1])))
@@ -174,7 +192,7 @@ class Store(RecoveryOps, AdminOps):
             reply = self._run(
                 "release",
                 [k.job(job.id), k.inflight(worker_id), k.queue(queue), k.wake(queue),
-                 k.quarantine, k.quarantine_why],
+                 k.quarantine, k.quarantine_why, k.queues],
                 [job.id, worker_id, job.lease, why, queue],
             )
             if int(reply[0]) != -4:

@@ -18,10 +18,11 @@ import time
 import redis
 
 from queuectl.core.errors import ConflictError, DataError, QueueCtlError, RedisRefusedError
+from queuectl.core.models import valid_name
 from queuectl.core.redact import mask_url
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings
-from queuectl.core.store import Store
+from queuectl.core.store import Store, as_str
 
 log = logging.getLogger("queuectl.scheduler")
 
@@ -33,6 +34,11 @@ MAX_BLOCK = 0.5
 # Rounds that fail in a row for a reason other than Redis being away (a bug) before the
 # scheduler gives up and exits 1 rather than pretend to work.
 MAX_FAILED_ROUNDS = 10
+# Upkeep per beat: ended jobs are deleted in batches for at most TIDY_BUDGET seconds
+# (a backlog is worked off over several beats), and a slice of the queue names checked.
+PRUNE_BATCH = 500
+TIDY_BUDGET = 0.5
+QUEUES_PER_BEAT = 200
 # Registry entries of replicas that stopped beating this long ago are forgotten; pod
 # names change on every restart, so without this the registry only ever grows.
 REGISTRY_RETENTION = 3600.0
@@ -61,6 +67,7 @@ class Scheduler:
         self.redis_description = mask_url(self.url)
         self.promoted = 0
         self.instance = secrets.token_hex(8)
+        self._queue_cursor = 0
         self.started_at = time.time()
         self._next_beat = 0.0  # monotonic time of the next heartbeat; 0 = beat now
         self._up_since: float | None = None  # monotonic start of the current connected spell
@@ -134,10 +141,25 @@ class Scheduler:
             up = self._up_since
             if up is not None and time.monotonic() - up >= self.settings.worker_ttl:
                 self.reap()
-            # Index entries of records that expired (completed-ttl) go here, off the
-            # workers' hot path.
-            self.store.prune_indexes()
+            self.tidy()
             self._next_beat = time.monotonic() + self.settings.heartbeat_interval
+
+    def tidy(self) -> None:
+        """Retention and upkeep, a slice per beat: delete ended jobs past completed-ttl
+        (with their output and index entries), and forget queue names that hold nothing."""
+        deadline = time.monotonic() + TIDY_BUDGET
+        while self.store.prune(PRUNE_BATCH) >= PRUNE_BATCH and time.monotonic() < deadline:
+            pass
+        try:
+            cursor, names = self.store.redis.sscan(self.store.keys.queues, self._queue_cursor,
+                                                   count=QUEUES_PER_BEAT)
+        except redis.ResponseError as exc:
+            self.store.notes([f"cannot prune queue names: {exc}"])
+            return
+        self._queue_cursor = int(cursor)
+        valid = [as_str(n) for n in names if valid_name(as_str(n))]
+        if valid:
+            self.store.prune_queues(valid)
 
     def idle(self, seconds: float) -> bool:
         """Block on the scheduler wake list for up to ``seconds``; True if woken early.

@@ -7,10 +7,12 @@ KEYS[4] log key                P:log:<id>
 KEYS[5] stats hash             P:stats
 KEYS[6] quarantine zset        P:quarantine
 KEYS[7] quarantine reasons     P:quarantine:why
+KEYS[8] its completed index    P:idx:<queue>:completed
+KEYS[9] queue names set        P:queues
 
 ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 ARGV[4] last output chunk (already capped)   ARGV[5] bytes produced since the last shipment
-ARGV[6] log cap in bytes   ARGV[7] completed-ttl policy in seconds ("0" = keep forever)
+ARGV[6] log cap in bytes   ARGV[7] the job's queue (as fetched; KEYS[8] is built from it)
 
 Returns {0}        done (also when this very call is re-sent after a lost reply: the
                    record is already completed under this lease);
@@ -21,10 +23,12 @@ Returns {0}        done (also when this very call is re-sent after a lost reply:
                    job was moved from the in-flight set to quarantine;
         {-90, why} a key this call needs has the wrong type; {-91, why} NOPERM.
 
-Writes: 0: 1 2 3 4 5 | -1: none | -3: 2 | -92: 2 6 7 | -90: none | -91: none
+Writes: 0: 1 2 3 4 5 8 9 | -1: none | -3: 2 | -92: 2 6 7 | -90: none | -91: none
 
 The output tail and the per-queue counters are best-effort: a log or stats key of
-the wrong type is left alone (doctor reports it) and the job still completes.
+the wrong type is left alone (doctor reports it) and the job still completes. The
+record is kept until the scheduler's prune.lua removes it, completed-ttl after it
+ended, with its output and index entries.
 ]]
 --- @include "time"
 --- @include "guard"
@@ -33,22 +37,24 @@ the wrong type is left alone (doctor reports it) and the job still completes.
 --- @include "tail"
 --- @include "finish"
 --- @include "stats"
+--- @include "queues"
 
-local job, inflight, completed, logkey, stats, qzset, qwhy =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local job, inflight, completed, logkey, stats, qzset, qwhy, index, queues =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
 local rec, bad = read_job(job, id)
 local hold = check_hold(rec, bad, id, inflight, worker, lease)
+if hold == 'ok' and rec.queue ~= ARGV[7] then hold = 'lost' end
 if hold == 'lost' then return {-1} end
 if hold == 'ok' and rec.state == 'completed' then return {0} end
 if hold == 'ok' and rec.state ~= 'processing' then return {-1} end
-if hold == 'ok' then bad = bad_type(completed, 'zset') end
+if hold == 'ok' then bad = bad_type(completed, 'zset') or bad_type(index, 'zset') end
 why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'},
   {'HSET', job, 'state', 'x'}, {'ZADD', completed, '0', id}, {'APPEND', logkey, 'x'},
-  {'SET', logkey, 'x'}, {'HINCRBY', stats, 'x', '1'}, {'EXPIRE', job, '1'},
-  {'EXPIRE', logkey, '1'}})
+  {'SET', logkey, 'x'}, {'HINCRBY', stats, 'x', '1'}, {'ZADD', index, '0', id},
+  {'SADD', queues, 'x'}})
 if why then return {NO_PERM, why} end
 if hold == 'gone' then
   redis.call('SREM', inflight, id)
@@ -69,9 +75,6 @@ redis.call('HSET', job, 'state', 'completed', 'exit_code', 0, 'last_error', '',
 redis.call('SREM', inflight, id)
 bump(stats, 'completed:' .. rec.queue)
 redis.call('ZADD', completed, now, id)
-
-local ttl = tonumber(ARGV[7])
-set_expiry(job, ttl)
-if not bad_type(logkey, 'string') then set_expiry(logkey, ttl) end
--- The index entry stays until the record has expired; prune.lua (the scheduler) drops it.
+redis.call('ZADD', index, now, id)
+note_queue(queues, rec.queue)
 return {0}

@@ -12,6 +12,9 @@ KEYS[9]  log key             P:log:<id>
 KEYS[10] scheduler wake list P:scheduler_wake
 KEYS[11] quarantine zset     P:quarantine
 KEYS[12] quarantine reasons  P:quarantine:why
+KEYS[13] its scheduled index P:idx:<queue>:scheduled
+KEYS[14..16] the dead, completed and cancelled indexes of the queue ARGV[11] names
+         (the queue of the ended job a replace removes)
 
 ARGV[1] id   ARGV[2] queue name   ARGV[3] command
 ARGV[4] max_retries ("" = policy default)   ARGV[5] timeout seconds ("" = policy default)
@@ -19,14 +22,17 @@ ARGV[6] run_at epoch seconds ("" = now)     ARGV[7] "1" to replace an ended job
 ARGV[8] trace context ("" = none)
 ARGV[9] request token: random per call, the same when a call is re-sent
 ARGV[10] env: JSON object of the job's own variables ("" = none)
+ARGV[11] the queue the caller read from an existing record (for a replace; "" = none)
 
 Returns {0}         queued as pending;   {1} stored as scheduled;
         {-1, state} the id exists and has not ended;
         {-2, state} the id exists, has ended (or is in quarantine), and ARGV[7] is not "1";
+        {-4}        a replace found the old record in another queue than ARGV[11] (it
+                    changed since the caller read it): nothing written, read and call again;
         {-90, why}  a key this job needs has the wrong type, or the existing record
                     cannot be read; {-91, why} NOPERM. Nothing is written then.
 
-Writes: 0: 1 2 3 5 6 7 8 9 11 12 | 1: 1 4 5 6 7 8 9 10 11 12 | -1: none | -2: none | -90: none | -91: none
+Writes: 0: 1 2 3 5 6 7 8 9 11 12 14 15 16 | 1: 1 4 5 6 7 8 9 10 11 12 13 14 15 16 | -1: none | -2: none | -4: none | -90: none | -91: none
 
 A call re-sent after its reply was lost (redis-py retries on a dropped
 connection) finds its own token on the record and answers as the first run
@@ -37,17 +43,20 @@ when it has the wrong type the job is still stored, and doctor reports the key.
 --- @include "guard"
 --- @include "job"
 --- @include "push"
+--- @include "queues"
 
 local job, queue, wake, delayed, queues, dlq, completed, cancelled, logkey, swake, qzset, qwhy =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
   KEYS[11], KEYS[12]
+local scheduled_idx, old_dead, old_completed, old_cancelled = KEYS[13], KEYS[14], KEYS[15],
+  KEYS[16]
 local id = ARGV[1]
 local now, nows = server_time()
 local run_at = tonumber(ARGV[6])
 local later = run_at ~= nil and run_at > now
 
 local why = bad_type(later and delayed or queue, later and 'zset' or 'list')
-  or bad_type(qzset, 'zset') or bad_type(qwhy, 'hash')
+  or (later and bad_type(scheduled_idx, 'zset')) or bad_type(qzset, 'zset') or bad_type(qwhy, 'hash')
 if why then return {DATA_ERROR, why} end
 local rec, bad = read_job(job, id)
 if rec and ARGV[9] ~= '' and redis.call('HGET', job, 'enqueue_token') == ARGV[9] then
@@ -64,12 +73,17 @@ elseif rec then
     return {-1, rec.state}
   end
   if ARGV[7] ~= '1' then return {-2, rec.state} end
+  if rec.queue ~= ARGV[11] then return {-4} end
   why = bad_type(dlq, 'list') or bad_type(completed, 'zset') or bad_type(cancelled, 'zset')
+    or bad_type(old_dead, 'zset') or bad_type(old_completed, 'zset')
+    or bad_type(old_cancelled, 'zset')
   if why then return {DATA_ERROR, why} end
 end
 why = denied({{'HSET', job, 'state', 'x'}, {'DEL', job}, {'DEL', logkey},
   {'LREM', dlq, '0', id}, {'ZREM', completed, id}, {'ZREM', cancelled, id},
   {'ZREM', qzset, id}, {'HDEL', qwhy, id}, {'SADD', queues, 'x'},
+  {'ZREM', old_dead, id}, {'ZREM', old_completed, id}, {'ZREM', old_cancelled, id},
+  {'ZADD', scheduled_idx, '0', id},
   {later and 'ZADD' or 'RPUSH', later and delayed or queue, '0', id},
   {'RPUSH', later and swake or wake, '1'}})
 if why then return {NO_PERM, why} end
@@ -82,6 +96,9 @@ elseif rec then
   redis.call('LREM', dlq, 0, id)
   redis.call('ZREM', completed, id)
   redis.call('ZREM', cancelled, id)
+  redis.call('ZREM', old_dead, id)
+  redis.call('ZREM', old_completed, id)
+  redis.call('ZREM', old_cancelled, id)
   redis.call('DEL', job, logkey)
 end
 
@@ -91,10 +108,11 @@ redis.call('HSET', job,
   'max_retries', ARGV[4], 'timeout', ARGV[5], 'run_at', ARGV[6],
   'created_at', nows, 'updated_at', nows, 'lease', 0, 'log_size', 0,
   'trace_context', ARGV[8], 'enqueue_token', ARGV[9], 'env', ARGV[10])
-if not bad_type(queues, 'set') then redis.call('SADD', queues, ARGV[2]) end
+note_queue(queues, ARGV[2])
 
 if later then
   redis.call('ZADD', delayed, run_at, id)
+  redis.call('ZADD', scheduled_idx, run_at, id)
   -- Wake a sleeping scheduler only if this job is now the earliest one due.
   local first = redis.call('ZRANGE', delayed, 0, 0)
   if first[1] == id and key_type(swake) == 'none' then

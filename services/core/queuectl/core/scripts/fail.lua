@@ -10,6 +10,9 @@ KEYS[6] stats hash          P:stats
 KEYS[7] scheduler wake list P:scheduler_wake
 KEYS[8] quarantine zset     P:quarantine
 KEYS[9] quarantine reasons  P:quarantine:why
+KEYS[10] its failed index   P:idx:<queue>:failed
+KEYS[11] its dead index     P:idx:<queue>:dead
+KEYS[12] queue names set    P:queues
 
 ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 ARGV[4] last output chunk (already capped)   ARGV[5] bytes produced since the last shipment
@@ -17,6 +20,7 @@ ARGV[6] log cap in bytes   ARGV[7] exit code ("" when the command never exited b
 ARGV[8] error text
 ARGV[9..13] policy: max-retries, backoff-base, backoff-factor, backoff-max, and the
         longest delay ever used (seconds; caps backoff-max 0 and overflowing powers)
+ARGV[14] the job's queue (as fetched; KEYS[10] and KEYS[11] are built from it)
 
 Returns {1, due}   retry scheduled at epoch `due` (state failed);
         {2}        dead (in the DLQ);
@@ -28,7 +32,7 @@ Returns {1, due}   retry scheduled at epoch `due` (state failed);
                    has the wrong type: the job was moved to quarantine;
         {-90, why} a key this call needs has the wrong type; {-91, why} NOPERM.
 
-Writes: 1: 1 2 3 5 6 7 | 2: 1 2 4 5 6 | -1: none | -3: 2 | -92: 2 8 9 | -90: none | -91: none
+Writes: 1: 1 2 3 5 6 7 10 12 | 2: 1 2 4 5 6 11 12 | -1: none | -3: 2 | -92: 2 8 9 | -90: none | -91: none
 
 attempts already counts this run (fetch increments it). Runs that ended with
 no result (worker lost, handed back at shutdown) are counted in `interrupted`
@@ -44,14 +48,17 @@ and always by ARGV[13].
 --- @include "tail"
 --- @include "finish"
 --- @include "stats"
+--- @include "queues"
 
 local job, inflight, retry, dlq, logkey, stats, swake, qzset, qwhy =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local failed_idx, dead_idx, queues = KEYS[10], KEYS[11], KEYS[12]
 local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
 local rec, bad = read_job(job, id)
 local hold = check_hold(rec, bad, id, inflight, worker, lease)
+if hold == 'ok' and rec.queue ~= ARGV[14] then hold = 'lost' end
 if hold == 'lost' then return {-1} end
 if hold == 'ok' then
   if rec.state == 'failed' then return {1, rec.run_at} end
@@ -64,12 +71,17 @@ if hold == 'ok' then
   local max_retries = tonumber(rec.max_retries ~= '' and rec.max_retries or ARGV[9])
   local failures = tonumber(rec.attempts) - tonumber(rec.interrupted)
   retrying = failures <= max_retries
-  if retrying then bad = bad_type(retry, 'zset') else bad = bad_type(dlq, 'list') end
+  if retrying then
+    bad = bad_type(retry, 'zset') or bad_type(failed_idx, 'zset')
+  else
+    bad = bad_type(dlq, 'list') or bad_type(dead_idx, 'zset')
+  end
 end
 why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'},
   {'HSET', job, 'state', 'x'}, {'ZADD', retry, '0', id}, {'RPUSH', dlq, id},
   {'RPUSH', swake, '1'}, {'APPEND', logkey, 'x'}, {'SET', logkey, 'x'},
-  {'HINCRBY', stats, 'x', '1'}})
+  {'HINCRBY', stats, 'x', '1'}, {'ZADD', failed_idx, '0', id}, {'ZADD', dead_idx, '0', id},
+  {'SADD', queues, 'x'}})
 if why then return {NO_PERM, why} end
 if hold == 'gone' then
   redis.call('SREM', inflight, id)
@@ -90,6 +102,7 @@ redis.call('HSET', job, 'exit_code', ARGV[7], 'last_error', ARGV[8],
   'log_size', tonumber(rec.log_size) + tonumber(ARGV[5]))
 redis.call('SREM', inflight, id)
 bump(stats, 'failed:' .. rec.queue)
+note_queue(queues, rec.queue)
 
 if retrying then
   local failures = tonumber(rec.attempts) - tonumber(rec.interrupted)
@@ -102,6 +115,7 @@ if retrying then
   local dues = string.format('%.6f', due)
   redis.call('HSET', job, 'state', 'failed', 'run_at', dues)
   redis.call('ZADD', retry, due, id)
+  redis.call('ZADD', failed_idx, due, id)
   -- Wake a sleeping scheduler only if this retry is now the earliest one due.
   local first = redis.call('ZRANGE', retry, 0, 0)
   if first[1] == id and key_type(swake) == 'none' then
@@ -113,5 +127,6 @@ end
 
 redis.call('HSET', job, 'state', 'dead', 'run_at', '')
 redis.call('RPUSH', dlq, id)
+redis.call('ZADD', dead_idx, now, id)
 bump(stats, 'dead:' .. rec.queue)
 return {2}

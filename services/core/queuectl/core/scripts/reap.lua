@@ -9,10 +9,12 @@ KEYS[6] dead letter list      P:dead_letter
 KEYS[7] stats hash            P:stats
 KEYS[8] quarantine zset       P:quarantine
 KEYS[9] quarantine reasons    P:quarantine:why
-then for each id in ARGV[4..] (pairs), three keys:
-KEYS[10+3(i-1)] job hash        P:jobs:<id>
-KEYS[11+3(i-1)] its queue list  P:jobs | P:queue:<name>
-KEYS[12+3(i-1)] its wake list   P:wake:<name>
+KEYS[10] queue names set      P:queues
+then for each id in ARGV[4..] (pairs), four keys (see Store.job_queue_keys):
+KEYS[11+4(i-1)] job hash        P:jobs:<id>
+KEYS[12+4(i-1)] its queue list  P:jobs | P:queue:<name>
+KEYS[13+4(i-1)] its wake list   P:wake:<name>
+KEYS[14+4(i-1)] its dead index  P:idx:<name>:dead
 
 ARGV[1] worker id   ARGV[2] worker TTL in seconds   ARGV[3] max-lost policy
 ARGV[2+2i] job id, ARGV[3+2i] the queue name the caller built its keys from
@@ -25,7 +27,7 @@ was set aside (ids moved to quarantine); or {-1} when the worker is alive (it be
 within the TTL), and nothing is changed; or {-90, why} when the registry or the
 in-flight set has the wrong type; or {-91, why} NOPERM.
 
-Writes: * : 1 2 4 5 6 7 8 9 rest | -1: none | -90: none | -91: none
+Writes: * : 1 2 4 5 6 7 8 9 10 rest | -1: none | -90: none | -91: none
 
 A lost run does not consume a retry: `lost` and `interrupted` grow, `attempts`
 (runs started) stays, and fail.lua counts failures as attempts - interrupted.
@@ -38,9 +40,10 @@ and a job that moved on (cancelled, finished, re-fetched) is left alone.
 --- @include "quarantine"
 --- @include "push"
 --- @include "stats"
+--- @include "queues"
 
-local registry, inflight, status, control, wakeup, dlq, stats, qzset, qwhy =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local registry, inflight, status, control, wakeup, dlq, stats, qzset, qwhy, queues =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local worker = ARGV[1]
 local why = bad_type(registry, 'zset') or bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
@@ -51,12 +54,13 @@ if (beat and now - tonumber(beat) <= tonumber(ARGV[2])) or redis.call('EXISTS', 
 end
 local checks = {{'SREM', inflight, 'x'}, {'ZREM', registry, worker}, {'DEL', control},
   {'DEL', wakeup}, {'RPUSH', dlq, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'},
-  {'HINCRBY', stats, 'x', '1'}}
+  {'HINCRBY', stats, 'x', '1'}, {'SADD', queues, 'x'}}
 for i = 1, (#ARGV - 3) / 2 do
-  local base = 10 + 3 * (i - 1)
+  local base = 11 + 4 * (i - 1)
   checks[#checks + 1] = {'HSET', KEYS[base], 'state', 'x'}
   checks[#checks + 1] = {'LPUSH', KEYS[base + 1], 'x'}
   checks[#checks + 1] = {'RPUSH', KEYS[base + 2], '1'}
+  checks[#checks + 1] = {'ZADD', KEYS[base + 3], '0', 'x'}
 end
 why = denied(checks)
 if why then return {NO_PERM, why} end
@@ -65,7 +69,7 @@ local max_lost = tonumber(ARGV[3])
 local requeued, buried, notes = 0, 0, {}
 
 -- One id of the dead worker's in-flight set, which the caller saw there.
-local function hand_back(id, qname, job, queue, wake)
+local function hand_back(id, qname, job, queue, wake, dead_idx)
   if redis.call('SISMEMBER', inflight, id) == 0 then return end
   local rec, bad
   if is_name(id) then rec, bad = read_job(job, id) else bad = 'invalid job id' end
@@ -77,7 +81,11 @@ local function hand_back(id, qname, job, queue, wake)
   local lost = rec and tonumber(rec.lost) + 1
   local burying = rec and lost >= max_lost
   if not bad then
-    if burying then bad = bad_type(dlq, 'list') else bad = bad_type(queue, 'list') end
+    if burying then
+      bad = bad_type(dlq, 'list') or bad_type(dead_idx, 'zset')
+    else
+      bad = bad_type(queue, 'list')
+    end
   end
   if bad then
     if quarantine_why then
@@ -98,6 +106,7 @@ local function hand_back(id, qname, job, queue, wake)
     redis.call('HSET', job, 'state', 'dead', 'finished_at', nows, 'exit_code', '',
       'last_error', why_lost .. ' (' .. lost .. ' runs lost their worker)')
     redis.call('RPUSH', dlq, id)
+    redis.call('ZADD', dead_idx, now, id)
     bump(stats, 'dead:' .. rec.queue)
     buried = buried + 1
   else
@@ -106,11 +115,13 @@ local function hand_back(id, qname, job, queue, wake)
     requeued = requeued + 1
   end
   bump(stats, 'lost:' .. rec.queue)
+  note_queue(queues, rec.queue)
 end
 
 for i = 1, (#ARGV - 3) / 2 do
-  local base = 10 + 3 * (i - 1)
-  hand_back(ARGV[2 + 2 * i], ARGV[3 + 2 * i], KEYS[base], KEYS[base + 1], KEYS[base + 2])
+  local base = 11 + 4 * (i - 1)
+  hand_back(ARGV[2 + 2 * i], ARGV[3 + 2 * i], KEYS[base], KEYS[base + 1], KEYS[base + 2],
+    KEYS[base + 3])
 end
 local left = redis.call('SCARD', inflight)
 if left == 0 then

@@ -7,6 +7,7 @@ KEYS[3] its queue list     P:jobs | P:queue:<name>
 KEYS[4] its wake list      P:wake:<name>
 KEYS[5] quarantine zset    P:quarantine
 KEYS[6] quarantine reasons P:quarantine:why
+KEYS[7] queue names set    P:queues
 
 ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token   ARGV[4] why (stored as last_error)
 ARGV[5] queue name the caller built KEYS[3] from
@@ -19,7 +20,7 @@ Returns {0}        handed back;
                    was moved to quarantine;
         {-90, why} a key this call needs has the wrong type; {-91, why} NOPERM.
 
-Writes: 0: 1 2 3 4 | -1: none | -3: 2 | -4: none | -92: 2 5 6 | -90: none | -91: none
+Writes: 0: 1 2 3 4 7 | -1: none | -3: 2 | -4: none | -92: 2 5 6 | -90: none | -91: none
 
 The interrupted run still counts in `attempts` (runs started) but also in
 `interrupted`, and fail.lua counts failures as attempts - interrupted: the
@@ -31,8 +32,10 @@ worker stopped it, the job did not fail, so no retry is consumed.
 --- @include "quarantine"
 --- @include "finish"
 --- @include "push"
+--- @include "queues"
 
-local job, inflight, queue, wake, qzset, qwhy = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local job, inflight, queue, wake, qzset, qwhy, queues =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
@@ -45,7 +48,8 @@ if hold == 'ok' then
   bad = bad_type(queue, 'list')
 end
 why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'},
-  {'HSET', job, 'state', 'x'}, {'LPUSH', queue, id}, {'RPUSH', wake, '1'}})
+  {'HSET', job, 'state', 'x'}, {'LPUSH', queue, id}, {'RPUSH', wake, '1'},
+  {'SADD', queues, 'x'}})
 if why then return {NO_PERM, why} end
 if hold == 'gone' then
   redis.call('SREM', inflight, id)
@@ -63,4 +67,5 @@ redis.call('HSET', job, 'state', 'pending', 'updated_at', nows, 'last_error', AR
   'interrupted', tonumber(rec.interrupted) + 1)
 redis.call('SREM', inflight, id)
 push_job(queue, wake, id, true)
+note_queue(queues, rec.queue)
 return {0}

@@ -1,8 +1,9 @@
 --[[ repair: check one job against the invariant doctor keeps, and restore it on request.
 
 The invariant: a job record is in exactly one place that matches its state (its
-queue list, the delayed or retry zset, the DLQ, the completed or cancelled index,
-the in-flight set of the registered worker named in the record, or quarantine), and
+queue list, the delayed or retry zset, the DLQ, the completed or cancelled set,
+the in-flight set of the registered worker named in the record, or quarantine),
+plus, for the five states that have one, its queue's index of that state; and
 every id in those places has a record. Doctor scans without a lock; this script
 re-checks one suspect atomically, so a job that merely moved meanwhile is not
 reported.
@@ -15,9 +16,11 @@ KEYS[4+i] candidate key i, of the kind named by ARGV[2+i]
 
 ARGV[1] id   ARGV[2] "check" or "repair"
 ARGV[2+i] kind of candidate i: "queue:<name>", "wake:<name>", "retry", "delayed",
-          "dead", "completed", "cancelled", "inflight:<worker>". The caller passes
-          every place the scan saw the id in, plus the queue (and wake list) and,
-          for a processing job, the in-flight set its record names.
+          "dead", "completed", "cancelled", "inflight:<worker>",
+          "index:<queue>:<state>". The caller passes every place the scan saw the id
+          in, plus the places its record's state calls for: its queue and wake list,
+          the in-flight set of a processing job, the global set and the per-queue
+          index of a scheduled, failed, dead, completed or cancelled one.
 
 Returns {problems, repaired}: one line per problem found ({} when the job is
 consistent), and 1 when they were repaired (mode "repair", every key usable);
@@ -45,7 +48,10 @@ local why = quarantine_unusable(qzset, qwhy) or bad_type(registry, 'zset')
 if why then return {DATA_ERROR, why} end
 
 local WANT = {queue = 'list', wake = 'list', dead = 'list', retry = 'zset', delayed = 'zset',
-  completed = 'zset', cancelled = 'zset', inflight = 'set'}
+  completed = 'zset', cancelled = 'zset', inflight = 'set', index = 'zset'}
+-- Where each state that is not pending or processing lives, besides its queue's index.
+local GLOBAL = {scheduled = 'delayed', failed = 'retry', dead = 'dead', completed = 'completed',
+  cancelled = 'cancelled'}
 local places, problems, usable = {}, {}, true
 local checks = {{'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'}, {'HSET', job, 'state', 'x'}}
 for i = 3, #ARGV do
@@ -72,9 +78,10 @@ end
 
 local quarantined = redis.call('ZSCORE', qzset, id)
 local rec, bad = read_job(job, id)
-local expect, action = nil, nil
+local expect, action = {}, nil  -- kinds that must hold the id once; what else to do
+local silent = {}  -- places emptied by the repair without being a problem of their own
 if quarantined then
-  expect = nil
+  expect = {}
 elseif bad then
   action = 'quarantine'
   problems[#problems + 1] = 'its record cannot be read: ' .. bad
@@ -82,40 +89,46 @@ elseif rec then
   local state = rec.state
   if not places['queue:' .. rec.queue] or not places['wake:' .. rec.queue] then return {-3} end
   if state == 'pending' then
-    expect = 'queue:' .. rec.queue
+    expect['queue:' .. rec.queue] = true
   elseif state == 'processing' then
-    expect = 'inflight:' .. rec.worker
-    if not places[expect] then return {-3} end
+    local held = 'inflight:' .. rec.worker
+    if not places[held] then return {-3} end
     if not redis.call('ZSCORE', registry, rec.worker) then
       action = 'handback'
+      silent[held] = true
       problems[#problems + 1] = 'processing on worker ' .. rec.worker .. ', which is not registered'
-    elseif places[expect].count == 0 then
+    elseif places[held].count == 0 then
       action = 'handback'
       problems[#problems + 1] = 'processing, but not in the in-flight set of ' .. rec.worker
+    else
+      expect[held] = true
     end
   else
-    expect = ({scheduled = 'delayed', failed = 'retry'})[state] or state
+    expect[GLOBAL[state]] = true
+    expect['index:' .. rec.queue .. ':' .. state] = true
   end
 end
 
 for kind, p in pairs(places) do
   if p.class ~= 'wake' then
-    if kind == expect and not action then
+    if expect[kind] then
       if p.count == 0 then
         problems[#problems + 1] = rec.state .. ', but not in ' .. kind
       elseif p.count > 1 then
         problems[#problems + 1] = 'in ' .. kind .. ' ' .. p.count .. ' times'
       end
-    elseif p.count > 0 and kind ~= expect then
+    elseif p.count > 0 and not silent[kind] then
       local whose = quarantined and ' though it is in quarantine'
         or (not rec and not bad and ' but it has no record') or ''
       problems[#problems + 1] = 'also in ' .. kind .. whose
     end
   end
 end
-if expect and not places[expect] and not action then
-  problems[#problems + 1] = rec.state .. ', but not in ' .. expect
-  usable = false -- the caller did not pass that place: nothing to add it to
+for kind in pairs(expect) do
+  if not places[kind] then
+    problems[#problems + 1] = rec.state .. ', but not in ' .. kind
+    usable = false -- the caller did not pass that place: nothing to add it to
+  end
 end
 
 if mode ~= 'repair' or #problems == 0 or not usable then return {problems, 0} end
@@ -124,7 +137,7 @@ if why then return {NO_PERM, why} end
 local now, nows = server_time()
 
 for kind, p in pairs(places) do
-  if p.count > 0 and (kind ~= expect or action) then
+  if p.count > 0 and not expect[kind] then
     if p.want == 'list' then
       redis.call('LREM', p.key, 0, id)
     elseif p.want == 'zset' then
@@ -142,8 +155,9 @@ elseif action == 'handback' then
     'last_error', 'worker ' .. rec.worker .. ' lost (found by doctor)',
     'lost', tonumber(rec.lost) + 1, 'interrupted', tonumber(rec.interrupted) + 1)
   push_job(places['queue:' .. rec.queue].key, places['wake:' .. rec.queue].key, id, true)
-elseif expect then
-  local p = places[expect]
+end
+for kind in pairs(expect) do
+  local p = places[kind]
   if p.count > 1 then
     redis.call('LREM', p.key, 1 - p.count, id)
   elseif p.count == 0 then
@@ -152,8 +166,8 @@ elseif expect then
     elseif p.class == 'dead' then
       redis.call('RPUSH', p.key, id)
     else
-      local at = p.class == 'completed' or p.class == 'cancelled'
-      local score = tonumber(at and rec.finished_at or rec.run_at) or now
+      local due = rec.state == 'scheduled' or rec.state == 'failed'
+      local score = tonumber(due and rec.run_at or rec.finished_at) or now
       redis.call('ZADD', p.key, score, id)
     end
   end

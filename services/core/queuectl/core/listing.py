@@ -1,0 +1,204 @@
+"""Listing jobs at the cost of what is printed, not of how many jobs exist.
+
+Each state is read from the structure that holds it, a page at a time: a queue's
+pending list, the in-flight sets of the workers, the global set of a state, or,
+when one queue is asked for, that queue's index of the state (``P:idx:<q>:<s>``),
+which the scripts keep. Records are loaded a page at a time and yielded as they
+come, so ``list --json`` streams any number of jobs in bounded memory.
+
+A cursor (``<state>:<position>``) continues where a page stopped; a job that moves
+between pages may be shown twice or not at all, as with any live listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from queuectl.core.errors import InvalidInputError
+from queuectl.core.keys import DEFAULT_QUEUE
+from queuectl.core.models import CorruptRecordError, Job, JobState, valid_name
+from queuectl.core.store import Store, as_str
+
+PAGE = 500
+QUEUE_CHUNK = 200
+# Lifecycle order; ended states show the newest first, waiting ones the next due first.
+ORDER = [JobState.PENDING, JobState.PROCESSING, JobState.SCHEDULED, JobState.FAILED,
+         JobState.DEAD, JobState.COMPLETED, JobState.CANCELLED, JobState.QUARANTINED]
+NEWEST_FIRST = frozenset({JobState.DEAD, JobState.COMPLETED, JobState.CANCELLED})
+
+
+@dataclass(slots=True)
+class Listing:
+    """What one ``list`` saw besides the jobs: unreadable records, and where to go on."""
+
+    unreadable: list[str] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def parse_cursor(token: str) -> tuple[JobState, int]:
+    state, _, position = token.partition(":")
+    try:
+        parsed = JobState(state)
+    except ValueError:
+        parsed = None
+    if parsed is None or not position.isdigit():
+        raise InvalidInputError(f"invalid cursor {token!r}: use the one list printed")
+    return parsed, int(position)
+
+
+def _wrongtype(reply: Any) -> bool:
+    return isinstance(reply, redis.ResponseError)
+
+
+class Lister:
+    """Pages of ids from the structures that hold each state, then their records."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.r = store.redis
+        self.k = store.keys
+
+    def queue_names(self) -> list[str]:
+        try:
+            members: Any = self.r.smembers(self.k.queues)
+        except redis.ResponseError:
+            members = set()
+        names = {as_str(q) for q in members} | {DEFAULT_QUEUE}
+        return sorted(n for n in names if valid_name(n))
+
+    # -- ids, with their position in the state's stream ------------------------------------
+    def _range(self, key: str, kind: str, start: int, newest_first: bool) -> list[str]:
+        end = start + PAGE - 1
+        try:
+            if kind == "list":
+                raw: Any = self.r.lrange(key, start, end)
+            elif newest_first:
+                raw = self.r.zrevrange(key, start, end)
+            else:
+                raw = self.r.zrange(key, start, end)
+        except redis.ResponseError:
+            return []  # a key of the wrong type lists nothing; status and doctor say why
+        return [as_str(i) for i in raw]
+
+    def _paged(self, key: str, kind: str, start: int, newest_first: bool = False,
+               base: int = 0) -> Iterator[tuple[int, str]]:
+        position = start
+        while page := self._range(key, kind, position, newest_first):
+            for job_id in page:
+                yield base + position, job_id
+                position += 1
+            if len(page) < PAGE:
+                return
+
+    def _pending_everywhere(self, start: int) -> Iterator[tuple[int, str]]:
+        """Pending ids of every queue, queue by queue, skipping ``start`` in all."""
+        base = 0
+        names = self.queue_names()
+        for i in range(0, len(names), QUEUE_CHUNK):
+            chunk = names[i:i + QUEUE_CHUNK]
+            pipe = self.r.pipeline(transaction=False)
+            for name in chunk:
+                pipe.llen(self.k.queue(name))
+            lengths = [n if isinstance(n, int) else 0 for n in pipe.execute(raise_on_error=False)]
+            for name, length in zip(chunk, lengths, strict=True):
+                if length and base + length > start:
+                    skip = max(0, start - base)
+                    yield from self._paged(self.k.queue(name), "list", skip, base=base)
+                base += length
+
+    def _processing(self, start: int) -> Iterator[tuple[int, str]]:
+        try:
+            workers: Any = self.r.zrange(self.k.workers, 0, -1)
+        except redis.ResponseError:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for worker in workers:
+            pipe.smembers(self.k.inflight(as_str(worker)))
+        held = sorted(as_str(j) for part in pipe.execute(raise_on_error=False)
+                      if not _wrongtype(part) for j in part)
+        yield from ((pos, job_id) for pos, job_id in enumerate(held) if pos >= start)
+
+    def ids(self, state: JobState, queue: str | None, start: int) -> Iterator[tuple[int, str]]:
+        k = self.k
+        newest = state in NEWEST_FIRST
+        if state is JobState.PENDING:
+            if queue is None:
+                return self._pending_everywhere(start)
+            return self._paged(k.queue(queue), "list", start)
+        if state is JobState.PROCESSING:
+            return self._processing(start)
+        if state is JobState.QUARANTINED:
+            return self._paged(k.quarantine, "zset", start)
+        if queue is not None:
+            return self._paged(k.index(queue, state.value), "zset", start, newest)
+        key, kind = {
+            JobState.SCHEDULED: (k.delayed, "zset"), JobState.FAILED: (k.retry_queue, "zset"),
+            JobState.DEAD: (k.dead_letter, "list"), JobState.COMPLETED: (k.completed, "zset"),
+            JobState.CANCELLED: (k.cancelled, "zset"),
+        }[state]
+        return self._paged(key, kind, start, newest)
+
+    # -- records --------------------------------------------------------------------------
+    def _load(self, ids: Sequence[str], unreadable: list[str]) -> dict[str, Job]:
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.k.job(job_id))
+        out: dict[str, Job] = {}
+        for job_id, raw in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(raw, Exception) or (raw and not valid_name(job_id)):
+                unreadable.append(job_id)
+            elif raw:
+                try:
+                    out[job_id] = Job.from_hash({as_str(a): as_str(b) for a, b in raw.items()},
+                                                job_id)
+                except CorruptRecordError:
+                    unreadable.append(job_id)
+        return out
+
+    def jobs(self, state: JobState | None, queue: str | None, limit: int,
+             cursor: str | None, seen: Listing) -> Iterator[Job]:
+        """Up to ``limit`` jobs (0 = no limit) in lifecycle order; ``seen`` collects the
+        unreadable ids, and the cursor of the next job when one is left."""
+        states = [state] if state else ORDER
+        first, start = parse_cursor(cursor) if cursor else (states[0], 0)
+        if first not in states:
+            raise InvalidInputError(f"the cursor is for {first.value} jobs, not these")
+        shown = 0
+        for st in states[states.index(first):]:
+            batch: list[tuple[int, str]] = []
+            for item in self.ids(st, queue, start if st is first else 0):
+                batch.append(item)
+                # Records are read a page at a time, and no more than the jobs still to
+                # print (plus one, to know whether a next page exists).
+                if len(batch) < (min(PAGE, limit - shown + 1) if limit else PAGE):
+                    continue
+                for position, job in self._settle(st, queue, batch, seen):
+                    if limit and shown == limit:
+                        seen.next_cursor = f"{st.value}:{position}"
+                        return
+                    yield job
+                    shown += 1
+                batch = []
+            for position, job in self._settle(st, queue, batch, seen):
+                if limit and shown == limit:
+                    seen.next_cursor = f"{st.value}:{position}"
+                    return
+                yield job
+                shown += 1
+
+    def _settle(self, state: JobState, queue: str | None, batch: list[tuple[int, str]],
+                seen: Listing) -> Iterator[tuple[int, Job]]:
+        """The jobs of ``batch`` that are still in ``state`` (and of ``queue``)."""
+        records = self._load([job_id for _, job_id in batch], seen.unreadable)
+        for position, job_id in batch:
+            job = records.get(job_id)
+            if job is None:
+                continue  # gone meanwhile, or unreadable (counted)
+            if state is JobState.QUARANTINED:
+                job = job.model_copy(update={"state": JobState.QUARANTINED})
+            if job.state is state and (queue is None or job.queue == queue):
+                yield position, job
