@@ -26,6 +26,11 @@ class LogTarget(StrEnum):
     BOTH = "both"
 
 
+class JobCgroup(StrEnum):
+    AUTO = "auto"  # one cgroup v2 per run where the hierarchy is writable, else fall back
+    OFF = "off"
+
+
 class PolicyDefaults(BaseModel):
     """Defaults for the runtime policy keys of ``P:config``."""
 
@@ -72,6 +77,9 @@ class Settings(BaseSettings):
     )
     kill_grace: float = Field(
         2.0, ge=0, description="seconds between SIGTERM and SIGKILL of a job's process group"
+    )
+    job_cgroup: JobCgroup = Field(
+        JobCgroup.AUTO, description="auto: each run in its own cgroup v2 where writable; off"
     )
     log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error)$")
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
