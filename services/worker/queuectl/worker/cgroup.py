@@ -70,16 +70,18 @@ def own_cgroup_dir() -> Path | None:
 class RunCgroup:
     """The cgroup of one run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str, quoted: str) -> None:
+        # Plain strings, built once: this is on the path of every job.
         self.path = path
-        self.procs = str(path / "cgroup.procs")
+        self.procs = f"{path}/cgroup.procs"
+        self._events = f"{path}/cgroup.events"
         # "echo 0" writes the shell's own pid: it moves itself, and all it forks later.
-        self.prefix = f"{{ echo 0 > {shlex.quote(self.procs)}; }} 2>/dev/null || :; "
+        self.prefix = f"{{ echo 0 > {quoted}/cgroup.procs; }} 2>/dev/null || :; "
 
     def populated(self) -> bool:
         """Whether any process of the run is still alive in it (zombies do not count)."""
         try:
-            return b"populated 1" in read_all(str(self.path / "cgroup.events"))
+            return b"populated 1" in read_all(self._events)
         except OSError:
             return False
 
@@ -105,7 +107,7 @@ class RunCgroup:
     def kill(self) -> None:
         """SIGKILL every member at once (forks racing the kill are killed too)."""
         with contextlib.suppress(OSError):
-            _write(self.path / "cgroup.kill", b"1")
+            _write(f"{self.path}/cgroup.kill", b"1")
 
     def remove(self) -> bool:
         for _ in range(50):
@@ -123,13 +125,13 @@ class RunCgroup:
 
     def _freeze(self, on: bool) -> bool:
         try:
-            _write(self.path / "cgroup.freeze", b"1" if on else b"0")
+            _write(f"{self.path}/cgroup.freeze", b"1" if on else b"0")
         except OSError:
             return False
         deadline = time.monotonic() + FREEZE_WAIT
         while on and time.monotonic() < deadline:  # else: a member in uninterruptible sleep
             with contextlib.suppress(OSError):
-                if b"frozen 1" in read_all(str(self.path / "cgroup.events")):
+                if b"frozen 1" in read_all(self._events):
                     break
             time.sleep(0.002)
         return True
@@ -140,6 +142,8 @@ class JobCgroups:
 
     def __init__(self, base: Path) -> None:
         self.base = base
+        self._base = str(base)
+        self._quoted = shlex.quote(self._base)
         self._warned = False
 
     @classmethod
@@ -171,20 +175,20 @@ class JobCgroups:
 
     def create(self, name: str) -> RunCgroup | None:
         """A fresh cgroup for one run, or None (the run then goes without)."""
-        path = self.base / name
+        path = f"{self._base}/{name}"  # name: a hex run id, nothing to quote
         try:
             try:
-                path.mkdir()
+                os.mkdir(path)
             except FileNotFoundError:  # our subtree was removed under us: make it again
                 self.base.mkdir(exist_ok=True)
-                path.mkdir()
+                os.mkdir(path)
         except OSError as exc:
             if not self._warned:
                 self._warned = True
                 log.warning("cannot create job cgroup %s (%s); runs go without one until it "
                             "works again", path, os.strerror(exc.errno or 0))
             return None
-        return RunCgroup(path)
+        return RunCgroup(path, f"{self._quoted}/{name}")
 
     def close(self) -> None:
         """Remove the worker's subtree (runs have removed their own cgroups)."""
@@ -219,7 +223,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, data)

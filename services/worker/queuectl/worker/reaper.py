@@ -47,7 +47,10 @@ def read_all(path: str) -> bytes:
     """The whole of a (/proc or /sys) file, read without Python's file objects."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
+        data = os.read(fd, 65536)
+        if len(data) < 4096:  # a short read of these generated files is all of it
+            return data
+        chunks = [data]
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
         return b"".join(chunks)
