@@ -161,10 +161,17 @@ class JobCgroups:
         if not (base / "cgroup.kill").exists():
             cgroups.close()
             return None, "the kernel has no cgroup.kill (Linux >= 5.14 needed)"
+        # The real thing, once: a shell moving itself into a fresh cgroup (a delegated
+        # hierarchy may allow mkdir but not the move, which needs write access to the
+        # common ancestor's cgroup.procs).
         probe = cgroups.create("probe")
-        moved = probe is not None and subprocess.run(
-            [shell, "-c", f"echo 0 > {shlex.quote(probe.procs)}"], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
+        try:
+            moved = probe is not None and subprocess.run(
+                [shell, "-c", f"echo 0 > {shlex.quote(probe.procs)}"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, check=False).returncode == 0
+        except OSError:
+            moved = False
         if probe is not None:
             probe.remove()
         if not moved:

@@ -8,6 +8,7 @@ a full disk or a planted log file.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
@@ -31,9 +32,11 @@ from queuectl.worker.outcome import (
     spawn_error,
 )
 from queuectl.worker.output import Capture
-from queuectl.worker.remains import SHELL, ProcessControl, exited
+from queuectl.worker.remains import SHELL, ProcessControl, Run, exited
 
 __all__ = ["SHELL", "Ending", "ExecConfig", "Execution", "RunResult"]
+
+log = logging.getLogger("queuectl.worker")
 
 # How often a running job's output is shipped to Redis; each shipment also
 # checks the lease, which is how a cancel or a takeover reaches the process.
@@ -94,9 +97,20 @@ class Execution:
             capture.close()
 
     def _run(self, capture: Capture, started: float) -> RunResult:
-        job, cfg = self.job, self.cfg
-        run = cfg.procs.new_run()
-        env = {**cfg.base_env, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_JOB_QUEUE": job.queue,
+        run = self.cfg.procs.new_run(self.job.id)
+        try:
+            proc = self._start(run, capture)
+        except SetupError as exc:
+            run.close()
+            self._close_wake()
+            return _not_run(exc, *capture.take(), started)
+        ending = self._supervise(proc, run, capture, started)
+        return self._result(proc, ending, capture, started)
+
+    def _start(self, run: Run, capture: Capture) -> subprocess.Popen[bytes]:
+        """Spawn the job's main process; SetupError when it cannot be."""
+        job = self.job
+        env = {**self.cfg.base_env, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_JOB_QUEUE": job.queue,
                "QUEUECTL_JOB_ATTEMPT": str(job.attempts), **run.env()}
 
         def start(argv: list[str]) -> subprocess.Popen[bytes]:
@@ -111,21 +125,21 @@ class Execution:
                 if self._interrupted:
                     os.eventfd_write(self._wake, 1)
         except OSError as exc:
-            run.close()
-            return _not_run(SetupError(environment_or_job(exc), f"cannot create an eventfd: "
-                                       f"{describe(exc)}"), *capture.take(), started)
+            raise SetupError(environment_or_job(exc),
+                             f"cannot create an eventfd: {describe(exc)}") from None
         try:
-            proc = run.spawn(start, job.command)
+            return run.spawn(start, job.command)
         except (OSError, ValueError) as exc:
-            run.close()
-            self._close_wake()
-            return _not_run(spawn_error(exc, SHELL), *capture.take(), started)
+            raise spawn_error(exc, SHELL) from None
+
+    def _supervise(self, proc: subprocess.Popen[bytes], run: Run, capture: Capture,
+                   started: float) -> Ending:
+        """Watch the run to its end, then end whatever is left of it, and reap it."""
         watch: _Watch | None = None
-        ending = Ending.INTERRUPTED
         try:
-            watch = _Watch(proc, capture, started, job.timeout, self._wake)
+            watch = _Watch(proc, capture, started, self.job.timeout, self._wake)
             capture.spawned()
-            ending = self._watch(proc, watch, capture)
+            return self._watch(proc, watch, capture)
         finally:
             try:
                 run.end()  # whatever is left of the job, its main process included
@@ -135,17 +149,22 @@ class Execution:
                 if watch is not None:
                     watch.close()
                 self._close_wake()
-                while not exited(proc.pid):  # only if it survived SIGKILL (a hung mount)
-                    time.sleep(0.1)
-                proc.wait()
+                if exited(proc.pid):
+                    proc.wait()
+                else:  # it survived SIGKILL (stuck on a hung mount): reaped when it dies
+                    log.warning("job %s: its main process %d survived SIGKILL", self.job.id,
+                                proc.pid)
                 run.close()
+
+    def _result(self, proc: subprocess.Popen[bytes], ending: Ending, capture: Capture,
+                started: float) -> RunResult:
         chunk, produced = capture.take()
         elapsed = time.monotonic() - started
         # A job that finished cleanly as we interrupted it keeps its success.
         if ending is Ending.EXITED and self._interrupted and proc.returncode != 0:
             ending = Ending.INTERRUPTED
         if ending is Ending.TIMED_OUT:
-            return RunResult(ending, None, f"timed out after {job.timeout:g}s",
+            return RunResult(ending, None, f"timed out after {self.job.timeout:g}s",
                              chunk, produced, elapsed)
         if ending is not Ending.EXITED:
             return RunResult(ending, None, ending.value, chunk, produced, elapsed)

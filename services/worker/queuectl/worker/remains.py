@@ -66,9 +66,10 @@ class ProcessControl:
         log.info("%s", choice)
         return choice
 
-    def new_run(self) -> Run:
+    def new_run(self, label: str) -> Run:
+        """The processes of a new run; ``label`` (the job id) names it in log lines."""
         token = secrets.token_hex(8)
-        return Run(self, token, self.cgroups.create(token) if self.cgroups else None)
+        return Run(self, label, token, self.cgroups.create(token) if self.cgroups else None)
 
     def reap(self) -> None:
         """Reap adopted orphans that have died (run often: no zombie may pile up)."""
@@ -82,8 +83,10 @@ class ProcessControl:
 class Run:
     """The processes of one run of one job."""
 
-    def __init__(self, control: ProcessControl, token: str, cgroup: RunCgroup | None) -> None:
+    def __init__(self, control: ProcessControl, label: str, token: str,
+                 cgroup: RunCgroup | None) -> None:
         self.control = control
+        self.label = label
         self.token = token
         self.cgroup = cgroup
         self.pid = 0
@@ -136,8 +139,8 @@ class Run:
             if not self._left():
                 return
             if time.monotonic() >= deadline:
-                log.warning("processes of run %s survived SIGKILL for %gs; left behind",
-                            self.token, KILL_WAIT)
+                log.warning("job %s: processes survived SIGKILL for %gs; left behind",
+                            self.label, KILL_WAIT)
                 return
 
     def _left(self) -> bool:
