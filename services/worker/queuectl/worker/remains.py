@@ -59,6 +59,9 @@ class ProcessControl:
         if not become_subreaper():
             log.warning("cannot become a child subreaper: orphans of jobs go to init and "
                         "only the job's process group can be ended")
+        if not self.children.proc_children:
+            log.warning("no /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN): orphans "
+                        "are found by scanning /proc, which costs more at each job end")
         why = "QUEUECTL_JOB_CGROUP=off"
         if mode is JobCgroup.AUTO:
             self.cgroups, why = JobCgroups.detect(SHELL)
