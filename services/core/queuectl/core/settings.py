@@ -42,6 +42,11 @@ class LogTarget(StrEnum):
     BOTH = "both"
 
 
+class JobCgroup(StrEnum):
+    AUTO = "auto"  # one cgroup v2 per run where the hierarchy is writable, else fall back
+    OFF = "off"
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "queuectl"
@@ -76,6 +81,9 @@ class Settings(BaseSettings):
     )
     kill_grace: float = Field(
         2.0, ge=0, description="seconds between SIGTERM and SIGKILL of a job's process group"
+    )
+    job_cgroup: JobCgroup = Field(
+        JobCgroup.AUTO, description="auto: each run in its own cgroup v2 where writable; off"
     )
     log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error)$")
     job_env_allow: Annotated[list[str], NoDecode] = Field(

@@ -1,80 +1,59 @@
-"""Running one job's command: spawn, watch, time out, ship output, report the outcome."""
+"""Running one job's command: spawn, watch, time out, ship output, report the outcome.
+
+``Execution.run`` never raises for a run that cannot be set up or started: the
+failure is classified (``outcome``) and returned, so a job thread never dies of
+a full disk or a planted log file.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
 
 from queuectl.core.errors import LeaseLostError
 from queuectl.core.models import iso
 from queuectl.core.settings import LogTarget
 from queuectl.core.store import Fetched
 from queuectl.worker.jobenv import default_base_env, job_env
+from queuectl.worker.logdir import LogDir
+from queuectl.worker.outcome import (
+    Ending,
+    RunResult,
+    SetupError,
+    describe,
+    environment_or_job,
+    spawn_error,
+)
 from queuectl.worker.output import Capture
+from queuectl.worker.remains import SHELL, ProcessControl, Run, exited
 
-SHELL = "/bin/sh"
+__all__ = ["SHELL", "Ending", "ExecConfig", "Execution", "RunResult"]
+
+log = logging.getLogger("queuectl.worker")
+
 # How often a running job's output is shipped to Redis; each shipment also
 # checks the lease, which is how a cancel or a takeover reaches the process.
 SHIP_INTERVAL = 1.0
 
 
-class Ending(Enum):
-    EXITED = "exited"          # the command exited by itself (any code)
-    TIMED_OUT = "timed_out"    # we killed it at its timeout
-    NOT_STARTED = "not_started"
-    LEASE_LOST = "lease_lost"  # cancelled or taken over: we stopped it, must not report
-    INTERRUPTED = "interrupted"  # the worker is shutting down hard: hand the job back
-
-
-@dataclass(slots=True)
-class RunResult:
-    ending: Ending
-    exit_code: int | None
-    error: str
-    chunk: bytes
-    produced: int
-    seconds: float
-
-    @property
-    def succeeded(self) -> bool:
-        return self.ending is Ending.EXITED and self.exit_code == 0
-
-
 @dataclass(frozen=True, slots=True)
 class ExecConfig:
     worker_id: str
-    log_dir: Path
+    logs: LogDir | None  # None when nothing is written to files (LOG_TARGET=stdout)
     log_target: LogTarget
     cap: int
-    kill_grace: float
+    procs: ProcessControl
     # Filtered once (jobenv.py): the settings' allow/deny lists, else the default list.
     base_env: dict[str, str] = field(default_factory=default_base_env)
-
-
-def kill_group(pgid: int, kill_grace: float, proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the whole process group, then SIGKILL it if the leader is still there."""
-    for sig, wait in ((signal.SIGTERM, kill_grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        # The leader is gone; children that ignored SIGTERM may not be. Kill the rest.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        return
 
 
 def _describe(code: int) -> tuple[int, str]:
@@ -92,46 +71,102 @@ class Execution:
         self.job = job
         self.cfg = cfg
         self._ship = ship
-        self._proc: subprocess.Popen[bytes] | None = None
         self._interrupted = False
+        self._lock = threading.Lock()
+        self._wake: int | None = None
 
     def interrupt(self) -> None:
         """Stop the job now because the worker is shutting down; it will be handed back."""
-        self._interrupted = True
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+        # Only the job's own thread signals its processes (it alone knows when the main
+        # process is reaped and its group id may be reused); we just wake it.
+        with self._lock:
+            self._interrupted = True
+            if self._wake is not None:
+                os.eventfd_write(self._wake, 1)
 
     def run(self) -> RunResult:
         job, cfg = self.job, self.cfg
         header = (f"--- attempt {job.attempts} of job {job.id} on {cfg.worker_id} "
                   f"at {iso(time.time())} ---\n").encode()
         started = time.monotonic()
-        capture = Capture(job.id, header, cfg.log_target, cfg.log_dir, cfg.cap)
         try:
-            own = json.loads(job.env) if job.env else None
-            env = job_env(cfg.base_env, job.id, job.queue, job.attempts, own)
-            try:
-                # start_new_session (not a preexec_fn) keeps vfork, and puts the
-                # whole tree in one group that a timeout or cancel can kill.
-                self._proc = proc = subprocess.Popen(
-                    [SHELL, "-c", job.command], stdin=subprocess.DEVNULL,
-                    stdout=capture.child_fd, stderr=capture.child_fd,
-                    start_new_session=True, env=env,
-                )
-            except OSError as exc:
-                chunk, produced = capture.take()
-                return RunResult(Ending.NOT_STARTED, None, f"cannot start: {exc.strerror}",
-                                 chunk, produced, time.monotonic() - started)
-            capture.spawned()
-            ending = self._watch(proc, capture, started)
-            chunk, produced = capture.take()
+            capture = Capture(job.id, header, cfg.log_target, cfg.logs, cfg.cap)
+        except SetupError as exc:
+            return _not_run(exc, b"", 0, started)
+        try:
+            return self._run(capture, started)
         finally:
             capture.close()
+
+    def _run(self, capture: Capture, started: float) -> RunResult:
+        run = self.cfg.procs.new_run(self.job.id)
+        try:
+            proc = self._start(run, capture)
+        except SetupError as exc:
+            run.close()
+            self._close_wake()
+            return _not_run(exc, *capture.take(), started)
+        ending = self._supervise(proc, run, capture, started)
+        return self._result(proc, ending, capture, started)
+
+    def _start(self, run: Run, capture: Capture) -> subprocess.Popen[bytes]:
+        """Spawn the job's main process; SetupError when it cannot be."""
+        job = self.job
+        own = json.loads(job.env) if job.env else None
+        env = {**job_env(self.cfg.base_env, job.id, job.queue, job.attempts, own), **run.env()}
+
+        def start(argv: list[str]) -> subprocess.Popen[bytes]:
+            # start_new_session (not a preexec_fn) keeps vfork, and puts the
+            # whole tree in one group that a timeout or cancel can kill.
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=capture.child_fd,
+                                    stderr=capture.child_fd, start_new_session=True, env=env)
+
+        try:
+            with self._lock:
+                self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+                if self._interrupted:
+                    os.eventfd_write(self._wake, 1)
+        except OSError as exc:
+            raise SetupError(environment_or_job(exc),
+                             f"cannot create an eventfd: {describe(exc)}") from None
+        try:
+            return run.spawn(start, job.command)
+        except (OSError, ValueError) as exc:
+            raise spawn_error(exc, SHELL) from None
+
+    def _supervise(self, proc: subprocess.Popen[bytes], run: Run, capture: Capture,
+                   started: float) -> Ending:
+        """Watch the run to its end, then end whatever is left of it, and reap it."""
+        watch: _Watch | None = None
+        try:
+            watch = _Watch(proc, capture, started, self.job.timeout, self._wake)
+            capture.spawned()
+            return self._watch(proc, watch, capture)
+        finally:
+            try:
+                run.end()  # whatever is left of the job, its main process included
+                if watch is not None:
+                    watch.drain()  # the last output of what was just ended
+            finally:
+                if watch is not None:
+                    watch.close()
+                self._close_wake()
+                if exited(proc.pid):
+                    proc.wait()
+                else:  # it survived SIGKILL (stuck on a hung mount): reaped when it dies
+                    log.warning("job %s: its main process %d survived SIGKILL", self.job.id,
+                                proc.pid)
+                run.close()
+
+    def _result(self, proc: subprocess.Popen[bytes], ending: Ending, capture: Capture,
+                started: float) -> RunResult:
+        chunk, produced = capture.take()
         elapsed = time.monotonic() - started
+        # A job that finished cleanly as we interrupted it keeps its success.
+        if ending is Ending.EXITED and self._interrupted and proc.returncode != 0:
+            ending = Ending.INTERRUPTED
         if ending is Ending.TIMED_OUT:
-            return RunResult(ending, None, f"timed out after {job.timeout:g}s",
+            return RunResult(ending, None, f"timed out after {self.job.timeout:g}s",
                              chunk, produced, elapsed)
         if ending is not Ending.EXITED:
             return RunResult(ending, None, ending.value, chunk, produced, elapsed)
@@ -141,48 +176,47 @@ class Execution:
             error = f"{error}: {detail}" if detail else error
         return RunResult(ending, code, "" if code == 0 else error, chunk, produced, elapsed)
 
-    def _watch(self, proc: subprocess.Popen[bytes], capture: Capture, started: float) -> Ending:
-        watch = _Watch(proc, capture, started, self.job.timeout)
-        try:
-            while True:
-                watch.wait()
-                if proc.poll() is not None:
-                    watch.drain()
-                    # A job that finished cleanly as we interrupted it keeps its success.
-                    if self._interrupted and proc.returncode != 0:
-                        return Ending.INTERRUPTED
-                    return Ending.EXITED
-                if self._interrupted:
-                    kill_group(proc.pid, self.cfg.kill_grace, proc)
-                    return Ending.INTERRUPTED
-                now = time.monotonic()
-                if watch.deadline is not None and now >= watch.deadline:
-                    kill_group(proc.pid, self.cfg.kill_grace, proc)
-                    watch.drain()
-                    return Ending.TIMED_OUT
-                if now >= watch.next_ship:
-                    watch.next_ship = now + SHIP_INTERVAL
-                    watch.drain()
-                    chunk, produced = capture.take()
-                    try:
-                        self._ship(self.job, chunk, produced)
-                    except LeaseLostError:
-                        kill_group(proc.pid, self.cfg.kill_grace, proc)
-                        return Ending.LEASE_LOST
-        finally:
-            watch.close()
+    def _close_wake(self) -> None:
+        with self._lock:
+            if self._wake is not None:
+                os.close(self._wake)
+                self._wake = None
+
+    def _watch(self, proc: subprocess.Popen[bytes], watch: _Watch, capture: Capture) -> Ending:
+        while True:
+            watch.wait()
+            if exited(proc.pid):
+                watch.drain()
+                return Ending.EXITED
+            if self._interrupted:
+                return Ending.INTERRUPTED
+            now = time.monotonic()
+            if watch.deadline is not None and now >= watch.deadline:
+                return Ending.TIMED_OUT
+            if now >= watch.next_ship:
+                watch.next_ship = now + SHIP_INTERVAL
+                watch.drain()
+                chunk, produced = capture.take()
+                try:
+                    self._ship(self.job, chunk, produced)
+                except LeaseLostError:
+                    return Ending.LEASE_LOST
+
+
+def _not_run(exc: SetupError, chunk: bytes, produced: int, started: float) -> RunResult:
+    return RunResult(exc.ending, None, str(exc), chunk, produced, time.monotonic() - started)
 
 
 class _Watch:
-    """Sleeps until the process exits, output arrives, the deadline or the next shipment.
+    """Sleeps until the process exits, output arrives, an interrupt, the deadline or the
+    next shipment.
 
     A pidfd makes the exit itself wake us (no polling sleeps, so a finished job
-    is reported at once); without one, Popen.wait's own polling is used.
+    is reported at once); without one, short sleeps are used.
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], capture: Capture, started: float,
-                 timeout: float | None) -> None:
-        self.proc = proc
+                 timeout: float | None, wake: int | None) -> None:
         self.capture = capture
         self.deadline = started + timeout if timeout else None
         self.next_ship = started + SHIP_INTERVAL
@@ -193,19 +227,17 @@ class _Watch:
             self.poller.register(self.pidfd, select.POLLIN)
         except OSError:
             self.pidfd = None
+        if wake is not None:
+            self.poller.register(wake, select.POLLIN)
         if capture.read_fd is not None:
             self.poller.register(capture.read_fd, select.POLLIN)
 
     def wait(self) -> None:
         until = min(self.next_ship, self.deadline) if self.deadline else self.next_ship
         wait = max(0.0, until - time.monotonic())
-        if self.pidfd is not None:
-            self.poller.poll(wait * 1000)
-        elif self.pipe_open:
-            self.poller.poll(min(wait, 0.05) * 1000)
-        else:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=wait)
+        if self.pidfd is None:
+            wait = min(wait, 0.05)  # nothing tells us of the exit: look again soon
+        self.poller.poll(wait * 1000)
         self.drain()
 
     def drain(self) -> None:
@@ -217,4 +249,6 @@ class _Watch:
 
     def close(self) -> None:
         if self.pidfd is not None:
-            os.close(self.pidfd)
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = None

@@ -72,6 +72,7 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     worker.start()
     while worker.alive():
         worker.join(0.2)
+        worker.tend()
         if worker.stopping.is_set() and not grace_ends:
             # Stopped through Redis (`queuectl worker stop`): the grace starts now.
             grace_ends.append(time.monotonic() + settings.shutdown_grace)

@@ -11,13 +11,16 @@ an unfinished line.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import select
 import sys
 import threading
-from pathlib import Path
 
 from queuectl.core.settings import LogTarget
+from queuectl.worker.logdir import LogDir
+from queuectl.worker.outcome import SetupError, describe, environment_or_job
+
+log = logging.getLogger("queuectl.worker")
 
 READ_SIZE = 64 * 1024
 MAX_LINE = 64 * 1024
@@ -25,12 +28,19 @@ _stdout_lock = threading.Lock()
 
 
 class Capture:
-    """One run's output sinks; ``child_fd`` is given to the child as stdout and stderr."""
+    """One run's output sinks; ``child_fd`` is given to the child as stdout and stderr.
 
-    def __init__(self, job_id: str, header: bytes, target: LogTarget, log_dir: Path,
+    Construction raises SetupError (never a bare OSError) when the sinks cannot be
+    set up; once the job runs, a failing copy (a full disk, a closed stdout) is
+    logged once and dropped, and never stops the run.
+    """
+
+    def __init__(self, job_id: str, header: bytes, target: LogTarget, logs: LogDir | None,
                  cap: int) -> None:
         self.cap = cap
         self.piped = target is not LogTarget.FILE
+        self.child_fd = -1
+        self._job_id = job_id
         self._tag = f"[{job_id}] ".encode()
         self._to_stdout = target in (LogTarget.STDOUT, LogTarget.BOTH)
         self._file_fd: int | None = None
@@ -39,19 +49,41 @@ class Capture:
         self._partial = bytearray()
         self._produced = 0
         self._shipped = 0
-        if target in (LogTarget.FILE, LogTarget.BOTH):
-            self._file_fd = os.open(log_dir / f"{job_id}.log",
-                                    os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            if target in (LogTarget.FILE, LogTarget.BOTH):
+                assert logs is not None, "a file target needs the log directory"
+                self._open_file(logs, header)
+            if self.piped:
+                self._open_pipe(header)
+            else:
+                assert self._file_fd is not None
+                self.child_fd = self._file_fd
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_file(self, logs: LogDir, header: bytes) -> None:
+        name = f"{self._job_id}.log"
+        self._file_fd = logs.open_log(name)
+        try:
             self._shipped = os.fstat(self._file_fd).st_size
             os.write(self._file_fd, header)
-        if self.piped:
+        except OSError as exc:
+            raise SetupError(environment_or_job(exc), f"cannot write to log file "
+                             f"{logs.path / name}: {describe(exc)}") from None
+
+    def _open_pipe(self, header: bytes) -> None:
+        try:
             self._read_fd, self.child_fd = os.pipe2(os.O_CLOEXEC)
-            self._produced = len(header)
-            self._keep(header)
-            self._emit_lines(header)
-        else:
-            assert self._file_fd is not None
-            self.child_fd = self._file_fd
+            # Only our end is non-blocking (the child's stays blocking): ``pump`` reads
+            # until EAGAIN rather than select(), which fails on descriptors >= 1024.
+            os.set_blocking(self._read_fd, False)
+        except OSError as exc:
+            raise SetupError(environment_or_job(exc),
+                             f"cannot create the output pipe: {describe(exc)}") from None
+        self._produced = len(header)
+        self._keep(header)
+        self._emit_lines(header)
 
     @property
     def read_fd(self) -> int | None:
@@ -67,18 +99,30 @@ class Capture:
         """Read what the pipe holds now (without blocking); True at end of file."""
         assert self._read_fd is not None
         while True:
-            ready, _, _ = select.select([self._read_fd], [], [], 0)
-            if not ready:
+            try:
+                data = os.read(self._read_fd, READ_SIZE)
+            except BlockingIOError:
                 return False
-            data = os.read(self._read_fd, READ_SIZE)
             if not data:
                 self._flush_partial()
                 return True
             self._produced += len(data)
             self._keep(data)
-            if self._file_fd is not None:
-                os.write(self._file_fd, data)
+            self._copy_to_file(data)
             self._emit_lines(data)
+
+    def _copy_to_file(self, data: bytes) -> None:
+        if self._file_fd is None:
+            return
+        try:
+            view = memoryview(data)
+            while view:  # a regular file may take a short write when the disk fills up
+                view = view[os.write(self._file_fd, view):]
+        except OSError as exc:
+            log.warning("job %s: stopped copying output to its log file: %s", self._job_id,
+                        describe(exc))
+            os.close(self._file_fd)
+            self._file_fd = None
 
     def _keep(self, data: bytes) -> None:
         self._tail += data
@@ -96,9 +140,13 @@ class Capture:
             self._partial.clear()
         if lines:
             out = b"".join(self._tag + line + b"\n" for line in lines)
-            with _stdout_lock:
-                sys.stdout.buffer.write(out)
-                sys.stdout.buffer.flush()
+            try:
+                with _stdout_lock:
+                    sys.stdout.buffer.write(out)
+                    sys.stdout.buffer.flush()
+            except (OSError, ValueError) as exc:  # ValueError: stdout was closed
+                log.warning("job %s: stopped copying output to stdout: %s", self._job_id, exc)
+                self._to_stdout = False
 
     def _flush_partial(self) -> None:
         if self._to_stdout and self._partial:
@@ -111,11 +159,17 @@ class Capture:
             self._tail.clear()
             self._produced = 0
             return chunk, produced
-        assert self._file_fd is not None
-        size = os.fstat(self._file_fd).st_size
-        produced = size - self._shipped
-        start = max(self._shipped, size - self.cap)
-        chunk = os.pread(self._file_fd, size - start, start) if size > start else b""
+        if self._file_fd is None:
+            return b"", 0
+        try:
+            size = os.fstat(self._file_fd).st_size
+            produced = size - self._shipped
+            start = max(self._shipped, size - self.cap)
+            chunk = os.pread(self._file_fd, size - start, start) if size > start else b""
+        except OSError as exc:
+            log.warning("job %s: cannot read back its log file: %s", self._job_id,
+                        describe(exc))
+            return b"", 0
         self._shipped = size
         return chunk, produced
 
@@ -129,8 +183,9 @@ class Capture:
 
     def close(self) -> None:
         self._flush_partial()
-        for fd in (self._read_fd, self._file_fd, self.child_fd if self.piped else -1):
+        for fd in {self._read_fd, self._file_fd, self.child_fd}:
             if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._read_fd = self._file_fd = None
+        self.child_fd = -1

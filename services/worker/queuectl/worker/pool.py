@@ -16,12 +16,15 @@ import time
 
 import redis
 
-from queuectl.core.errors import LeaseLostError
-from queuectl.core.settings import Settings
+from queuectl.core.errors import InvalidInputError, LeaseLostError
+from queuectl.core.settings import LogTarget, Settings
 from queuectl.core.store import Fetched, Quarantined, Store, as_str
-from queuectl.worker.executor import Ending, ExecConfig, Execution, RunResult
+from queuectl.worker.executor import ExecConfig, Execution
 from queuectl.worker.heartbeat import Heartbeat, status_fields
 from queuectl.worker.jobenv import base_env
+from queuectl.worker.logdir import LogDir
+from queuectl.worker.outcome import Ending, RunResult, describe
+from queuectl.worker.remains import ProcessControl
 
 log = logging.getLogger("queuectl.worker")
 MAX_BACKOFF = 5.0
@@ -52,8 +55,11 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self._threads: list[threading.Thread] = []
-        self._cfg = ExecConfig(self.id, settings.resolved_log_dir, settings.log_target,
-                               store.log_cap, settings.kill_grace, base_env(settings))
+        self._logs = (LogDir(settings.resolved_log_dir)
+                      if settings.log_target is not LogTarget.STDOUT else None)
+        self._procs = ProcessControl(settings.kill_grace)
+        self._cfg = ExecConfig(self.id, self._logs, settings.log_target, store.log_cap,
+                               self._procs, base_env(settings))
         # Tells this process apart from any other that was given the same worker id.
         self.instance = secrets.token_hex(8)
         self._heartbeat = Heartbeat(store, self.id, self.instance, settings.heartbeat_interval,
@@ -62,7 +68,13 @@ class Worker:
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        self._cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        if self._logs is not None:
+            try:
+                self._logs.open()
+            except OSError as exc:
+                raise InvalidInputError(f"cannot use log directory {self._logs.path}: "
+                                        f"{describe(exc)}") from None
+        self._procs.setup(self.settings.job_cgroup)
         self._heartbeat.beat()
         self._heartbeat.start()
         for slot in range(self.count):
@@ -100,6 +112,13 @@ class Worker:
             for execution in running:
                 execution.interrupt()
 
+    def tend(self) -> None:
+        """Reap the jobs' orphans that died; called often from the main thread."""
+        try:
+            self._procs.reap()
+        except OSError as exc:
+            log.warning("could not reap orphaned job processes: %s", exc)
+
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
@@ -111,6 +130,10 @@ class Worker:
     def close(self) -> int:
         """Leave the registry; returns the number of jobs still held (0 after a clean stop)."""
         self._done.set()
+        self._procs.reap()
+        self._procs.close()
+        if self._logs is not None:
+            self._logs.close()
         try:
             held = self.store.unregister_worker(self.id, self.instance)
         except redis.RedisError as exc:
@@ -237,6 +260,11 @@ class Worker:
         if result.ending is Ending.INTERRUPTED:
             self.store.release(job, self.id)
             log.info("job %s handed back to queue %s", job.id, job.queue)
+            return
+        if result.ending is Ending.ENVIRONMENT:
+            # This host could not run it (full disk, no pids...): no retry is spent.
+            self.store.release(job, self.id)
+            log.warning("job %s handed back to queue %s: %s", job.id, job.queue, result.error)
             return
         if result.succeeded:
             self.store.complete(job, self.id, result.chunk, result.produced)
