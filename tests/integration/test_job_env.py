@@ -24,7 +24,7 @@ SECRETS = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI-not-a-real-key",
            "GITHUB_TOKEN": "ghp_not-a-real-token"}
 EXTRA = {"TZ": "Europe/Paris", "LC_TIME": "C", "MY_ALLOWED": "yes", "MY_DENIED": "no",
          **SECRETS}
-JOB_FACTS = {"QUEUECTL_JOB_ID", "QUEUECTL_JOB_QUEUE", "QUEUECTL_JOB_ATTEMPT"}
+JOB_FACTS = {"QUEUECTL_JOB_ID", "QUEUECTL_JOB_QUEUE", "QUEUECTL_JOB_ATTEMPT", "QUEUECTL_JOB_RUN_ID"}
 
 
 @pytest.fixture

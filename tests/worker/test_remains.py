@@ -120,7 +120,7 @@ def test_foreign_orphans_are_reaped_but_never_signalled(cfg: ExecConfig, tmp_pat
     import subprocess
 
     pidfile = tmp_path / "daemon.pid"
-    # Double fork: the daemon is adopted by us, and carries no QUEUECTL_RUN_ID.
+    # Double fork: the daemon is adopted by us, and carries no QUEUECTL_JOB_RUN_ID.
     subprocess.run(["sh", "-c", f"(sleep 300 & echo $! > {pidfile})"], check=True)
     daemon = pid_from(pidfile)
     try:

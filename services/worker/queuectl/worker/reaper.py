@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 PR_SET_CHILD_SUBREAPER = 36
-RUN_ID_VAR = "QUEUECTL_RUN_ID"
+RUN_ID_VAR = "QUEUECTL_JOB_RUN_ID"
 SETTLE = 0.2  # seconds an empty environment may be an exec in progress
 
 
