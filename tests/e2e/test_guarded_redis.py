@@ -160,7 +160,7 @@ def test_tls_with_client_certificates(cli: Cli, env: dict[str, str], tls_files: 
 
 # -- services given bad credentials: what they do today (see the issue note) -----------------------
 def test_services_with_a_wrong_password(procs: Procs, hostile_redis: GuardedRedis) -> None:
-    """The scheduler stops at start-up with one line; the worker retries until stopped."""
+    """Every service stops with one line and exit 6."""
     wrong = {"QUEUECTL_REDIS_URL": hostile_redis.url("default", WRONG_PASSWORD)}
     scheduler, worker = procs.scheduler(wrong), procs.worker(wrong)
     assert scheduler.wait_exit() == 6
@@ -169,11 +169,10 @@ def test_services_with_a_wrong_password(procs: Procs, hostile_redis: GuardedRedi
                                                      "redis://default:***@"), errors
     assert "refused the credentials" in errors[0]
 
-    eventually(lambda: "refused the credentials" in worker.stderr(), 30,
-               what="the worker logs the refusal")
-    if worker.alive():
-        worker.signal()
-    assert worker.wait_exit() in (0, 6)
+    # Every service: one line and exit 6 (was: the worker retried forever).
+    assert worker.wait_exit() == 6
+    worker_errors = [line for line in worker.stderr().splitlines() if " INFO " not in line]
+    assert len(worker_errors) == 1 and "refused the credentials" in worker_errors[0]
     for proc in (scheduler, worker):
         assert "Traceback" not in proc.stderr()
         assert_hidden(proc.stderr() + proc.stdout().decode(), WRONG_PASSWORD, HOSTILE_PASSWORD)
@@ -198,15 +197,13 @@ def test_an_acl_user_without_evalsha(cli: Cli, env: dict[str, str], procs: Procs
 
     overrides = {"QUEUECTL_REDIS_URL": no_scripts_url}
     worker, scheduler = procs.worker(overrides), procs.scheduler(overrides)
-    assert worker.wait_exit() != 0  # today: exit 1 with a traceback (recorded in the note)
+    assert worker.wait_exit() == 6
     assert scheduler.wait_exit() == 6
     assert "'evalsha'" in scheduler.stderr()
     for proc in (worker, scheduler):
         assert_hidden(proc.stderr() + proc.stdout().decode(), HOSTILE_PASSWORD)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the worker's first heartbeat lets NoPermissionError escape")
 def test_worker_without_evalsha_fails_with_one_line(procs: Procs, no_scripts_url: str) -> None:
     worker = procs.worker({"QUEUECTL_REDIS_URL": no_scripts_url})
     assert worker.wait_exit() == 6

@@ -46,7 +46,7 @@ def test_a_job_whose_fetch_reply_was_lost_is_handed_back(
     lost = client.store.fetch(worker.id, ["default"])  # the reply "lost in transit"
     assert lost is not None and lost.id == "ghost"
 
-    worker.reconcile()  # what the worker's heartbeat runs on every beat
+    worker.reports.reconcile()  # what the worker's heartbeat runs on every beat
     back = client.get("ghost")
     assert back.state is JobState.PENDING
     assert back.interrupted == 1, "the run never started, so it uses no retry"

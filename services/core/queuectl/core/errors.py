@@ -90,6 +90,13 @@ class WaitTimeoutError(QueueCtlError):
     exit_code = EXIT_TIMEOUT
 
 
+class CannotWorkError(QueueCtlError):
+    """A service cannot do its work on this host (an unusable log directory, every run
+    failing to start, a bug that repeats): it says why and exits 1."""
+
+    exit_code = EXIT_JOB_FAILED
+
+
 class LeaseLostError(QueueCtlError):
     """A worker's lease on a job was taken over; it must not write that job again.
 

@@ -8,19 +8,20 @@ handed back to the front of their queues. Nothing is lost either way.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
+import threading
 import time
 from types import FrameType
-
-import redis
 
 from queuectl.core.connection import open_store, redis_url
 from queuectl.core.errors import QueueCtlError
 from queuectl.core.logs import setup_logging
-from queuectl.core.resilience import redis_error_message
+from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings, load_settings
-from queuectl.worker.pool import MAX_BACKOFF, Worker
+from queuectl.worker.heartbeat import EXIT_CANNOT_WORK
+from queuectl.worker.pool import Worker
 
 # The default socket timeout of every QueueCTL service (queuectl.core.connection.connect).
 SOCKET_TIMEOUT = 30.0
@@ -29,22 +30,34 @@ POLICY_MAX_AGE = 1.0
 
 
 def _wait_for_redis(worker: Worker, url: str) -> bool:
-    """Block until Redis answers (a pod may start before Redis); False if stopped meanwhile."""
-    log = setup_logging(worker.settings.log_level, "worker")
-    backoff = 0.2
-    while not worker.stopping.is_set():
-        try:
-            worker.store.redis.ping()
-            return True
-        except redis.RedisError as exc:
-            log.warning("%s; retrying in %.1fs", redis_error_message(exc, url), backoff)
-            worker.stopping.wait(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
-    return False
+    """Block until Redis answers (a pod may start before Redis); False if stopped meanwhile.
+
+    Refused credentials or permissions raise RedisRefusedError (exit 6).
+    """
+    log = logging.getLogger("queuectl.worker")
+    answer = Backoff("start", url, worker.stopping, log).call(worker.store.redis.ping)
+    return answer is not None
+
+
+def _watch_threads(worker: Worker) -> None:
+    """A thread that dies of an uncaught exception stops the worker, saying why."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        previous(args)
+        name = args.thread.name if args.thread is not None else "a thread"
+        worker.fail(f"{name} died: {args.exc_type.__name__}: {args.exc_value}",
+                    EXIT_CANNOT_WORK)
+
+    threading.excepthook = hook
 
 
 def run(settings: Settings, *, count: int | None = None, queues: list[str] | None = None) -> int:
-    """Run a worker in the foreground until stopped; returns the process exit code."""
+    """Run a worker in the foreground until stopped; returns the process exit code.
+
+    0 after a stop (signal or ``worker stop``); otherwise the code of what stopped it
+    (README "Exit codes of the services").
+    """
     log = setup_logging(settings.log_level, "worker")
     url = redis_url(settings)
     # Idle job threads block in BLPOP for idle_wait, the heartbeat for heartbeat_interval.
@@ -52,7 +65,8 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     # redis-py retries, so an idle_wait >= 30 s turned each idle poll into 90 s and a warning).
     store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=max(
         SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0))
-    worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues)
+    worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues,
+                    url)
     grace_ends: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -67,6 +81,7 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _watch_threads(worker)
     if not _wait_for_redis(worker, url):
         return 0
     worker.start()
@@ -74,13 +89,24 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
         worker.join(0.2)
         worker.tend()
         if worker.stopping.is_set() and not grace_ends:
-            # Stopped through Redis (`queuectl worker stop`): the grace starts now.
+            # Stopped through Redis (`queuectl worker stop`) or on its own: the grace
+            # starts now.
             grace_ends.append(time.monotonic() + settings.shutdown_grace)
         if grace_ends and time.monotonic() > grace_ends[0] and not worker.hard.is_set():
             log.warning("grace period over")
             worker.hard_stop()
     worker.close()
+    if worker.fatal is not None:
+        raise WorkerStoppedError(worker.fatal.reason, worker.fatal.code)
     return 0
+
+
+class WorkerStoppedError(QueueCtlError):
+    """The worker stopped itself because it could not work; ``exit_code`` says why."""
+
+    def __init__(self, reason: str, code: int) -> None:
+        super().__init__(reason)
+        self.exit_code = code
 
 
 def main() -> None:

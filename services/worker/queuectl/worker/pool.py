@@ -1,8 +1,15 @@
-"""The worker pool: N threads, each fetching and running one job at a time.
+"""The worker pool: N job slots, each fetching and running one job at a time, supervised.
 
-Each thread fetches for itself only when it is free, so a worker never takes
-more jobs than it can start; an idle thread blocks on the queues' wake lists
-(and on the worker's own wakeup list, used at shutdown) instead of polling.
+Each slot fetches for itself only when it is free, so a worker never takes more
+jobs than it can start; an idle slot blocks on the queues' wake lists (and on
+the worker's own wakeup list, used at shutdown) instead of polling.
+
+No thread dies unnoticed. A slot survives any error of one run: the run ends
+(failed when the job's own input caused it, handed back without spending a
+retry when this host did), and the slot goes on. What means the worker cannot
+work (its Redis credentials or permissions refused, its own keys unusable, its
+id taken over, this host failing every run) is recorded once in ``fatal`` and
+stops the worker, which then exits non-zero saying why.
 """
 
 from __future__ import annotations
@@ -13,21 +20,33 @@ import secrets
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import redis
 
-from queuectl.core.errors import InvalidInputError, LeaseLostError
+from queuectl.core.errors import (
+    EXIT_DATA,
+    EXIT_REDIS,
+    CannotWorkError,
+    DataError,
+    RedisRefusedError,
+)
+from queuectl.core.resilience import Backoff
 from queuectl.core.settings import LogTarget, Settings
-from queuectl.core.store import Fetched, Quarantined, Store, as_str
+from queuectl.core.store import Fetched, Store
 from queuectl.worker.executor import ExecConfig, Execution
-from queuectl.worker.heartbeat import Heartbeat, status_fields
+from queuectl.worker.heartbeat import EXIT_CANNOT_WORK, Heartbeat, status_fields
 from queuectl.worker.jobenv import base_env
 from queuectl.worker.logdir import LogDir
 from queuectl.worker.outcome import Ending, RunResult, describe
 from queuectl.worker.remains import ProcessControl
+from queuectl.worker.reports import Reporter
 
 log = logging.getLogger("queuectl.worker")
-MAX_BACKOFF = 5.0
+# Runs this host could not start, in a row and across slots, before the worker gives
+# up (a full disk, an unusable log directory): it stops fetching and exits 1 rather
+# than hand the same jobs back forever.
+ENVIRONMENT_FAILURE_LIMIT = 5
 
 
 def default_worker_id() -> str:
@@ -35,26 +54,33 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
-class Worker:
-    """One worker process: ``count`` job threads over ``queues`` in strict priority order."""
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """Why the worker stopped on its own, and the exit code that says so."""
 
-    def __init__(self, store: Store, settings: Settings, count: int, queues: list[str]) -> None:
+    reason: str
+    code: int
+
+
+class Worker:
+    """One worker process: ``count`` job slots over ``queues`` in strict priority order."""
+
+    def __init__(self, store: Store, settings: Settings, count: int, queues: list[str],
+                 url: str = "") -> None:
         self.store = store
         self.settings = settings
         self.count = count
         self.queues = queues
+        self.url = url or settings.redis_url or "redis"
         self.id = settings.worker_id or default_worker_id()
         self.stopping = threading.Event()
         self.hard = threading.Event()
+        self.fatal: Fatal | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[int, Execution] = {}
-        # Jobs this process holds, from the fetch reply until the outcome is written.
-        self._held: dict[str, Fetched] = {}
-        self._fetching = 0
-        self.processed = 0
-        self.failed = 0
         self._threads: list[threading.Thread] = []
+        self._environment_failures = 0
         self._logs = (LogDir(settings.resolved_log_dir)
                       if settings.log_target is not LogTarget.STDOUT else None)
         self._procs = ProcessControl(settings.kill_grace)
@@ -62,20 +88,33 @@ class Worker:
                                self._procs, base_env(settings))
         # Tells this process apart from any other that was given the same worker id.
         self.instance = secrets.token_hex(8)
-        self._heartbeat = Heartbeat(store, self.id, self.instance, settings.heartbeat_interval,
-                                    settings.worker_ttl, self._status, self.request_stop,
-                                    self._done, self.reconcile)
+        self.reports = Reporter(store, self.id, queues, self.url, self.hard, self)
+        self._heartbeat = Heartbeat(store, self.id, self.instance, self.url,
+                                    settings.heartbeat_interval, settings.worker_ttl,
+                                    self._status, self.request_stop, self._done,
+                                    self.reports.reconcile, self.fail)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
+        """Open the log directory, claim the worker id, start the heartbeat and the slots.
+
+        Raises QueueCtlError (one line, its exit code) when the worker cannot work:
+        CannotWorkError for an unusable log directory, ConflictError while another
+        live worker holds this id.
+        """
         if self._logs is not None:
             try:
                 self._logs.open()
             except OSError as exc:
-                raise InvalidInputError(f"cannot use log directory {self._logs.path}: "
-                                        f"{describe(exc)}") from None
+                raise CannotWorkError(f"cannot use log directory {self._logs.path}: "
+                                      f"{describe(exc)}") from None
         self._procs.setup(self.settings.job_cgroup)
-        self._heartbeat.beat()
+        # A pod restarted under the same id finds its old status alive for up to a TTL.
+        wait = self.settings.worker_ttl + self.settings.heartbeat_interval
+        claimed = Backoff("start", self.url, self.stopping, log).call(
+            lambda: self._heartbeat.claim(wait, self.stopping))
+        if claimed is None:
+            return  # stopped before Redis answered: nothing was started
         self._heartbeat.start()
         for slot in range(self.count):
             thread = threading.Thread(target=self._slot, args=(slot,), name=f"job-{slot}",
@@ -85,6 +124,18 @@ class Worker:
         log.info("worker %s started: %d threads on queues %s", self.id, self.count,
                  ",".join(self.queues))
 
+    def fail(self, reason: str, code: int, *, hard: bool = True) -> None:
+        """The worker cannot work: stop it (now, or after a drain) and exit with ``code``."""
+        with self._lock:
+            if self.fatal is not None:
+                return
+            self.fatal = Fatal(reason, code)
+        log.error("%s", reason)
+        if hard:
+            self.hard_stop()
+        else:
+            self.request_stop()
+
     def request_stop(self) -> None:
         """Stop fetching; running jobs finish. Safe to call more than once, from any thread."""
         if self.stopping.is_set():
@@ -92,7 +143,7 @@ class Worker:
         self.stopping.set()
         log.info("stopping: no new jobs; waiting for %d running", len(self._running))
         try:
-            # Idle threads block on the wake lists; one marker each wakes them now.
+            # Idle slots block on the wake lists; one marker each wakes them now.
             key = self.store.keys.wakeup(self.id)
             pipe = self.store.redis.pipeline(transaction=False)
             pipe.rpush(key, *(["1"] * self.count))
@@ -136,148 +187,88 @@ class Worker:
             self._logs.close()
         try:
             held = self.store.unregister_worker(self.id, self.instance)
-        except redis.RedisError as exc:
+        except (redis.RedisError, DataError) as exc:
             log.warning("could not unregister (%s); the heartbeat key expires by itself", exc)
             return 0
         if held:
             log.warning("%d job(s) still held; recovery will hand them back", held)
-        log.info("worker %s stopped (%d processed, %d failed)", self.id, self.processed,
-                 self.failed)
+        log.info("worker %s stopped (%d processed, %d failed)", self.id,
+                 self.reports.processed, self.reports.failed)
         return held
 
     def _status(self) -> dict[str, str]:
         with self._lock:
             current = [e.job.id for e in self._running.values()]
         state = "stopping" if self.stopping.is_set() else "running"
-        return status_fields(self.count, self.queues, state, current, self.processed,
-                             self.failed)
+        alive = sum(t.is_alive() for t in self._threads)
+        return status_fields(self.count, self.queues, state, current, self.reports.processed,
+                             self.reports.failed, alive, self._environment_failures)
 
-    # -- job threads ----------------------------------------------------------------------
+    # -- job slots ----------------------------------------------------------------------
     def _slot(self, slot: int) -> None:
-        k = self.store.keys
-        wake_keys = [k.wakeup(self.id)] + [k.wake(q) for q in self.queues]
-        backoff = 0.1
+        fetching = Backoff(f"slot {slot}", self.url, self.stopping, log)
         while not self.stopping.is_set():
             try:
-                job = self._fetch()
+                job = fetching.call(self.reports.fetch)
                 if job is None:
-                    self.store.redis.blpop(wake_keys, timeout=self.settings.idle_wait)
-                    continue
-                backoff = 0.1
-            except redis.RedisError as exc:
-                log.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                continue
-            self._run(slot, job)
+                    self._idle(fetching)
+                else:
+                    self._run(slot, job)
+            except RedisRefusedError as exc:
+                self.fail(str(exc), EXIT_REDIS)
+            except DataError as exc:
+                self.fail(f"cannot fetch jobs: {exc}", EXIT_DATA)
+            except Exception:
+                # A bug, not the job's fault nor Redis being away: the slot goes on.
+                log.exception("job slot %d: unexpected error; the slot goes on", slot)
+                self.stopping.wait(1.0)
 
-    def _fetch(self) -> Fetched | None:
-        with self._lock:
-            self._fetching += 1
-        job = None
+    def _idle(self, backoff: Backoff) -> None:
+        """Block until a queue of ours may have work, a stop, or idle_wait passes."""
+        k = self.store.keys
+        wake_keys = [k.wakeup(self.id)] + [k.wake(q) for q in self.queues]
         try:
-            job = self.store.fetch(self.id, self.queues)
-            return job
-        finally:
-            with self._lock:
-                self._fetching -= 1
-                if job is not None:
-                    self._held[job.id] = job
-
-    def reconcile(self) -> None:
-        """Hand back jobs leased to this worker whose fetch reply never arrived.
-
-        If Redis ran a fetch but the reply was lost (a connection cut, a restart),
-        the job sits in our in-flight set, marked processing by a live worker, so
-        recovery would never take it; redis-py may even re-send the fetch and hand
-        us the next job, so no error is seen. Run on every heartbeat, and only while
-        no fetch is outstanding (under the lock every fetched job is in ``_held``),
-        any id in the in-flight set that we do not hold is such an orphan.
-        """
-        with self._lock:
-            if self._fetching:
-                return
-            members = self.store.redis.smembers(self.store.keys.inflight(self.id))
-            orphans = {as_str(m) for m in members} - set(self._held)
-        for job_id in orphans:
-            lease, queue = self.store.redis.hmget(self.store.keys.job(job_id), ["lease", "queue"])
-            token = as_str(lease or b"0")
-            # A lease that does not parse marks a record release.lua sends to quarantine.
-            ghost = Fetched(job_id, int(token) if token.isdigit() else -1, "", None, 0,
-                            as_str(queue or b"default"), "")
-            try:
-                self.store.release(ghost, self.id, "the fetch reply was lost; handed back")
-                log.warning("job %s was leased but the fetch reply was lost; handed back", job_id)
-            except (LeaseLostError, Quarantined):
-                pass
-
-    def _ship(self, job: Fetched, chunk: bytes, produced: int) -> None:
-        try:
-            self.store.log_append(job, self.id, chunk, produced)
-        except redis.RedisError as exc:
-            # The bytes stay in the log file; only the Redis copy misses them.
-            log.warning("could not ship output of %s (%s)", job.id, exc)
+            backoff.call(lambda: self.store.redis.blpop(wake_keys,
+                                                        timeout=self.settings.idle_wait))
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            # A wake list of the wrong type: poll instead of blocking until it is fixed.
+            self.store.notes([f"worker {self.id}: a wake list has the wrong type; polling"])
+            self.stopping.wait(1.0)
 
     def _run(self, slot: int, job: Fetched) -> None:
-        execution = Execution(job, self._cfg, self._ship)
+        execution = Execution(job, self._cfg, self.reports.ship)
         with self._lock:
             self._running[slot] = execution
         if self.hard.is_set():
             execution.interrupt()
         try:
             result = execution.run()
+        except Exception as exc:
+            # The executor failed, not the job: hand it back without spending a retry.
+            log.exception("job %s: the worker failed to run it", job.id)
+            result = RunResult(Ending.ENVIRONMENT, None,
+                               f"the worker failed to run it: {type(exc).__name__}: {exc}",
+                               b"", 0, 0.0)
         finally:
             with self._lock:
                 del self._running[slot]
-        try:
-            self._report(job, result)
-        finally:
+        self.reports.report(job, result)
+        self._count_environment(result)
+
+    def _count_environment(self, result: RunResult) -> None:
+        """Give up after ENVIRONMENT_FAILURE_LIMIT host failures in a row; back off meanwhile."""
+        if result.ending is not Ending.ENVIRONMENT:
             with self._lock:
-                self._held.pop(job.id, None)
-
-    def _report(self, job: Fetched, result: RunResult) -> None:
-        """Write the outcome; retried until Redis takes it, so a result is never dropped."""
-        backoff = 0.1
-        while True:
-            try:
-                self._write_outcome(job, result)
-                return
-            except LeaseLostError:
-                log.info("job %s was cancelled or taken over; its result is discarded", job.id)
-                return
-            except Quarantined as exc:
-                log.warning("%s", exc)
-                return
-            except redis.RedisError as exc:
-                log.warning("could not report job %s (%s); retrying in %.1fs", job.id, exc,
-                            backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-
-    def _write_outcome(self, job: Fetched, result: RunResult) -> None:
-        if result.ending is Ending.LEASE_LOST:
-            raise LeaseLostError(job.id)
-        if result.ending is Ending.INTERRUPTED:
-            self.store.release(job, self.id)
-            log.info("job %s handed back to queue %s", job.id, job.queue)
+                self._environment_failures = 0
             return
-        if result.ending is Ending.ENVIRONMENT:
-            # This host could not run it (full disk, no pids...): no retry is spent.
-            self.store.release(job, self.id)
-            log.warning("job %s handed back to queue %s: %s", job.id, job.queue, result.error)
-            return
-        if result.succeeded:
-            self.store.complete(job, self.id, result.chunk, result.produced)
-            self.processed += 1
-            log.debug("job %s completed in %.3fs", job.id, result.seconds)
-            return
-        outcome = self.store.fail(job, self.id, result.chunk, result.produced,
-                                  result.exit_code, result.error)
-        self.processed += 1
-        self.failed += 1
-        if outcome.dead:
-            log.warning("job %s failed (%s); no retries left: moved to the DLQ", job.id,
-                        result.error)
+        with self._lock:
+            self._environment_failures += 1
+            failures = self._environment_failures
+        if failures >= ENVIRONMENT_FAILURE_LIMIT:
+            self.fail(f"cannot run jobs on this host ({failures} runs in a row could not "
+                      f"start): {result.error}", EXIT_CANNOT_WORK, hard=False)
         else:
-            delay = (outcome.retry_at or 0) - time.time()
-            log.info("job %s failed (%s); retry in %.1fs", job.id, result.error, delay)
+            # The job went back to the front of its queue: do not fetch it again at once.
+            self.stopping.wait(min(5.0, 0.2 * 2 ** failures))

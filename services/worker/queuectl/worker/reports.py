@@ -1,0 +1,159 @@
+"""What a worker tells Redis about the jobs it holds: fetches, output, outcomes, hand-backs.
+
+A result is written through outages (retried with back-off until Redis takes
+it), so it is never dropped while the worker lives; at a hard stop it is given
+up only when Redis is away, and the job, still in the worker's in-flight set,
+is then handed back by recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Protocol
+
+import redis
+
+from queuectl.core.errors import (
+    EXIT_DATA,
+    EXIT_REDIS,
+    DataError,
+    LeaseLostError,
+    RedisRefusedError,
+)
+from queuectl.core.resilience import Backoff
+from queuectl.core.store import Fetched, Quarantined, Store, as_str
+from queuectl.worker.outcome import Ending, RunResult
+
+log = logging.getLogger("queuectl.worker")
+
+
+class Supervisor(Protocol):
+    def fail(self, reason: str, code: int, *, hard: bool = True) -> None: ...
+
+
+class Reporter:
+    """The worker's writes about its jobs, and the set of jobs it holds."""
+
+    def __init__(self, store: Store, worker_id: str, queues: list[str], url: str,
+                 hard: threading.Event, supervisor: Supervisor) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.queues = queues
+        self.url = url
+        self.hard = hard
+        self.supervisor = supervisor
+        self.processed = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        # Jobs this process holds, from the fetch reply until the outcome is written.
+        self._held: dict[str, Fetched] = {}
+        self._fetching = 0
+
+    def fetch(self) -> Fetched | None:
+        """Lease the next job of our queues (see Store.fetch), remembering that we hold it."""
+        with self._lock:
+            self._fetching += 1
+        job = None
+        try:
+            job = self.store.fetch(self.worker_id, self.queues)
+            return job
+        finally:
+            with self._lock:
+                self._fetching -= 1
+                if job is not None:
+                    self._held[job.id] = job
+
+    def ship(self, job: Fetched, chunk: bytes, produced: int) -> None:
+        """Ship a running job's output; LeaseLostError (from the store) stops the job."""
+        try:
+            self.store.log_append(job, self.worker_id, chunk, produced)
+        except (redis.RedisError, DataError) as exc:
+            # The bytes stay in the log file; only the Redis copy misses them.
+            self.store.notes([f"could not ship output of {job.id} ({exc})"])
+
+    def report(self, job: Fetched, result: RunResult) -> None:
+        """Write the outcome through outages; never raises."""
+        backoff = Backoff(f"report {job.id}", self.url, self.hard, log)
+        try:
+            if backoff.call(lambda: self._write_outcome(job, result)) is None:
+                log.warning("job %s: Redis is away and the worker is stopping: its outcome is "
+                            "not written; recovery hands it back", job.id)
+        except LeaseLostError:
+            log.info("job %s was cancelled or taken over; its result is discarded", job.id)
+        except Quarantined as exc:
+            log.warning("%s", exc)
+        except RedisRefusedError as exc:
+            self.supervisor.fail(str(exc), EXIT_REDIS)
+        except DataError as exc:
+            # Our own in-flight set, or the quarantine itself, is unusable.
+            self.supervisor.fail(f"cannot report job {job.id}: {exc}", EXIT_DATA)
+        except Exception:
+            log.exception("job %s: its outcome could not be written; reconciling hands it "
+                          "back", job.id)
+        finally:
+            with self._lock:
+                self._held.pop(job.id, None)
+
+    def _write_outcome(self, job: Fetched, result: RunResult) -> bool:
+        if result.ending is Ending.LEASE_LOST:
+            raise LeaseLostError(job.id)
+        if result.ending is Ending.INTERRUPTED:
+            self.store.release(job, self.worker_id)
+            log.info("job %s handed back to queue %s", job.id, job.queue)
+            return True
+        if result.ending is Ending.ENVIRONMENT:
+            # This host could not run it (full disk, no pids...): no retry is spent.
+            self.store.release(job, self.worker_id, f"not run on this host: {result.error}")
+            log.warning("job %s handed back to queue %s: %s", job.id, job.queue, result.error)
+            return True
+        if result.succeeded:
+            self.store.complete(job, self.worker_id, result.chunk, result.produced)
+            self.processed += 1
+            log.debug("job %s completed in %.3fs", job.id, result.seconds)
+            return True
+        outcome = self.store.fail(job, self.worker_id, result.chunk, result.produced,
+                                  result.exit_code, result.error)
+        self.processed += 1
+        self.failed += 1
+        if outcome.dead:
+            log.warning("job %s failed (%s); no retries left: moved to the DLQ", job.id,
+                        result.error)
+        else:
+            delay = (outcome.retry_at or 0) - time.time()
+            log.info("job %s failed (%s); retry in %.1fs", job.id, result.error, delay)
+        return True
+
+    def reconcile(self) -> None:
+        """Hand back jobs leased to this worker whose fetch reply never arrived.
+
+        If Redis ran a fetch but the reply was lost (a connection cut, a restart),
+        the job sits in our in-flight set, marked processing by a live worker, so
+        recovery would never take it; redis-py may even re-send the fetch and hand
+        us the next job, so no error is seen. Run on every heartbeat, and only while
+        no fetch is outstanding (under the lock every fetched job is in ``_held``),
+        any id in the in-flight set that we do not hold is such an orphan.
+        """
+        r, k = self.store.redis, self.store.keys
+        with self._lock:
+            if self._fetching:
+                return
+            members = r.smembers(k.inflight(self.worker_id))
+            orphans = {as_str(m) for m in members} - set(self._held)
+        for job_id in sorted(orphans):
+            try:
+                lease, queue = r.hmget(k.job(job_id), ["lease", "queue"])
+            except redis.ResponseError:
+                lease = queue = None  # not a hash: release.lua quarantines it
+            token = as_str(lease or b"0")
+            # A lease that does not parse marks a record release.lua sends to quarantine.
+            ghost = Fetched(job_id, int(token) if token.isdigit() and len(token) < 16 else -1,
+                            "", None, 0, self.store.queue_of(job_id) if queue else "default", "")
+            try:
+                self.store.release(ghost, self.worker_id, "the fetch reply was lost; handed back")
+                log.warning("job %s was leased but the fetch reply was lost; handed back", job_id)
+            except LeaseLostError:
+                pass
+            except Quarantined as exc:
+                log.warning("%s", exc)
