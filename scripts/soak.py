@@ -22,7 +22,8 @@ recovery time of each fault kind (p50 / max).
 
 Every job appends its id to runs.txt when it runs: that file, not Redis, says what ran.
 
-Exit status: 0 clean; 1 a job was lost; 2 a job ran more often than any fault explains.
+Exit status: 0 clean; 1 a job was lost; 2 a job ran more often than any fault explains;
+3 `queuectl doctor` found the store inconsistent at the end.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the harness lives in the tests package
 
+from queuectl.core import doctor  # noqa: E402
 from queuectl.core.models import Job, JobSpec, JobState  # noqa: E402
 from tests.chaos.harness import Chaos, Lost, Outcome, Worker  # noqa: E402
 from tests.integration.procs import Proc, load_jobs  # noqa: E402
@@ -365,7 +367,10 @@ def drain(soak: Soak, timeout: float) -> Outcome:
         if len(jobs) == len(ids) and all(j.state.ended for j in jobs.values()):
             break
         time.sleep(0.5)
-    return Outcome("soak", jobs, chaos.runs(), dict(soak.expected))
+    report = doctor.run(chaos.client.store, fix=False)
+    found = report.problems + ([f"{report.quarantined} in quarantine"]
+                               if report.quarantined else [])
+    return Outcome("soak", jobs, chaos.runs(), dict(soak.expected), found)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -405,9 +410,12 @@ def report(soak: Soak, outcome: Outcome, drained: float) -> int:
         print(f"PROBLEM       {problem}")
     crashed = [p.name for p in soak.chaos.procs.started if "Traceback" in p.stderr()]
     print(f"tracebacks    {crashed or 'none'} (process logs in {soak.chaos.procs.workdir})")
+    print(f"doctor        {'; '.join(outcome.doctor[:10]) or 'clean'}")
     if lost:
         return 1
-    return 2 if unexplained or soak.failures else 0
+    if unexplained or soak.failures:
+        return 2
+    return 3 if outcome.doctor else 0
 
 
 def main() -> None:

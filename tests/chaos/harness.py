@@ -20,7 +20,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import TypeVar
 
 import redis
 
+from queuectl.core import doctor
 from queuectl.core.client import Client
 from queuectl.core.models import Job, JobSpec, JobState
 from queuectl.core.settings import Settings
@@ -117,6 +118,7 @@ class Outcome:
     jobs: dict[str, Job]
     runs: Counter[str]
     expected: dict[str, int]
+    doctor: list[str] = field(default_factory=list)  # what `queuectl doctor` found
 
     def ids_in(self, state: JobState) -> list[str]:
         return sorted(i for i, j in self.jobs.items() if j.state is state)
@@ -166,6 +168,7 @@ class Outcome:
         assert not self.never_ran, f"jobs that ended but never ran: {self.never_ran[:10]}"
         assert not self.ran_too_few, f"jobs that ran too few times: {self.ran_too_few}"
         assert not self.strangers, f"runs of unknown ids: {self.strangers[:10]}"
+        assert not self.doctor, f"doctor found: {self.doctor[:10]}"
 
 
 class Chaos:
@@ -364,6 +367,10 @@ class Chaos:
 
         jobs = through_outages(ended, timeout, what=f"{len(ids)} job(s) ended",
                                describe=lambda: describe_jobs(self.client, ids))
-        outcome = Outcome(name, jobs, self.runs(), dict(expected))
-        print(outcome.summary())
+        report = through_outages(lambda: (doctor.run(self.client.store, fix=False),), timeout,
+                                 what="doctor ran")[0]
+        outcome = Outcome(name, jobs, self.runs(), dict(expected),
+                          report.problems + ([f"{report.quarantined} in quarantine"]
+                                             if report.quarantined else []))
+        print(outcome.summary(), f"doctor: {'; '.join(outcome.doctor) or 'clean'}")
         return outcome
