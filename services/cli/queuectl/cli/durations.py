@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from queuectl.core.errors import InvalidInputError
@@ -37,6 +38,8 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """A short human form such as ``1h2m``, ``45s`` or ``300ms`` (for display only)."""
+    if not math.isfinite(seconds):
+        return "forever" if seconds > 0 else "?"
     if seconds < 0:
         return "-" + format_duration(-seconds)
     if seconds < 1:

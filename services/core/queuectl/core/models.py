@@ -308,6 +308,10 @@ class Job(BaseModel):
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    """ISO 8601 UTC with milliseconds; a time no datetime can hold (a record may store
+    any decimal) is shown as its number instead of failing the whole command."""
+    try:
+        moment = datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"out of range: {float(ts)!r} s since 1970-01-01"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
