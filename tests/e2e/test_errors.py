@@ -41,6 +41,14 @@ def test_input_is_validated_before_redis_is_needed(cli: Cli, env: dict[str, str]
                      "invalid duration")
         assert_error(cli("enqueue", "[]", env=where), 3, "not an array")
         assert_error(cli("list", "--state", "asleep", env=where), 3, "unknown state")
+        assert_error(cli("enqueue", "--run-at", "9999-12-31T23:59:59-05:00", "--", "true",
+                         env=where), 3, "more than ten years ahead")
+        assert_error(cli("enqueue", "--run-at", "0001-01-01T00:00:00+05:00", "--", "true",
+                         env=where), 3, "before 1970")
+        assert_error(cli("enqueue", "--env", "QUEUECTL_X=1", "--", "true", env=where), 3,
+                     "reserved")
+        assert_error(cli("enqueue", '{"command":"true","run_at":99999999999}', env=where), 3,
+                     "ten years ahead")
         assert_error(cli("dlq", "purge", env=where), 2, "--yes")
     assert not data_dir.exists()  # the embedded server was never started
 

@@ -6,10 +6,11 @@ import math
 import re
 
 from queuectl.core.errors import InvalidInputError
+from queuectl.core.models import MAX_SCHEDULE_AHEAD
 
 UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# Ten years: anything longer is a typo, and far-future datetimes overflow.
-MAX_SECONDS = 10 * 365 * 86400.0
+# Ten years, the bound of every run_at: anything longer is a typo.
+MAX_SECONDS = float(MAX_SCHEDULE_AHEAD)
 
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
 _BARE = re.compile(r"\d+(?:\.\d+)?|\.\d+")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,10 +14,18 @@ from typer.core import TyperCommand
 from queuectl.cli import render
 from queuectl.cli.context import get_client
 from queuectl.cli.durations import parse_duration
+from queuectl.core import strictjson
 from queuectl.core.client import Client
 from queuectl.core.errors import ConflictError, InvalidInputError, QueueCtlError, UsageError
 from queuectl.core.keys import DEFAULT_QUEUE
-from queuectl.core.models import JobSpec, JobState, spec_from_json, spec_from_mapping
+from queuectl.core.models import (
+    JobSpec,
+    JobState,
+    run_at_value,
+    spec_from_json,
+    spec_from_mapping,
+    spec_from_options,
+)
 from queuectl.core.store import EnqueueResult
 
 DASHDASH = "queuectl.dashdash"
@@ -32,6 +39,7 @@ HELP = """Enqueue a job: a JSON object, a command after '--', or a JSON-lines fi
   queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
   queuectl enqueue --id job1 --max-retries 3 --timeout 30 -- 'echo hello'
   queuectl enqueue --delay 1m30s -- date
+  queuectl enqueue --env REGION=eu --env DEBUG=1 -- ./report.sh
   queuectl enqueue --file jobs.jsonl        # '-' reads stdin
 
 Prints '<id> <state>' (only the id with --quiet, the record with --json).
@@ -77,6 +85,10 @@ def enqueue(
     replace: Annotated[bool, typer.Option(
         "--replace", help="Replace an existing job with this id if it has ended.",
     )] = False,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", metavar="NAME=VALUE",
+        help="A variable for the job's command (repeatable); QUEUECTL_* names are reserved.",
+    )] = None,
     file: Annotated[str | None, typer.Option(
         "--file", "-f", metavar="PATH",
         help="JSON-lines file of jobs, one object per line; '-' reads stdin.",
@@ -89,7 +101,7 @@ def enqueue(
     """Enqueue a job (see the examples below)."""
     words = words or []
     flags = {"--id": job_id, "--queue": queue, "--max-retries": max_retries,
-             "--timeout": timeout, "--delay": delay, "--run-at": run_at}
+             "--timeout": timeout, "--delay": delay, "--run-at": run_at, "--env": env}
     given = [name for name, value in flags.items() if value is not None]
     if file is not None:
         if words or given:
@@ -104,24 +116,30 @@ def enqueue(
         if len(words) != after_dashdash:
             # `enqueue '{"command":"x"}' --` must not run the JSON text as a shell command.
             raise UsageError("only the command may follow '--', and nothing may precede it")
-        command = " ".join(words)
         if delay is not None and run_at is not None:
             raise UsageError("give --delay or --run-at, not both")
-        seconds = parse_duration(timeout) if timeout is not None else None
-        later = parse_duration(delay) if delay is not None else None
-        at = parse_run_at(run_at) if run_at is not None else None
-        job = get_client(ctx).enqueue(
-            command, job_id=job_id, queue=queue or DEFAULT_QUEUE, max_retries=max_retries,
-            timeout=seconds, delay=later, run_at=at, replace=replace,
+        # Every value is checked (durations, the time in UTC and its bounds, env) before
+        # the client connects: a refused command must not have touched Redis.
+        spec = spec_from_options(
+            " ".join(words), job_id=job_id, queue=queue or DEFAULT_QUEUE,
+            max_retries=max_retries,
+            timeout=parse_duration(timeout) if timeout is not None else None,
+            delay=parse_duration(delay) if delay is not None else None,
+            run_at=parse_run_at(run_at) if run_at is not None else None,
+            env=parse_env(env) if env is not None else None,
         )
-        _print_job(job.id, job.state, job.public_dict(), as_json=as_json, quiet=quiet)
+        _store_one(get_client(ctx), spec, replace=replace, as_json=as_json, quiet=quiet)
         return
     if len(words) > 1:
         raise UsageError("put the command after '--', e.g. queuectl enqueue -- 'echo hello'")
     if given:
         raise UsageError(f"{given[0]} cannot be combined with a JSON job; put it in the JSON")
     spec = parse_lone_argument(words[0])
-    client = get_client(ctx)
+    _store_one(get_client(ctx), spec, replace=replace, as_json=as_json, quiet=quiet)
+
+
+def _store_one(client: Client, spec: JobSpec, *, replace: bool, as_json: bool,
+               quiet: bool) -> None:
     state = client.enqueue_spec(spec, replace=replace)
     record = client.get(spec.id).public_dict() if as_json else {}
     _print_job(spec.id, state, record, as_json=as_json, quiet=quiet)
@@ -132,8 +150,8 @@ def parse_lone_argument(text: str) -> JobSpec:
     if text.lstrip().startswith(("{", "[")):
         return spec_from_json(text)
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = strictjson.loads(text)
+    except InvalidInputError:
         raise UsageError(
             "a lone argument must be a JSON job object; put a shell command after '--', "
             "e.g. queuectl enqueue -- 'echo hello'"
@@ -142,14 +160,25 @@ def parse_lone_argument(text: str) -> JobSpec:
 
 
 def parse_run_at(text: str) -> datetime:
-    """An ISO 8601 time; without an offset it is taken as UTC, like the JSON ``run_at``."""
+    """An ISO 8601 time in UTC (an offset is converted; none means UTC), within the
+    bounds every run_at has: from 1970 to ten years ahead."""
     try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInputError(
-            f"invalid --run-at {text!r}: use ISO 8601, e.g. 2026-12-01T10:00:00Z"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return run_at_value(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid --run-at {text!r}: {exc}") from None
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` flags into a mapping; the names and values are checked by JobSpec."""
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InvalidInputError(f"invalid --env {item!r}: use NAME=VALUE")
+        if name in env:
+            raise InvalidInputError(f"invalid --env: {name} is given twice")
+        env[name] = value
+    return env
 
 
 def _print_job(job_id: str, state: JobState, record: dict[str, Any], *, as_json: bool,
