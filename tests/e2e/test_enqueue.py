@@ -16,7 +16,7 @@ import pytest
 from queuectl.core.client import Client
 from queuectl.core.models import JobState
 
-from .helpers import QUEUECTL, Cli, assert_error, assert_ok, finish
+from .helpers import QUEUECTL, Cli, assert_error, assert_ok, finish, run_measured
 
 # A run_at may be at most ten years ahead: next year is a safe "later".
 NEXT_YEAR = datetime.now(UTC).year + 1
@@ -163,7 +163,8 @@ def test_file_with_blank_lines(cli: Cli, client: Client, tmp_path: Path) -> None
 def test_file_from_stdin(cli: Cli, client: Client) -> None:
     lines = "".join(json.dumps({"id": f"s{i}", "command": f"echo {i}"}) + "\n" for i in range(5))
     summary = json.loads(assert_ok(cli("enqueue", "--file", "-", "--json", input=lines)))
-    assert summary == {"enqueued": 5, "pending": 5, "scheduled": 0, "conflicts": []}
+    assert summary == {"enqueued": 5, "pending": 5, "scheduled": 0, "skipped": [], "total": 5,
+                       "error": None}
     assert [j.id for j in client.list_jobs(JobState.PENDING).jobs] == [f"s{i}" for i in range(5)]
 
 
@@ -195,17 +196,21 @@ def test_file_errors(cli: Cli, tmp_path: Path) -> None:
     assert_error(cli("enqueue", "--file", "-", "--", "true", input=""), 2, "--file")
 
 
-def test_file_conflicts_are_reported_and_the_rest_enqueued(cli: Cli, client: Client) -> None:
+def test_file_lines_whose_id_exists_are_skipped_and_counted(cli: Cli, client: Client) -> None:
     client.enqueue("echo old", job_id="taken")
     lines = ('{"id":"new1","command":"true"}\n{"id":"taken","command":"true"}\n'
              '{"id":"new2","command":"true"}\n')
-    result = cli("enqueue", "--file", "-", input=lines)
-    assert_error(result, 5, "1 of 3 jobs not enqueued")
-    assert result.out.splitlines() == [
-        "enqueued 2 jobs", "conflict: job taken already exists and is pending"]
+    out = assert_ok(cli("enqueue", "--file", "-", input=lines))
+    assert out.splitlines() == [
+        "enqueued 2 jobs, skipped 1 existing", "skipped: job taken already exists and is pending"]
     assert client.get("new1").state is JobState.PENDING
     assert client.get("new2").state is JobState.PENDING
     assert client.get("taken").command == "echo old"
+    # Running the same file again stores nothing twice.
+    summary = json.loads(assert_ok(cli("enqueue", "--file", "-", "--json", input=lines)))
+    assert (summary["enqueued"], [s["id"] for s in summary["skipped"]]) == (
+        0, ["new1", "taken", "new2"])
+    assert client.status().states["pending"] == 3
 
 
 def test_a_large_file_is_enqueued_in_one_go(cli: Cli, client: Client, tmp_path: Path) -> None:
@@ -318,3 +323,21 @@ def test_env_flags_reach_the_record(cli: Cli, client: Client) -> None:
                  "combined with a JSON job")
     assert_error(cli("enqueue", "--env", "A=1", "--file", "-", input=""), 2, "--file cannot be "
                  "combined with --env")
+
+
+def test_an_over_long_line_is_refused_by_its_length(client: Client, env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """A 50 MB line is refused after reading about 1 MiB of it, never parsed or held."""
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as f:
+        f.write(b'{"command":"ok"}\n{"command":"')
+        for _ in range(50):
+            f.write(b"x" * 1024 * 1024)
+        f.write(b'"}\n')
+    for args in (["enqueue", "--file", "-"], ["enqueue", "--file", str(path)]):
+        result, peak_kib = run_measured(env, args, path)
+        assert_error(result, 3, "line 2: longer than 1048576 bytes, more than any job needs")
+        # The CLI itself takes about 50 MiB; the line alone would add 50 MiB, and parsing
+        # it as a whole (before) took the process to 300 MiB.
+        assert peak_kib < 100 * 1024, peak_kib
+    assert stored_keys(client) == []

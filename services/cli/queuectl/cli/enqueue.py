@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from queuectl.cli import render
+from queuectl.cli.bulkfile import enqueue_file
 from queuectl.cli.context import get_client
 from queuectl.cli.durations import parse_duration
 from queuectl.core import strictjson
 from queuectl.core.client import Client
-from queuectl.core.errors import ConflictError, InvalidInputError, QueueCtlError, UsageError
+from queuectl.core.errors import InvalidInputError, UsageError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import (
     JobSpec,
@@ -26,12 +24,8 @@ from queuectl.core.models import (
     spec_from_mapping,
     spec_from_options,
 )
-from queuectl.core.store import EnqueueResult
 
 DASHDASH = "queuectl.dashdash"
-BATCH = 5000
-PROGRESS_MIN = 5000
-CONFLICTS_SHOWN = 20
 
 HELP = """Enqueue a job: a JSON object, a command after '--', or a JSON-lines file.
 
@@ -45,6 +39,8 @@ HELP = """Enqueue a job: a JSON object, a command after '--', or a JSON-lines fi
 Prints '<id> <state>' (only the id with --quiet, the record with --json).
 A JSON value that is not an object is refused, never run as a command.
 With --file, every line is validated first: one bad line enqueues nothing.
+A line whose id already exists is skipped, so a file can be run again after
+a failure; the summary says how many were enqueued and skipped.
 """
 
 
@@ -106,8 +102,7 @@ def enqueue(
     if file is not None:
         if words or given:
             raise UsageError(f"--file cannot be combined with {(given or ['a job argument'])[0]}")
-        specs = parse_lines(read_source(file))  # all validated before Redis is touched
-        _enqueue_file(get_client(ctx), specs, replace=replace, as_json=as_json, quiet=quiet)
+        enqueue_file(ctx, file, replace=replace, as_json=as_json, quiet=quiet)
         return
     if not words:
         raise UsageError("nothing to enqueue: give a JSON job, a command after '--', or --file")
@@ -191,79 +186,3 @@ def _print_job(job_id: str, state: JobState, record: dict[str, Any], *, as_json:
         print(f"{job_id} {state.value}")
 
 
-# -- bulk ----------------------------------------------------------------------------------
-def read_source(source: str) -> bytes:
-    """The bytes of a file, or of stdin for '-'."""
-    if source == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(source).read_bytes()
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from None
-
-
-def parse_lines(data: bytes) -> list[JobSpec]:
-    """Validate every line before anything is stored; an error names its line number."""
-    specs: list[JobSpec] = []
-    first_line: dict[str, int] = {}
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            spec = spec_from_json(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise InvalidInputError(f"line {number}: not valid UTF-8") from None
-        except QueueCtlError as exc:
-            raise InvalidInputError(f"line {number}: {exc}") from None
-        if spec.id in first_line:
-            raise InvalidInputError(
-                f"line {number}: id {spec.id} repeats line {first_line[spec.id]}"
-            )
-        first_line[spec.id] = number
-        specs.append(spec)
-    return specs
-
-
-def _batches(specs: Sequence[JobSpec]) -> Iterator[Sequence[JobSpec]]:
-    for start in range(0, len(specs), BATCH):
-        yield specs[start:start + BATCH]
-
-
-def enqueue_all(client: Client, specs: Sequence[JobSpec], *,
-                replace: bool) -> list[EnqueueResult]:
-    """Pipelined enqueue with a counter on stderr when it is a terminal and the input is big."""
-    show = len(specs) >= PROGRESS_MIN and sys.stderr.isatty()
-    results: list[EnqueueResult] = []
-    for batch in _batches(specs):
-        results += client.enqueue_many(batch, replace=replace)
-        if show:
-            sys.stderr.write(f"\renqueued {len(results)}/{len(specs)}")
-            sys.stderr.flush()
-    if show:
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
-    return results
-
-
-def _enqueue_file(client: Client, specs: Sequence[JobSpec], *, replace: bool, as_json: bool,
-                  quiet: bool) -> None:
-    results = enqueue_all(client, specs, replace=replace)
-    stored = [r for r in results if r.state is not None]
-    conflicts = [r for r in results if r.state is None]
-    if as_json:
-        render.emit_json({
-            "enqueued": len(stored),
-            "pending": sum(r.state is JobState.PENDING for r in stored),
-            "scheduled": sum(r.state is JobState.SCHEDULED for r in stored),
-            "conflicts": [{"id": r.id, "error": r.error} for r in conflicts],
-        })
-    elif not quiet:
-        print(f"enqueued {len(stored)} job{'s' if len(stored) != 1 else ''}")
-        for result in conflicts[:CONFLICTS_SHOWN]:
-            print(f"conflict: {result.error}")
-        if len(conflicts) > CONFLICTS_SHOWN:
-            print(f"conflict: ... and {len(conflicts) - CONFLICTS_SHOWN} more")
-    if conflicts:
-        raise ConflictError(
-            f"{len(conflicts)} of {len(results)} jobs not enqueued: their ids already exist"
-        )

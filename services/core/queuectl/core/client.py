@@ -21,6 +21,7 @@ import redis
 
 from queuectl.core import policy as policy_keys
 from queuectl.core.admin_ops import Moved, QuarantineEntry
+from queuectl.core.bulk import enqueue_chunked
 from queuectl.core.connection import open_store
 from queuectl.core.errors import (
     ConflictError,
@@ -136,8 +137,14 @@ class Client:
 
     def enqueue_many(self, specs: Iterable[JobSpec], *,
                      replace: bool = False) -> list[EnqueueResult]:
-        """Store many jobs in pipelined batches; one result per job, in order."""
-        return self.store.enqueue_many(specs, replace=replace)
+        """Store many jobs in pipelined chunks; one result per job, in order.
+
+        A job whose id exists is a result with ``state=None`` and an ``error``, not a
+        failure. At the first job Redis refuses (out of memory, a key of the wrong
+        type, a lost connection) no further chunk is sent and ``bulk.BulkEnqueueError`` says
+        exactly which jobs were stored.
+        """
+        return enqueue_chunked(self.store, specs, replace=replace)
 
     # -- reading ---------------------------------------------------------------------
     def _hgetall(self, key: str) -> dict[str, str]:
