@@ -140,3 +140,28 @@ def background(env: dict[str, str], *args: str,
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+# -- peak memory of one CLI run --------------------------------------------------------------
+# A forked child's ru_maxrss starts at its parent's RSS (Linux counts the mm it had before
+# exec), so the test process, big as it is, must not be the parent: a small Python
+# process starts the CLI and reports its peak.
+def run_measured(env: dict[str, str], args: Sequence[str], stdin: Path,
+                 timeout: float = 60) -> tuple[Result, int]:
+    """Run ``queuectl ARGS`` with ``stdin`` from a file; its result and peak RSS in KiB."""
+    code = (
+        "import os, subprocess, sys\n"
+        "with open(sys.argv[1], 'rb') as data:\n"
+        "    proc = subprocess.Popen(sys.argv[2:], stdin=data, stdout=subprocess.PIPE,\n"
+        "                            stderr=subprocess.PIPE)\n"
+        "    out, err = proc.stdout.read(), proc.stderr.read()\n"
+        "    _, status, usage = os.wait4(proc.pid, 0)\n"
+        "sys.stdout.buffer.write(b'%d %d\\n' % (os.waitstatus_to_exitcode(status),\n"
+        "                                       usage.ru_maxrss) + out)\n"
+        "sys.stderr.buffer.write(err)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(stdin), QUEUECTL, *args], env=env,
+                          capture_output=True, timeout=timeout, check=False)
+    head, _, out = proc.stdout.partition(b"\n")
+    status, peak = (int(n) for n in head.split())
+    return Result(status, out, proc.stderr), peak

@@ -16,7 +16,10 @@ import pytest
 from queuectl.core.client import Client
 from queuectl.core.models import JobState
 
-from .helpers import QUEUECTL, Cli, assert_error, assert_ok, finish
+from .helpers import QUEUECTL, Cli, assert_error, assert_ok, finish, run_measured
+
+# A run_at may be at most ten years ahead: next year is a safe "later".
+NEXT_YEAR = datetime.now(UTC).year + 1
 
 
 def test_json_form_of_the_note(cli: Cli, client: Client) -> None:
@@ -73,12 +76,12 @@ def test_delay_schedules_the_job(cli: Cli, client: Client) -> None:
 
 
 def test_run_at_schedules_the_job(cli: Cli, client: Client) -> None:
-    out = assert_ok(cli("enqueue", "--id", "at", "--run-at", "2099-12-01T10:00:00Z", "--",
-                        "date"))
+    out = assert_ok(cli("enqueue", "--id", "at", "--run-at", f"{NEXT_YEAR}-12-01T10:00:00Z",
+                        "--", "date"))
     assert out == "at scheduled\n"
-    assert client.get("at").run_at == datetime(2099, 12, 1, 10, tzinfo=UTC).timestamp()
-    assert_ok(cli("enqueue", "--id", "at2", "--run-at", "2099-12-01T12:00:00+02:00", "--",
-                  "date"))
+    assert client.get("at").run_at == datetime(NEXT_YEAR, 12, 1, 10, tzinfo=UTC).timestamp()
+    assert_ok(cli("enqueue", "--id", "at2", "--run-at", f"{NEXT_YEAR}-12-01T12:00:00+02:00",
+                  "--", "date"))
     assert client.get("at2").run_at == client.get("at").run_at
 
 
@@ -108,7 +111,7 @@ def test_run_at_schedules_the_job(cli: Cli, client: Client) -> None:
     (['{"command":"true"}', "--"], 2, "nothing may precede it"),
     (["echo", "--", "hi"], 2, "nothing may precede it"),
     (["--"], 2, "nothing to enqueue"),
-    (["--delay", "1s", "--run-at", "2099-01-01T00:00:00Z", "--", "true"], 2, "not both"),
+    (["--delay", "1s", "--run-at", "2030-01-01T00:00:00Z", "--", "true"], 2, "not both"),
     (["--max-retries", "many", "--", "true"], 2, "--max-retries"),
     (["--no-such-flag", "--", "true"], 2, "No such option"),
 ])
@@ -149,7 +152,7 @@ def test_file_with_blank_lines(cli: Cli, client: Client, tmp_path: Path) -> None
     path = tmp_path / "jobs.jsonl"
     path.write_text('{"id":"f1","command":"echo 1"}\n\n   \n'
                     '{"id":"f2","command":"echo 2","queue":"bulk"}\n'
-                    '{"command":"echo 3","run_at":"2099-01-01T00:00:00Z"}\n')
+                    f'{{"command":"echo 3","run_at":"{NEXT_YEAR}-01-01T00:00:00Z"}}\n')
     out = assert_ok(cli("enqueue", "--file", str(path)))
     assert out == "enqueued 3 jobs\n"
     assert client.get("f1").command == "echo 1"
@@ -160,7 +163,8 @@ def test_file_with_blank_lines(cli: Cli, client: Client, tmp_path: Path) -> None
 def test_file_from_stdin(cli: Cli, client: Client) -> None:
     lines = "".join(json.dumps({"id": f"s{i}", "command": f"echo {i}"}) + "\n" for i in range(5))
     summary = json.loads(assert_ok(cli("enqueue", "--file", "-", "--json", input=lines)))
-    assert summary == {"enqueued": 5, "pending": 5, "scheduled": 0, "conflicts": []}
+    assert summary == {"enqueued": 5, "pending": 5, "scheduled": 0, "skipped": [], "total": 5,
+                       "error": None}
     assert [j.id for j in client.list_jobs(JobState.PENDING).jobs] == [f"s{i}" for i in range(5)]
 
 
@@ -192,17 +196,21 @@ def test_file_errors(cli: Cli, tmp_path: Path) -> None:
     assert_error(cli("enqueue", "--file", "-", "--", "true", input=""), 2, "--file")
 
 
-def test_file_conflicts_are_reported_and_the_rest_enqueued(cli: Cli, client: Client) -> None:
+def test_file_lines_whose_id_exists_are_skipped_and_counted(cli: Cli, client: Client) -> None:
     client.enqueue("echo old", job_id="taken")
     lines = ('{"id":"new1","command":"true"}\n{"id":"taken","command":"true"}\n'
              '{"id":"new2","command":"true"}\n')
-    result = cli("enqueue", "--file", "-", input=lines)
-    assert_error(result, 5, "1 of 3 jobs not enqueued")
-    assert result.out.splitlines() == [
-        "enqueued 2 jobs", "conflict: job taken already exists and is pending"]
+    out = assert_ok(cli("enqueue", "--file", "-", input=lines))
+    assert out.splitlines() == [
+        "enqueued 2 jobs, skipped 1 existing", "skipped: job taken already exists and is pending"]
     assert client.get("new1").state is JobState.PENDING
     assert client.get("new2").state is JobState.PENDING
     assert client.get("taken").command == "echo old"
+    # Running the same file again stores nothing twice.
+    summary = json.loads(assert_ok(cli("enqueue", "--file", "-", "--json", input=lines)))
+    assert (summary["enqueued"], [s["id"] for s in summary["skipped"]]) == (
+        0, ["new1", "taken", "new2"])
+    assert client.status().states["pending"] == 3
 
 
 def test_a_large_file_is_enqueued_in_one_go(cli: Cli, client: Client, tmp_path: Path) -> None:
@@ -247,3 +255,89 @@ def test_progress_counter_only_on_a_terminal(env: dict[str, str], client: Client
     assert b"\renqueued 5000/6000" in seen and b"\renqueued 6000/6000" in seen
     assert seen.endswith(b"\r\x1b[K")  # the counter is wiped when done
     assert client.status().states["pending"] == 6000
+
+
+# -- a refused command changes nothing: every value checked before Redis is touched ---------------
+def stored_keys(client: Client) -> list[bytes]:
+    return list(client.redis.scan_iter(match=f"{client.keys.prefix}:*"))
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--run-at", "9999-12-31T23:59:59-05:00"], "more than ten years ahead"),
+    (["--run-at", "0001-01-01T00:00:00+05:00"], "before 1970-01-01T00:00:00Z"),
+    (["--run-at", "1969-12-31T23:59:59Z"], "before 1970"),
+    (["--run-at", f"{datetime.now(UTC).year + 11}-01-01T00:00:00Z"], "ten years ahead"),
+    (["--delay", "3651d"], "longer than ten years"),
+    (["--timeout", "0.0001"], "invalid timeout"),
+    (["--env", "NOEQUALS"], "invalid --env 'NOEQUALS': use NAME=VALUE"),
+    (["--env", "=1"], "use NAME=VALUE"),
+    (["--env", "A=1", "--env", "A=2"], "A is given twice"),
+    (["--env", "1A=x"], "is not a variable name"),
+    (["--env", "QUEUECTL_REDIS_URL=redis://evil"], "reserved"),
+    (["--env", "A=x\x1b[2J"], None),
+])
+def test_refused_flags_leave_redis_untouched(cli: Cli, client: Client, args: list[str],
+                                             fragment: str | None) -> None:
+    result = cli("enqueue", *args, "--", "true")
+    if fragment is None:  # a value with an escape sequence is fine for a job's env
+        assert_ok(result)
+        return
+    line = assert_error(result, 3, fragment)
+    assert "\x1b" not in line
+    assert stored_keys(client) == []
+
+
+@pytest.mark.parametrize(("job", "fragment"), [
+    ('{"command":"true","run_at":"9999-12-31T23:59:59-05:00"}', "ten years ahead"),
+    ('{"command":"true","run_at":99999999999}', "ten years ahead"),
+    ('{"command":"true","run_at":-5}', "before 1970"),
+    ('{"command":"true","max_retries":true}', "invalid max_retries"),
+    ('{"command":"true","max_retries":"3"}', "invalid max_retries"),
+    ('{"command":"true","timeout":1e-300}', "invalid timeout"),
+    ('{"command":"true","timeout":NaN}', "NaN is not a JSON number"),
+    ('{"command":"true","id":"a","id":"b"}', "duplicate key 'id'"),
+    ('{"command":"true","max_retries":' + "1" * 5000 + "}", "a number longer than"),
+    ('{"command":"true","env":' + "[" * 50_000 + "]" * 50_000 + "}", "nested too deeply"),
+    ('[' * 50_000 + ']' * 50_000, "nested too deeply"),
+])
+def test_strict_json_is_invalid_input(cli: Cli, client: Client, job: str, fragment: str) -> None:
+    assert_error(cli("enqueue", job), 3, fragment)
+    assert_error(cli("enqueue", "--file", "-", input=f'{{"command":"ok"}}\n{job}\n'), 3,
+                 "line 2: ", fragment)
+    assert stored_keys(client) == []
+
+
+def test_a_numeric_run_at_is_epoch_seconds(cli: Cli, client: Client) -> None:
+    at = int(datetime(NEXT_YEAR, 6, 1, tzinfo=UTC).timestamp())
+    assert_ok(cli("enqueue", f'{{"id":"n","command":"true","run_at":{at}}}'))
+    assert client.get("n").run_at == at
+
+
+def test_env_flags_reach_the_record(cli: Cli, client: Client) -> None:
+    out = assert_ok(cli("enqueue", "--id", "e", "--env", "REGION=eu-west-1", "-e", "EMPTY=",
+                        "--env", "EQ=a=b", "--", "./report.sh"))
+    assert out == "e pending\n"
+    assert client.get("e").env == {"REGION": "eu-west-1", "EMPTY": "", "EQ": "a=b"}
+    assert "REGION=eu-west-1" in assert_ok(cli("show", "e"))
+    assert_error(cli("enqueue", "--env", "A=1", '{"command":"true"}'), 2, "--env cannot be "
+                 "combined with a JSON job")
+    assert_error(cli("enqueue", "--env", "A=1", "--file", "-", input=""), 2, "--file cannot be "
+                 "combined with --env")
+
+
+def test_an_over_long_line_is_refused_by_its_length(client: Client, env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """A 50 MB line is refused after reading about 1 MiB of it, never parsed or held."""
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as f:
+        f.write(b'{"command":"ok"}\n{"command":"')
+        for _ in range(50):
+            f.write(b"x" * 1024 * 1024)
+        f.write(b'"}\n')
+    for args in (["enqueue", "--file", "-"], ["enqueue", "--file", str(path)]):
+        result, peak_kib = run_measured(env, args, path)
+        assert_error(result, 3, "line 2: longer than 1048576 bytes, more than any job needs")
+        # The CLI itself takes about 50 MiB; the line alone would add 50 MiB, and parsing
+        # it as a whole (before) took the process to 300 MiB.
+        assert peak_kib < 100 * 1024, peak_kib
+    assert stored_keys(client) == []

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.integration.procs import Procs
+
 from .helpers import Cli, SecureRedis, assert_error, assert_ok, env_without_url
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
@@ -39,6 +41,14 @@ def test_input_is_validated_before_redis_is_needed(cli: Cli, env: dict[str, str]
                      "invalid duration")
         assert_error(cli("enqueue", "[]", env=where), 3, "not an array")
         assert_error(cli("list", "--state", "asleep", env=where), 3, "unknown state")
+        assert_error(cli("enqueue", "--run-at", "9999-12-31T23:59:59-05:00", "--", "true",
+                         env=where), 3, "more than ten years ahead")
+        assert_error(cli("enqueue", "--run-at", "0001-01-01T00:00:00+05:00", "--", "true",
+                         env=where), 3, "before 1970")
+        assert_error(cli("enqueue", "--env", "QUEUECTL_X=1", "--", "true", env=where), 3,
+                     "reserved")
+        assert_error(cli("enqueue", '{"command":"true","run_at":99999999999}', env=where), 3,
+                     "ten years ahead")
         assert_error(cli("dlq", "purge", env=where), 2, "--yes")
     assert not data_dir.exists()  # the embedded server was never started
 
@@ -116,3 +126,35 @@ def test_top_level_help_lists_every_command(cli: Cli) -> None:
                     "config", "worker", "scheduler", "redis"):
         assert f"\n  {command} " in out, command
     assert "Exit codes" in out
+
+
+# Each would crash a service with a traceback (OverflowError in a wait or a socket timeout),
+# print escape sequences as the worker's id, or could not be decoded at all.
+BAD_ENVIRONMENT = [
+    ("QUEUECTL_IDLE_WAIT", "1e300", "less than or equal to 300"),
+    ("QUEUECTL_HEARTBEAT_INTERVAL", "inf", "finite number"),
+    ("QUEUECTL_WORKER_TTL", "inf", "finite number"),
+    ("QUEUECTL_SCHEDULER_INTERVAL", "nan", "finite number"),
+    ("QUEUECTL_KILL_GRACE", "1e400", "finite number"),
+    ("QUEUECTL_WORKER_ID", "w\x1b[31m\nfake", "not a usable id"),
+    ("QUEUECTL_POLICY", "{not json", "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "fragment"), BAD_ENVIRONMENT,
+                         ids=[n for n, _, _ in BAD_ENVIRONMENT])
+def test_a_bad_setting_is_one_line_and_exit_3_everywhere(
+        cli: Cli, env: dict[str, str], procs: Procs, name: str, value: str,
+        fragment: str) -> None:
+    bad = {name: value}
+    for args in (["status"], ["worker", "start"], ["scheduler"]):
+        line = assert_error(cli(*args, env=env | bad), 3, f"invalid environment {name}: ",
+                            fragment)
+        assert "\x1b" not in line
+    for program in ("queuectl-worker", "queuectl-scheduler"):
+        proc = procs.start(program, bad)
+        assert proc.wait_exit() == 3, proc.stderr()
+        lines = proc.stderr().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{program}: error: invalid environment "
+                                                       f"{name}: "), lines
+        assert fragment in lines[0] and "\x1b" not in lines[0]

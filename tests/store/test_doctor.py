@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -12,6 +13,9 @@ from queuectl.core.store import Fetched, Store
 
 Lease = Callable[..., Fetched]
 
+# run_at may be at most ten years ahead (JobSpec); a year ahead is "later" for any test.
+IN_A_YEAR = datetime.now(UTC) + timedelta(days=365)
+
 
 def check(store: Store, *, fix: bool = False) -> doctor.Report:
     return doctor.run(store, fix=fix)
@@ -20,7 +24,7 @@ def check(store: Store, *, fix: bool = False) -> doctor.Report:
 def busy_world(store: Store, lease: Lease) -> None:
     """One job in every place a job can be."""
     store.enqueue(JobSpec.model_validate({"id": "sched", "command": "true",
-                                          "run_at": "2099-01-01T00:00:00Z"}))
+                                          "run_at": IN_A_YEAR}))
     store.complete(lease(store, JobSpec(id="done", command="true")), "w1", b"out", 3)
     store.fail(lease(store, JobSpec(id="retry", command="false", max_retries=3)), "w1", b"",
                0, 1, "exit code 1")

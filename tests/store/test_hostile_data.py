@@ -4,6 +4,7 @@ client wrote into Redis affects that job or key only, and no script half-applies
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -13,6 +14,9 @@ from queuectl.core.models import JobSpec
 from queuectl.core.store import Fetched, Quarantined, Store
 
 Lease = Callable[..., Fetched]
+
+# run_at may be at most ten years ahead (JobSpec); a year ahead is "later" for any test.
+IN_A_YEAR = datetime.now(UTC) + timedelta(days=365)
 
 
 def keys_of(raw: redis.Redis, store: Store) -> dict[str, str]:
@@ -110,7 +114,7 @@ def test_a_due_id_whose_record_is_a_string_does_not_stop_promotion(store: Store,
     raw.zadd(k.retry_queue, {"wt": 0})
     raw.set(k.job("wt"), "x")
     store.enqueue(JobSpec.model_validate({"id": "due", "command": "true",
-                                          "run_at": "2099-01-01T00:00:00Z"}))
+                                          "run_at": IN_A_YEAR}))
     raw.zadd(k.delayed, {"due": 0})
     result = store.promote_due(100)
     assert result.moved == 1

@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -35,6 +36,9 @@ FIELDS = ["id", "command", "queue", "state", "attempts", "max_retries", "timeout
           "updated_at", "started_at", "finished_at", "trace_context", "env"]
 GARBAGE: list[str | bytes] = ["abc", "-1", "1.5", "", "9" * 40, b"\xff\xfe"]
 BAD_MEMBER = "not an id!"
+
+# run_at may be at most ten years ahead (JobSpec); a year ahead is "later" for any test.
+IN_A_YEAR = datetime.now(UTC) + timedelta(days=365)
 
 
 @dataclass
@@ -159,7 +163,7 @@ def _(w: World) -> Call:
 
 @situation("enqueue delayed")
 def _(w: World) -> Call:
-    spec = JobSpec.model_validate({"id": "j", "command": "x", "run_at": "2099-01-01T00:00:00Z"})
+    spec = JobSpec.model_validate({"id": "j", "command": "x", "run_at": IN_A_YEAR})
     return capture(w.store, "enqueue", lambda: w.store.enqueue(spec))
 
 
@@ -210,7 +214,7 @@ def _(w: World) -> Call:
 @situation("promote")
 def _(w: World) -> Call:
     w.failed("j")
-    spec = JobSpec.model_validate({"id": "d", "command": "x", "run_at": "2099-01-01T00:00:00Z"})
+    spec = JobSpec.model_validate({"id": "d", "command": "x", "run_at": IN_A_YEAR})
     w.store.enqueue(spec)
     w.raw.zadd(w.keys.delayed, {"d": 0})
     return capture(w.store, "promote", lambda: w.store.promote_due(100))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from queuectl.core.models import (
     check_job_id,
     spec_from_json,
     spec_from_mapping,
+    spec_from_options,
 )
 
 ID_ERROR = "invalid id: use 1-128 characters of A-Z a-z 0-9 . _ -"
@@ -133,9 +134,8 @@ def test_run_at_forms() -> None:
     aware = spec_from_mapping({"command": "true", "run_at": "2026-12-01T10:00:00Z"})
     assert aware.run_at == datetime(2026, 12, 1, 10, tzinfo=UTC)
     offset = spec_from_mapping({"command": "true", "run_at": "2026-12-01T12:00:00+02:00"})
-    assert offset.run_at is not None
-    assert offset.run_at.timestamp() == aware.run_at.timestamp()
-    assert offset.run_at.utcoffset() == timedelta(hours=2)
+    assert offset.run_at == aware.run_at  # converted to UTC
+    assert offset.run_at is not None and offset.run_at.utcoffset() == timedelta(0)
     naive = spec_from_mapping({"command": "true", "run_at": "2026-12-01T10:00:00"})
     assert naive.run_at == datetime(2026, 12, 1, 10, tzinfo=UTC)  # naive means UTC
     assert naive.run_at is not None and naive.run_at.utcoffset() == timedelta(0)
@@ -145,3 +145,103 @@ def test_spec_is_frozen() -> None:
     spec = JobSpec(command="true")
     with pytest.raises(ValueError, match="frozen"):
         spec.command = "false"  # type: ignore[misc]
+
+
+# -- strictness: what the JSON says is what the job gets, or it is refused ----------------------
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"command":"x","max_retries":true}', "invalid max_retries: Input should be a valid integer"),
+    ('{"command":"x","max_retries":"3"}', "invalid max_retries: Input should be a valid integer"),
+    ('{"command":"x","max_retries":3.0}', "invalid max_retries: Input should be a valid integer"),
+    ('{"command":"x","timeout":true}', "invalid timeout: Input should be a valid number"),
+    ('{"command":"x","timeout":"30"}', "invalid timeout: Input should be a valid number"),
+    ('{"command":"x","timeout":1e-300}',
+     "invalid timeout: Input should be greater than or equal to 0.001"),
+    ('{"command":"x","timeout":0.0009}',
+     "invalid timeout: Input should be greater than or equal to 0.001"),
+    ('{"command":"x","timeout":1e999}', "invalid timeout: Input should be a finite number"),
+    ('{"command":"x","id":"a","id":"b"}', "invalid JSON: duplicate key 'id'"),
+    ('{"command":"x","command":"rm -rf /"}', "invalid JSON: duplicate key 'command'"),
+    ('{"command":"x","env":{"A":"1","A":"2"}}', "invalid JSON: duplicate key 'A'"),
+    ('{"command":"x","timeout":NaN}', "invalid JSON: NaN is not a JSON number"),
+    ('{"command":"x","timeout":Infinity}', "invalid JSON: Infinity is not a JSON number"),
+    ('{"command":"x","max_retries":-Infinity}', "invalid JSON: -Infinity is not a JSON number"),
+    ('{"command":"x","max_retries":' + "9" * 5000 + "}",
+     "invalid JSON: a number longer than 40 digits"),
+    ('{"command":"x","run_at":true}', "invalid run_at: Value error, use ISO 8601 text"),
+    ('{"command":"x","run_at":"1700000000"}', "invalid run_at: use ISO 8601"),
+    ('{"command":"x","run_at":-1}', "invalid run_at: before 1970-01-01T00:00:00Z"),
+    ('{"command":"x","run_at":"1969-12-31T23:59:59Z"}', "invalid run_at: before 1970"),
+    ('{"command":"x","run_at":"0001-01-01T00:00:00+05:00"}', "invalid run_at: before 1970"),
+    ('{"command":"x","run_at":"9999-12-31T23:59:59-05:00"}',
+     "invalid run_at: more than ten years ahead"),
+    ('{"command":"x","run_at":99999999999}', "invalid run_at: more than ten years ahead"),
+    ('{"command":"x","run_at":1e300}', "invalid run_at: more than ten years ahead"),
+    ('{"command":"x","env":{"A":1}}', "invalid env.A: Input should be a valid string"),
+    ('{"command":"x","env":["A=1"]}', "invalid env: Input should be a valid dictionary"),
+    ('{"command":"x","env":{"QUEUECTL_REDIS_URL":"r"}}', "invalid env: QUEUECTL_REDIS_URL is "
+                                                         "reserved"),
+    # Lone surrogates (bytes that were not UTF-8) cannot be sent to Redis.
+    ('{"command":"echo \\ud800"}', "invalid command: Input should be a valid string"),
+    ('{"command":"x","env":{"A":"\\udcff"}}', "invalid env: A is not valid UTF-8 text"),
+])
+def test_json_is_read_strictly(text: str, message: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        spec_from_json(text)
+    assert str(caught.value).replace("Value error, ", "").startswith(
+        message.replace("Value error, ", "")), str(caught.value)
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_deep_nesting_is_invalid_input(depth: int) -> None:
+    with pytest.raises(InvalidInputError, match=r"^invalid JSON: nested too deeply$"):
+        spec_from_json('{"command":"x","env":' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(InvalidInputError, match=r"^invalid JSON: nested too deeply$"):
+        spec_from_json("[" * depth + "]" * depth)
+
+
+def test_an_over_long_document_is_refused_by_its_length() -> None:
+    text = '{"command":"' + "x" * (2 * 1024 * 1024) + '"}'
+    with pytest.raises(InvalidInputError, match=r"^invalid JSON: longer than 1048576"):
+        spec_from_json(text)
+
+
+def test_a_numeric_run_at_is_epoch_seconds() -> None:
+    spec = spec_from_json('{"command":"x","run_at":1900000000}')
+    assert spec.run_at == datetime(2030, 3, 17, 17, 46, 40, tzinfo=UTC)
+    fraction = spec_from_json('{"command":"x","run_at":1900000000.25}')
+    assert fraction.run_at is not None and fraction.run_at.timestamp() == 1900000000.25
+
+
+def test_a_timeout_of_a_millisecond_and_an_int_are_fine() -> None:
+    assert spec_from_json('{"command":"x","timeout":0.001}').timeout == 0.001
+    assert spec_from_json('{"command":"x","timeout":30}').timeout == 30.0
+
+
+def test_env_is_kept() -> None:
+    spec = spec_from_json('{"command":"x","env":{"REGION":"eu","EMPTY":""}}')
+    assert spec.env == {"REGION": "eu", "EMPTY": ""}
+    assert spec.env_json() == '{"REGION":"eu","EMPTY":""}'
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"delay": float("inf")}, "invalid delay"),
+    ({"delay": float("nan")}, "invalid delay"),
+    ({"delay": -1}, "invalid delay"),
+    ({"delay": 1e300}, "invalid delay"),
+    ({"delay": 5, "run_at": datetime(2030, 1, 1, tzinfo=UTC)}, "not both"),
+    ({"run_at": datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(-timedelta(hours=5)))},
+     "invalid run_at: more than ten years ahead"),
+    ({"run_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))},
+     "invalid run_at: before 1970"),
+    ({"max_retries": True}, "invalid max_retries"),
+    ({"timeout": 1e-300}, "invalid timeout"),
+])
+def test_options_are_checked_like_json(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        spec_from_options("true", **options)
+
+
+def test_a_delay_is_converted_to_a_utc_run_at() -> None:
+    spec = spec_from_options("true", delay=60)
+    assert spec.run_at is not None and spec.run_at.utcoffset() == timedelta(0)
+    assert 50 < spec.run_at.timestamp() - datetime.now(UTC).timestamp() <= 60

@@ -125,7 +125,8 @@ def test_policy_defaults_from_nested_env(monkeypatch: pytest.MonkeyPatch) -> Non
      "invalid environment QUEUECTL_POLICY__MAX_RETRIES: "
      "Input should be greater than or equal to 0"),
     ("QUEUECTL_SCHEDULER_INTERVAL", "0",
-     "invalid environment QUEUECTL_SCHEDULER_INTERVAL: Input should be greater than 0"),
+     "invalid environment QUEUECTL_SCHEDULER_INTERVAL: Input should be greater than or equal "
+     "to 0.01"),
 ])
 def test_errors_name_the_variable_to_fix(name: str, value: str, message: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,3 +141,67 @@ def test_settings_are_built_when_asked_not_at_import(monkeypatch: pytest.MonkeyP
     assert Settings().key_prefix == "first"
     monkeypatch.setenv("QUEUECTL_KEY_PREFIX", "second")
     assert Settings().key_prefix == "second"
+
+
+DURATIONS = ["HEARTBEAT_INTERVAL", "WORKER_TTL", "IDLE_WAIT", "SCHEDULER_INTERVAL",
+             "SHUTDOWN_GRACE", "KILL_GRACE"]
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+@pytest.mark.parametrize(("value", "reason"), [
+    ("inf", "Input should be a finite number"),
+    ("-inf", "Input should be a finite number"),
+    ("nan", "Input should be a finite number"),
+    ("1e300", "Input should be less than or equal to"),
+    ("-1", "Input should be greater than or equal to"),
+])
+def test_every_duration_is_finite_and_bounded(name: str, value: str, reason: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"QUEUECTL_{name}", value)
+    with pytest.raises(InvalidInputError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"invalid environment QUEUECTL_{name}: {reason}"), message
+    assert caught.value.exit_code == EXIT_INVALID
+
+
+@pytest.mark.parametrize("name", ["HEARTBEAT_INTERVAL", "IDLE_WAIT", "SCHEDULER_INTERVAL"])
+def test_intervals_have_a_floor_against_busy_loops(name: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"QUEUECTL_{name}", "1e-300")
+    with pytest.raises(InvalidInputError, match=r"greater than or equal to 0\.01"):
+        load_settings()
+
+
+def test_worker_ttl_must_outlast_a_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUECTL_HEARTBEAT_INTERVAL", "5")
+    monkeypatch.setenv("QUEUECTL_WORKER_TTL", "5")
+    with pytest.raises(InvalidInputError) as caught:
+        load_settings()
+    assert str(caught.value) == ("invalid environment: QUEUECTL_WORKER_TTL (5) must be greater "
+                                 "than QUEUECTL_HEARTBEAT_INTERVAL (5)")
+
+
+@pytest.mark.parametrize("value", ["w\x1b[31mred", "w\nfake", "a b", "w/1", "x" * 129, "wé",
+                                   "\u202ew"])
+def test_worker_id_is_an_id(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUECTL_WORKER_ID", value)
+    with pytest.raises(InvalidInputError) as caught:
+        load_settings()
+    assert str(caught.value) == ("invalid environment QUEUECTL_WORKER_ID: not a usable id: "
+                                 "use 1-128 characters of A-Z a-z 0-9 . _ -")
+
+
+def test_worker_id_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUECTL_WORKER_ID", "pod-7.worker_1")
+    assert load_settings().worker_id == "pod-7.worker_1"
+    monkeypatch.setenv("QUEUECTL_WORKER_ID", "")
+    assert load_settings().worker_id is None  # empty in a manifest means unset
+
+
+def test_a_value_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUECTL_POLICY", "{not json")
+    with pytest.raises(InvalidInputError) as caught:
+        load_settings()
+    assert str(caught.value) == ("invalid environment QUEUECTL_POLICY: not valid JSON (set "
+                                 "QUEUECTL_POLICY__<KEY> variables one by one instead)")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from queuectl.core.errors import InvalidInputError
+from queuectl.core.models import MAX_SCHEDULE_AHEAD
 
 UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# Ten years: anything longer is a typo, and far-future datetimes overflow.
-MAX_SECONDS = 10 * 365 * 86400.0
+# Ten years, the bound of every run_at: anything longer is a typo.
+MAX_SECONDS = float(MAX_SCHEDULE_AHEAD)
 
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
 _BARE = re.compile(r"\d+(?:\.\d+)?|\.\d+")
@@ -37,6 +39,8 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """A short human form such as ``1h2m``, ``45s`` or ``300ms`` (for display only)."""
+    if not math.isfinite(seconds):
+        return "forever" if seconds > 0 else "?"
     if seconds < 0:
         return "-" + format_duration(-seconds)
     if seconds < 1:

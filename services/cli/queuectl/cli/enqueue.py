@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from queuectl.cli import render
+from queuectl.cli.bulkfile import enqueue_file
 from queuectl.cli.context import get_client
 from queuectl.cli.durations import parse_duration
+from queuectl.core import strictjson
 from queuectl.core.client import Client
-from queuectl.core.errors import ConflictError, InvalidInputError, QueueCtlError, UsageError
+from queuectl.core.errors import InvalidInputError, UsageError
 from queuectl.core.keys import DEFAULT_QUEUE
-from queuectl.core.models import JobSpec, JobState, spec_from_json, spec_from_mapping
-from queuectl.core.store import EnqueueResult
+from queuectl.core.models import (
+    JobSpec,
+    JobState,
+    run_at_value,
+    spec_from_json,
+    spec_from_mapping,
+    spec_from_options,
+)
 
 DASHDASH = "queuectl.dashdash"
-BATCH = 5000
-PROGRESS_MIN = 5000
-CONFLICTS_SHOWN = 20
 
 HELP = """Enqueue a job: a JSON object, a command after '--', or a JSON-lines file.
 
@@ -32,11 +33,14 @@ HELP = """Enqueue a job: a JSON object, a command after '--', or a JSON-lines fi
   queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
   queuectl enqueue --id job1 --max-retries 3 --timeout 30 -- 'echo hello'
   queuectl enqueue --delay 1m30s -- date
+  queuectl enqueue --env REGION=eu --env DEBUG=1 -- ./report.sh
   queuectl enqueue --file jobs.jsonl        # '-' reads stdin
 
 Prints '<id> <state>' (only the id with --quiet, the record with --json).
 A JSON value that is not an object is refused, never run as a command.
 With --file, every line is validated first: one bad line enqueues nothing.
+A line whose id already exists is skipped, so a file can be run again after
+a failure; the summary says how many were enqueued and skipped.
 """
 
 
@@ -77,6 +81,10 @@ def enqueue(
     replace: Annotated[bool, typer.Option(
         "--replace", help="Replace an existing job with this id if it has ended.",
     )] = False,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", metavar="NAME=VALUE",
+        help="A variable for the job's command (repeatable); QUEUECTL_* names are reserved.",
+    )] = None,
     file: Annotated[str | None, typer.Option(
         "--file", "-f", metavar="PATH",
         help="JSON-lines file of jobs, one object per line; '-' reads stdin.",
@@ -89,13 +97,12 @@ def enqueue(
     """Enqueue a job (see the examples below)."""
     words = words or []
     flags = {"--id": job_id, "--queue": queue, "--max-retries": max_retries,
-             "--timeout": timeout, "--delay": delay, "--run-at": run_at}
+             "--timeout": timeout, "--delay": delay, "--run-at": run_at, "--env": env}
     given = [name for name, value in flags.items() if value is not None]
     if file is not None:
         if words or given:
             raise UsageError(f"--file cannot be combined with {(given or ['a job argument'])[0]}")
-        specs = parse_lines(read_source(file))  # all validated before Redis is touched
-        _enqueue_file(get_client(ctx), specs, replace=replace, as_json=as_json, quiet=quiet)
+        enqueue_file(ctx, file, replace=replace, as_json=as_json, quiet=quiet)
         return
     if not words:
         raise UsageError("nothing to enqueue: give a JSON job, a command after '--', or --file")
@@ -104,24 +111,30 @@ def enqueue(
         if len(words) != after_dashdash:
             # `enqueue '{"command":"x"}' --` must not run the JSON text as a shell command.
             raise UsageError("only the command may follow '--', and nothing may precede it")
-        command = " ".join(words)
         if delay is not None and run_at is not None:
             raise UsageError("give --delay or --run-at, not both")
-        seconds = parse_duration(timeout) if timeout is not None else None
-        later = parse_duration(delay) if delay is not None else None
-        at = parse_run_at(run_at) if run_at is not None else None
-        job = get_client(ctx).enqueue(
-            command, job_id=job_id, queue=queue or DEFAULT_QUEUE, max_retries=max_retries,
-            timeout=seconds, delay=later, run_at=at, replace=replace,
+        # Every value is checked (durations, the time in UTC and its bounds, env) before
+        # the client connects: a refused command must not have touched Redis.
+        spec = spec_from_options(
+            " ".join(words), job_id=job_id, queue=queue or DEFAULT_QUEUE,
+            max_retries=max_retries,
+            timeout=parse_duration(timeout) if timeout is not None else None,
+            delay=parse_duration(delay) if delay is not None else None,
+            run_at=parse_run_at(run_at) if run_at is not None else None,
+            env=parse_env(env) if env is not None else None,
         )
-        _print_job(job.id, job.state, job.public_dict(), as_json=as_json, quiet=quiet)
+        _store_one(get_client(ctx), spec, replace=replace, as_json=as_json, quiet=quiet)
         return
     if len(words) > 1:
         raise UsageError("put the command after '--', e.g. queuectl enqueue -- 'echo hello'")
     if given:
         raise UsageError(f"{given[0]} cannot be combined with a JSON job; put it in the JSON")
     spec = parse_lone_argument(words[0])
-    client = get_client(ctx)
+    _store_one(get_client(ctx), spec, replace=replace, as_json=as_json, quiet=quiet)
+
+
+def _store_one(client: Client, spec: JobSpec, *, replace: bool, as_json: bool,
+               quiet: bool) -> None:
     state = client.enqueue_spec(spec, replace=replace)
     record = client.get(spec.id).public_dict() if as_json else {}
     _print_job(spec.id, state, record, as_json=as_json, quiet=quiet)
@@ -132,8 +145,8 @@ def parse_lone_argument(text: str) -> JobSpec:
     if text.lstrip().startswith(("{", "[")):
         return spec_from_json(text)
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = strictjson.loads(text)
+    except InvalidInputError:
         raise UsageError(
             "a lone argument must be a JSON job object; put a shell command after '--', "
             "e.g. queuectl enqueue -- 'echo hello'"
@@ -142,14 +155,25 @@ def parse_lone_argument(text: str) -> JobSpec:
 
 
 def parse_run_at(text: str) -> datetime:
-    """An ISO 8601 time; without an offset it is taken as UTC, like the JSON ``run_at``."""
+    """An ISO 8601 time in UTC (an offset is converted; none means UTC), within the
+    bounds every run_at has: from 1970 to ten years ahead."""
     try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInputError(
-            f"invalid --run-at {text!r}: use ISO 8601, e.g. 2026-12-01T10:00:00Z"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return run_at_value(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid --run-at {text!r}: {exc}") from None
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` flags into a mapping; the names and values are checked by JobSpec."""
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InvalidInputError(f"invalid --env {item!r}: use NAME=VALUE")
+        if name in env:
+            raise InvalidInputError(f"invalid --env: {name} is given twice")
+        env[name] = value
+    return env
 
 
 def _print_job(job_id: str, state: JobState, record: dict[str, Any], *, as_json: bool,
@@ -162,79 +186,3 @@ def _print_job(job_id: str, state: JobState, record: dict[str, Any], *, as_json:
         print(f"{job_id} {state.value}")
 
 
-# -- bulk ----------------------------------------------------------------------------------
-def read_source(source: str) -> bytes:
-    """The bytes of a file, or of stdin for '-'."""
-    if source == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(source).read_bytes()
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from None
-
-
-def parse_lines(data: bytes) -> list[JobSpec]:
-    """Validate every line before anything is stored; an error names its line number."""
-    specs: list[JobSpec] = []
-    first_line: dict[str, int] = {}
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            spec = spec_from_json(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise InvalidInputError(f"line {number}: not valid UTF-8") from None
-        except QueueCtlError as exc:
-            raise InvalidInputError(f"line {number}: {exc}") from None
-        if spec.id in first_line:
-            raise InvalidInputError(
-                f"line {number}: id {spec.id} repeats line {first_line[spec.id]}"
-            )
-        first_line[spec.id] = number
-        specs.append(spec)
-    return specs
-
-
-def _batches(specs: Sequence[JobSpec]) -> Iterator[Sequence[JobSpec]]:
-    for start in range(0, len(specs), BATCH):
-        yield specs[start:start + BATCH]
-
-
-def enqueue_all(client: Client, specs: Sequence[JobSpec], *,
-                replace: bool) -> list[EnqueueResult]:
-    """Pipelined enqueue with a counter on stderr when it is a terminal and the input is big."""
-    show = len(specs) >= PROGRESS_MIN and sys.stderr.isatty()
-    results: list[EnqueueResult] = []
-    for batch in _batches(specs):
-        results += client.enqueue_many(batch, replace=replace)
-        if show:
-            sys.stderr.write(f"\renqueued {len(results)}/{len(specs)}")
-            sys.stderr.flush()
-    if show:
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
-    return results
-
-
-def _enqueue_file(client: Client, specs: Sequence[JobSpec], *, replace: bool, as_json: bool,
-                  quiet: bool) -> None:
-    results = enqueue_all(client, specs, replace=replace)
-    stored = [r for r in results if r.state is not None]
-    conflicts = [r for r in results if r.state is None]
-    if as_json:
-        render.emit_json({
-            "enqueued": len(stored),
-            "pending": sum(r.state is JobState.PENDING for r in stored),
-            "scheduled": sum(r.state is JobState.SCHEDULED for r in stored),
-            "conflicts": [{"id": r.id, "error": r.error} for r in conflicts],
-        })
-    elif not quiet:
-        print(f"enqueued {len(stored)} job{'s' if len(stored) != 1 else ''}")
-        for result in conflicts[:CONFLICTS_SHOWN]:
-            print(f"conflict: {result.error}")
-        if len(conflicts) > CONFLICTS_SHOWN:
-            print(f"conflict: ... and {len(conflicts) - CONFLICTS_SHOWN} more")
-    if conflicts:
-        raise ConflictError(
-            f"{len(conflicts)} of {len(results)} jobs not enqueued: their ids already exist"
-        )

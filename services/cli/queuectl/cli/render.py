@@ -9,28 +9,28 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from queuectl.cli.durations import format_duration
+from queuectl.core.display import escape
 from queuectl.core.models import iso
-
-_CONTROL = {i: f"\\x{i:02x}" for i in range(32)} | {
-    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 127: "\\x7f",
-}
 
 
 def clean(text: str | None, width: int | None = None) -> str:
-    """One printable line: control characters escaped, cut to ``width`` with an ellipsis."""
+    """One printable line: control, bidi and invisible characters escaped, cut to ``width``
+    with an ellipsis."""
     if text is None:
         return "-"
-    out = text.translate(_CONTROL)
-    # Arguments decoded with surrogateescape would make print() fail on stdout.
-    out = out.encode("utf-8", "backslashreplace").decode("utf-8")
+    out = escape(text)
     if width is not None and len(out) > width:
         out = out[: max(width - 1, 0)] + "…"
     return out
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Columns padded to their widest cell, two spaces apart, no trailing blanks."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    """Columns padded to their widest cell, two spaces apart, no trailing blanks.
+
+    Every cell is escaped here, so no caller can let a raw id, queue or error through.
+    """
+    cells = [[escape(str(h)) for h in headers]] + [[escape(str(c)) for c in row]
+                                                   for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
@@ -40,9 +40,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def pairs(rows: Sequence[tuple[str, str]]) -> str:
-    """``name  value`` lines with the names padded to one width."""
-    width = max((len(name) for name, _ in rows), default=0)
-    return "\n".join(f"{name.ljust(width)}  {value}".rstrip() for name, value in rows)
+    """``name  value`` lines with the names padded to one width (both escaped)."""
+    safe = [(escape(name), escape(value)) for name, value in rows]
+    width = max((len(name) for name, _ in safe), default=0)
+    return "\n".join(f"{name.ljust(width)}  {value}".rstrip() for name, value in safe)
 
 
 def ago(ts: float | None, now: float | None = None) -> str:

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -37,6 +37,7 @@ from queuectl.core.models import (
     JobSpec,
     JobState,
     check_job_id,
+    spec_from_options,
     valid_name,
 )
 from queuectl.core.policy import PolicyView
@@ -126,18 +127,10 @@ class Client:
     def enqueue(self, command: str, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,
                 max_retries: int | None = None, timeout: float | None = None,
                 run_at: datetime | None = None, delay: float | None = None,
-                replace: bool = False) -> Job:
+                env: dict[str, str] | None = None, replace: bool = False) -> Job:
         """Validate and store one job; returns its record."""
-        if delay is not None:
-            run_at = datetime.now(UTC) + timedelta(seconds=delay)
-        data: dict[str, object] = {"command": command, "queue": queue}
-        for name, value in (("id", job_id), ("max_retries", max_retries),
-                            ("timeout", timeout), ("run_at", run_at)):
-            if value is not None:
-                data[name] = value
-        from queuectl.core.models import spec_from_mapping
-
-        spec = spec_from_mapping(data)
+        spec = spec_from_options(command, job_id=job_id, queue=queue, max_retries=max_retries,
+                                 timeout=timeout, run_at=run_at, delay=delay, env=env)
         self.store.enqueue(spec, replace=replace)
         return self.get(spec.id)
 
@@ -146,7 +139,13 @@ class Client:
 
     def enqueue_many(self, specs: Iterable[JobSpec], *,
                      replace: bool = False) -> list[EnqueueResult]:
-        """Store many jobs in pipelined batches; one result per job, in order."""
+        """Store many jobs in pipelined chunks; one result per job, in order.
+
+        A job whose id exists is a result with ``state=None`` and an ``error``, not a
+        failure. At the first job Redis refuses (out of memory, a key of the wrong
+        type, a lost connection) no further chunk is sent and ``BulkEnqueueError`` says
+        exactly which jobs were stored.
+        """
         return self.store.enqueue_many(specs, replace=replace)
 
     # -- reading ---------------------------------------------------------------------

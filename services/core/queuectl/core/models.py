@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from queuectl.core import strictjson
+from queuectl.core.display import escape
 from queuectl.core.errors import DataError, InvalidInputError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.settings import NAME_PATTERN
 
 MAX_COMMAND_BYTES = 128 * 1024
+MIN_TIMEOUT = 0.001
+MAX_TIMEOUT = 30 * 86400
+# How far ahead a job may be scheduled (--delay, --run-at, run_at): further is a typo,
+# and datetimes past the year 9999 cannot even be represented.
+MAX_SCHEDULE_AHEAD = 10 * 365 * 86400
 MAX_ENV_VARS = 100
 MAX_ENV_BYTES = 32 * 1024
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -57,15 +66,22 @@ def new_job_id() -> str:
 
 
 class JobSpec(BaseModel):
-    """What a client submits; everything else in the record is QueueCTL's to set."""
+    """What a client submits; everything else in the record is QueueCTL's to set.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict: a number is a JSON number (not ``true`` or ``"3"``), and every value is
+    checked against what the record, the scripts and a worker can honour, so that a
+    job that is accepted can also be stored, shown and run.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str = Field(default_factory=new_job_id, pattern=NAME_PATTERN)
     command: str = Field(min_length=1)
     queue: str = Field(DEFAULT_QUEUE, pattern=NAME_PATTERN)
     max_retries: int | None = Field(None, ge=0, le=1000)
-    timeout: float | None = Field(None, gt=0, le=30 * 86400)
+    # At least a millisecond: the scripts store seconds with six decimals, and a smaller
+    # value would be stored as 0, which no record may hold.
+    timeout: float | None = Field(None, ge=MIN_TIMEOUT, le=MAX_TIMEOUT, allow_inf_nan=False)
     run_at: datetime | None = None
     env: dict[str, str] | None = None
 
@@ -78,11 +94,13 @@ class JobSpec(BaseModel):
             raise ValueError(f"more than {MAX_ENV_VARS} variables")
         for name, v in value.items():
             if not _ENV_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a variable name")
+                raise ValueError(f"{escape(name)!r} is not a variable name")
             if name.startswith("QUEUECTL_"):
                 raise ValueError(f"{name} is reserved: QUEUECTL_* variables are QueueCTL's")
             if "\x00" in v:
                 raise ValueError(f"{name} contains a NUL byte")
+            if not v.isascii() and not _is_text(v):
+                raise ValueError(f"{name} is not valid UTF-8 text")
         if len(json.dumps(value)) > MAX_ENV_BYTES:
             raise ValueError(f"larger than {MAX_ENV_BYTES} bytes")
         return value
@@ -98,16 +116,72 @@ class JobSpec(BaseModel):
             raise ValueError("command is empty")
         if "\x00" in value:
             raise ValueError("command contains a NUL byte")
-        if len(value.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES:
+        if len(value.encode("utf-8")) > MAX_COMMAND_BYTES:
             raise ValueError(f"command is longer than {MAX_COMMAND_BYTES} bytes")
         return value
 
-    @field_validator("run_at")
+    @field_validator("run_at", mode="before")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+    def _check_run_at(cls, value: object) -> datetime | None:
+        return None if value is None else run_at_value(value)
+
+
+def _is_text(value: str) -> bool:
+    """False for a string holding lone surrogates (bytes that were not UTF-8): Redis
+    could not be sent it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def run_at_value(value: object) -> datetime:
+    """A run_at as an aware UTC datetime: from ISO 8601 text (UTC unless an offset is
+    given), a datetime, or epoch seconds; ValueError outside 1970 .. now + ten years."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("use ISO 8601 such as 2026-12-01T10:00:00Z, "
+                             "or a number of seconds since 1970") from None
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        # timestamp() works for every year datetime can hold; astimezone(UTC) does not
+        # (9999-12-31T23:59:59-05:00 is in the year 10000), so bounds come first.
+        seconds = aware.timestamp()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # Epoch seconds, always: pydantic would read a large number as milliseconds.
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        seconds = float(value)
+    else:
+        raise ValueError("use ISO 8601 text or a number of seconds since 1970")
+    if seconds < 0:
+        raise ValueError("before 1970-01-01T00:00:00Z")
+    if seconds > time.time() + MAX_SCHEDULE_AHEAD:
+        raise ValueError("more than ten years ahead")
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def spec_from_options(command: str, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,
+                      max_retries: int | None = None, timeout: float | None = None,
+                      run_at: datetime | None = None, delay: float | None = None,
+                      env: dict[str, str] | None = None) -> JobSpec:
+    """Validate a job given as separate values (the CLI's flags, ``Client.enqueue``)."""
+    if delay is not None:
+        if run_at is not None:
+            raise InvalidInputError("give a delay or a run_at time, not both")
+        if (isinstance(delay, bool) or not isinstance(delay, int | float)
+                or not 0 <= delay <= MAX_SCHEDULE_AHEAD):  # NaN fails both comparisons
+            raise InvalidInputError("invalid delay: use 0 to ten years in seconds")
+        run_at = datetime.now(UTC) + timedelta(seconds=delay)
+    data: dict[str, object] = {"command": command, "queue": queue}
+    for name, value in (("id", job_id), ("max_retries", max_retries), ("timeout", timeout),
+                        ("run_at", run_at), ("env", env)):
+        if value is not None:
+            data[name] = value
+    return spec_from_mapping(data)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -139,12 +213,8 @@ def spec_from_mapping(data: object) -> JobSpec:
 
 
 def spec_from_json(text: str) -> JobSpec:
-    """Parse and validate the note's JSON form of a job."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-    return spec_from_mapping(data)
+    """Parse (strictly: see core/strictjson.py) and validate the note's JSON form of a job."""
+    return spec_from_mapping(strictjson.loads(text))
 
 
 def valid_name(name: str) -> bool:
@@ -172,7 +242,6 @@ _COUNT = re.compile(r"[0-9]{1,15}")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _EXIT = re.compile(r"-?[0-9]+")
 _NAME = re.compile(NAME_PATTERN)
-MAX_TIMEOUT = 30 * 86400
 COUNT_FIELDS = ("attempts", "lease", "interrupted", "lost", "log_size")
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at")
 
@@ -308,6 +377,10 @@ class Job(BaseModel):
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    """ISO 8601 UTC with milliseconds; a time no datetime can hold (a record may store
+    any decimal) is shown as its number instead of failing the whole command."""
+    try:
+        moment = datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"out of range: {float(ts)!r} s since 1970-01-01"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -11,11 +11,13 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from queuectl.core.display import escape
+from queuectl.core.errors import InvalidInputError
 from queuectl.core.policy import Policy
 
 # The environment gives the runtime policy's defaults (QUEUECTL_POLICY__*).
@@ -34,6 +36,22 @@ DEFAULT_JOB_ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME",
 # shell-style globs * ? and [...] / [!...].
 _ENV_PATTERN_RE = re.compile(r"^(?:[A-Za-z0-9_.-]|\*|\?|\[!?[A-Za-z0-9_.-]+\])+$")
 RESERVED_ENV_PREFIX = "QUEUECTL_"
+
+
+# Bounds of the durations (seconds). Intervals: 10 ms (a smaller one is a busy loop) to
+# 5 min (a worker that beats less often looks dead for that long). A worker TTL past an
+# hour leaves a dead worker's jobs stranded that long; a kill grace past 10 min and a
+# shutdown grace past a day are typos (Kubernetes' own grace is 30 s).
+MIN_INTERVAL = 0.01
+MAX_INTERVAL = 300.0
+MAX_WORKER_TTL = 3600.0
+MAX_KILL_GRACE = 600.0
+MAX_SHUTDOWN_GRACE = 86400.0
+
+
+def _seconds(default: float, low: float, high: float, description: str | None = None) -> Any:
+    """A duration field: finite, ``low <= value <= high``."""
+    return Field(default, ge=low, le=high, allow_inf_nan=False, description=description)
 
 
 class LogTarget(StrEnum):
@@ -70,18 +88,22 @@ class Settings(BaseSettings):
     log_target: LogTarget = LogTarget.FILE
     log_tail_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     metrics_port: int = Field(0, ge=0, le=65535, description="0 = no metrics endpoint")
-    heartbeat_interval: float = Field(2.0, gt=0)
-    worker_ttl: float = Field(10.0, gt=0)
-    idle_wait: float = Field(5.0, gt=0, description="longest block on an empty queue")
-    scheduler_interval: float = Field(1.0, gt=0, description="longest scheduler sleep")
+    # Every duration is finite and bounded: each ends up in an Event.wait, a socket
+    # timeout or a PEXPIRE, where inf or 1e300 is an OverflowError, and a value near 0
+    # turns a wait into a busy loop.
+    heartbeat_interval: float = _seconds(2.0, MIN_INTERVAL, MAX_INTERVAL)
+    worker_ttl: float = _seconds(10.0, MIN_INTERVAL, MAX_WORKER_TTL,
+                                 "seconds a worker's status outlives its last heartbeat")
+    idle_wait: float = _seconds(5.0, MIN_INTERVAL, MAX_INTERVAL,
+                                "longest block on an empty queue")
+    scheduler_interval: float = _seconds(1.0, MIN_INTERVAL, MAX_INTERVAL,
+                                         "longest scheduler sleep")
     scheduler_batch: int = Field(500, ge=1, le=10000)
     worker_id: str | None = Field(None, description="default: <hostname>-<pid>-<random>")
-    shutdown_grace: float = Field(
-        25.0, ge=0, description="seconds running jobs get to finish after SIGTERM"
-    )
-    kill_grace: float = Field(
-        2.0, ge=0, description="seconds between SIGTERM and SIGKILL of a job's process group"
-    )
+    shutdown_grace: float = _seconds(25.0, 0, MAX_SHUTDOWN_GRACE,
+                                     "seconds running jobs get to finish after SIGTERM")
+    kill_grace: float = _seconds(2.0, 0, MAX_KILL_GRACE,
+                                 "seconds between SIGTERM and SIGKILL of a job's process group")
     job_cgroup: JobCgroup = Field(
         JobCgroup.AUTO, description="auto: each run in its own cgroup v2 where writable; off"
     )
@@ -144,6 +166,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"{pattern!r}: QUEUECTL_* variables are never passed to jobs")
         return value
 
+    @field_validator("worker_id", mode="before")
+    @classmethod
+    def _check_worker_id(cls, value: object) -> object:
+        if value == "":
+            return None  # QUEUECTL_WORKER_ID= in a manifest means "not set"
+        # The id is printed in logs and tables and is part of Redis keys: the rules of a
+        # job id, so it can carry no escape sequence, newline or key syntax.
+        if isinstance(value, str) and not _NAME_RE.fullmatch(value):
+            raise ValueError("not a usable id: use 1-128 characters of A-Z a-z 0-9 . _ -")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ttl(self) -> Settings:
+        if self.worker_ttl <= self.heartbeat_interval:
+            # Status hashes would expire between beats and live workers be reaped.
+            raise ValueError(
+                f"QUEUECTL_WORKER_TTL ({self.worker_ttl:g}) must be greater than "
+                f"QUEUECTL_HEARTBEAT_INTERVAL ({self.heartbeat_interval:g})")
+        return self
+
     @field_validator("key_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
@@ -157,16 +199,21 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Build settings from the environment, turning validation errors into one line."""
-    from pydantic import ValidationError
-
-    from queuectl.core.errors import InvalidInputError
-
+    """Build settings from the environment; any problem is InvalidInputError (one line)."""
     try:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        if not first["loc"]:  # a check across fields names its variables itself
+            raise InvalidInputError(f"invalid environment: {escape(msg)}") from None
         # Nested fields are read from QUEUECTL_POLICY__MAX_RETRIES: name that variable.
         where = "__".join(str(p) for p in first["loc"])
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        raise InvalidInputError(f"invalid environment QUEUECTL_{where.upper()}: {msg}") from None
+        raise InvalidInputError(
+            f"invalid environment QUEUECTL_{where.upper()}: {escape(msg)}") from None
+    except SettingsError as exc:
+        # pydantic-settings could not decode a value at all (QUEUECTL_POLICY=not-json).
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"QUEUECTL_{field.group(1).upper()}" if field else "a QUEUECTL_* variable"
+        raise InvalidInputError(f"invalid environment {name}: not valid JSON (set "
+                                f"{name}__<KEY> variables one by one instead)") from None

@@ -7,17 +7,15 @@ modules and mixed into the one ``Store`` class.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from queuectl.core.admin_ops import AdminOps
+from queuectl.core.enqueueing import BulkEnqueueError, EnqueueOps
 from queuectl.core.errors import ConflictError, LeaseLostError
-from queuectl.core.models import JobSpec, JobState
 from queuectl.core.policy import MAX_RETRY_DELAY
 from queuectl.core.recovery import RecoveryOps
 from queuectl.core.scripting import (
-    PIPELINE_CHUNK,
     QUARANTINED,
     EnqueueResult,
     FailOutcome,
@@ -28,90 +26,12 @@ from queuectl.core.scripting import (
     num,
 )
 
-__all__ = ["EnqueueResult", "FailOutcome", "Fetched", "Quarantined", "Store", "as_str",
-           "check_reply", "num"]
+__all__ = ["BulkEnqueueError", "EnqueueResult", "FailOutcome", "Fetched", "Quarantined",
+           "Store", "as_str", "check_reply", "num"]
 
 
-class Store(RecoveryOps, AdminOps):
+class Store(EnqueueOps, RecoveryOps, AdminOps):
     """Typed access to QueueCTL's scripts; every method is safe to call from many threads."""
-
-    # -- enqueue ----------------------------------------------------------------
-    def _enqueue_call(self, spec: JobSpec, replace: bool, trace_context: str,
-                      client: Any = None, old_queue: str = "", token: str = "") -> Any:
-        k = self.keys
-        run_at = spec.run_at.timestamp() if spec.run_at is not None else None
-        # A replace removes the ended job from its own queue's indexes, which may not be
-        # the new job's queue: the caller read it (the script checks it is still so).
-        old = old_queue or spec.queue
-        return self._run(
-            "enqueue",
-            [k.job(spec.id), k.queue(spec.queue), k.wake(spec.queue), k.delayed, k.queues,
-             k.dead_letter, k.completed, k.cancelled, k.log(spec.id), k.scheduler_wake,
-             k.quarantine, k.quarantine_why, k.index(spec.queue, "scheduled"),
-             k.index(old, "dead"), k.index(old, "completed"), k.index(old, "cancelled")],
-            [spec.id, spec.queue, spec.command, num(spec.max_retries), num(spec.timeout),
-             num(run_at), "1" if replace else "0", trace_context,
-             token or secrets.token_hex(8), spec.env_json(), old_queue],
-            client,
-        )
-
-    @staticmethod
-    def _enqueue_result(job_id: str, reply: Sequence[Any]) -> EnqueueResult:
-        code = int(reply[0])
-        if code == 0:
-            return EnqueueResult(job_id, JobState.PENDING)
-        if code == 1:
-            return EnqueueResult(job_id, JobState.SCHEDULED)
-        state = as_str(reply[1])
-        if code == -1:
-            return EnqueueResult(job_id, None, f"job {job_id} already exists and is {state}")
-        return EnqueueResult(
-            job_id, None, f"job {job_id} already exists ({state}); use --replace to replace it"
-        )
-
-    def _enqueue_one(self, spec: JobSpec, replace: bool, trace_context: str) -> Any:
-        token = secrets.token_hex(8)
-        old = self.queue_of(spec.id) if replace else ""
-        for _ in range(3):
-            reply = self._enqueue_call(spec, replace, trace_context, old_queue=old, token=token)
-            if int(reply[0]) != -4:
-                return reply
-            old = self.queue_of(spec.id)  # the record changed since it was read
-        raise ConflictError(f"job {spec.id} kept changing; try again")
-
-    def enqueue(self, spec: JobSpec, *, replace: bool = False,
-                trace_context: str = "") -> JobState:
-        """Store one job; raises ConflictError if its id is taken."""
-        result = self._enqueue_result(spec.id, self._enqueue_one(spec, replace, trace_context))
-        if result.state is None:
-            raise ConflictError(result.error or "conflict")
-        return result.state
-
-    def enqueue_many(self, specs: Iterable[JobSpec], *,
-                     replace: bool = False) -> list[EnqueueResult]:
-        """Store many jobs, pipelined in chunks; each job is still one atomic script call."""
-        results: list[EnqueueResult] = []
-        chunk: list[JobSpec] = []
-
-        def flush() -> None:
-            olds = [self.queue_of(s.id) for s in chunk] if replace else [""] * len(chunk)
-            pipe = self.redis.pipeline(transaction=False)
-            for spec, old in zip(chunk, olds, strict=True):
-                self._enqueue_call(spec, replace, "", pipe, old_queue=old)
-            for spec, reply in zip(chunk, pipe.execute(), strict=True):
-                done = check_reply(reply)
-                if int(done[0]) == -4:
-                    done = self._enqueue_one(spec, replace, "")
-                results.append(self._enqueue_result(spec.id, done))
-            chunk.clear()
-
-        for spec in specs:
-            chunk.append(spec)
-            if len(chunk) >= PIPELINE_CHUNK:
-                flush()
-        if chunk:
-            flush()
-        return results
 
     # -- the worker's hot path ------------------------------------------------------
     def fetch(self, worker_id: str, queues: Sequence[str]) -> Fetched | None:

@@ -1,0 +1,233 @@
+"""``queuectl enqueue --file``: many jobs from JSON lines, all checked before any is stored.
+
+Two passes over the input. The first reads it line by line (never more than one line
+in memory, and a line longer than any job can be is refused by its length before it
+is parsed), validates every line and copies the input to a temporary file. Only when
+every line is valid does the second pass read that copy again and store the jobs in
+pipelined chunks. The copy makes stdin, pipes and ``<(...)`` work, and makes what is
+stored exactly what was validated even if the file changes meanwhile.
+
+A job whose id already exists is skipped and counted, so running the same file again
+after a failure stores each missing job once. When Redis refuses a job (maxmemory, a
+lost connection) nothing more is sent, and the summary says how many jobs were stored
+and which line stopped it.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import redis
+import typer
+
+from queuectl.cli import render
+from queuectl.cli.context import get_client, get_state
+from queuectl.core.client import Client
+from queuectl.core.enqueueing import BulkEnqueueError
+from queuectl.core.errors import InvalidInputError, QueueCtlError
+from queuectl.core.models import JobSpec, JobState, spec_from_json
+from queuectl.core.resilience import redis_error_message
+from queuectl.core.store import EnqueueResult
+from queuectl.core.strictjson import MAX_JOB_JSON_BYTES
+
+# A line may hold the longest valid job, every character \u-escaped (core/strictjson.py).
+MAX_LINE_BYTES = MAX_JOB_JSON_BYTES
+# Jobs handed to the client at once: one pipeline each (the client cuts it by bytes too).
+BATCH = 1000
+BATCH_BYTES = 4 * 1024 * 1024
+PROGRESS_MIN = 5000
+SKIPPED_SHOWN = 20
+
+
+@dataclass
+class Tally:
+    """What the second pass did, for the summary."""
+
+    total: int
+    keep_skipped: bool = False  # every skipped job (for --json), else the first few
+    pending: int = 0
+    scheduled: int = 0
+    skipped: int = 0
+    shown: list[EnqueueResult] = field(default_factory=list)
+    sent: int = 0
+
+    @property
+    def enqueued(self) -> int:
+        return self.pending + self.scheduled
+
+    def add(self, results: list[EnqueueResult]) -> None:
+        for result in results:
+            if result.state is JobState.PENDING:
+                self.pending += 1
+            elif result.state is JobState.SCHEDULED:
+                self.scheduled += 1
+            else:
+                self.skipped += 1
+                if self.keep_skipped or len(self.shown) < SKIPPED_SHOWN:
+                    self.shown.append(result)
+
+
+class StoppedError(QueueCtlError):
+    """The second pass stopped part-way; the message says where and what was stored."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each line, refusing one longer than MAX_LINE_BYTES unread."""
+    number = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise InvalidInputError(
+                f"line {number}: longer than {MAX_LINE_BYTES} bytes, more than any job needs "
+                f"(the command is at most 128 KiB)")
+        yield number, raw
+
+
+def parse_line(number: int, raw: bytes) -> JobSpec:
+    """One job line, errors prefixed with its number."""
+    try:
+        return spec_from_json(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"line {number}: not valid UTF-8") from None
+    except QueueCtlError as exc:
+        raise InvalidInputError(f"line {number}: {exc}") from None
+
+
+def check(source: IO[bytes], spool: IO[bytes]) -> int:
+    """First pass: validate every line, copy the input to ``spool``; the number of jobs."""
+    first_line: dict[str, int] = {}
+    jobs = 0
+    for number, raw in read_lines(source):
+        spool.write(raw)
+        if not raw.strip():
+            continue
+        spec = parse_line(number, raw)
+        if "id" in spec.model_fields_set:
+            if spec.id in first_line:
+                raise InvalidInputError(
+                    f"line {number}: id {spec.id} repeats line {first_line[spec.id]}")
+            first_line[spec.id] = number
+        jobs += 1
+    spool.flush()
+    spool.seek(0)
+    return jobs
+
+
+def _batches(spool: IO[bytes]) -> Iterator[tuple[list[JobSpec], list[int]]]:
+    """Second pass: the validated jobs again, in batches, with their line numbers."""
+    specs: list[JobSpec] = []
+    lines: list[int] = []
+    size = 0
+    for number, raw in read_lines(spool):
+        if not raw.strip():
+            continue
+        specs.append(parse_line(number, raw))
+        lines.append(number)
+        size += len(raw)
+        if len(specs) >= BATCH or size >= BATCH_BYTES:
+            yield specs, lines
+            specs, lines, size = [], [], 0
+    if specs:
+        yield specs, lines
+
+
+def store(client: Client, spool: IO[bytes], tally: Tally, *, replace: bool,
+          where: str) -> None:
+    """Enqueue the spooled jobs; StoppedError (with the summary so far) if Redis refuses one."""
+    show = tally.total >= PROGRESS_MIN and sys.stderr.isatty()
+    try:
+        for specs, lines in _batches(spool):
+            try:
+                tally.add(client.enqueue_many(specs, replace=replace))
+            except BulkEnqueueError as exc:
+                tally.add(exc.results)
+                tally.sent += exc.sent
+                raise StoppedError(_stop_message(exc, lines[exc.index], tally, where),
+                              exc.exit_code) from None
+            tally.sent += len(specs)
+            if show:
+                sys.stderr.write(f"\renqueued {tally.sent}/{tally.total}")
+                sys.stderr.flush()
+    except InvalidInputError as exc:
+        # The copy is what the first pass validated: only a temporary file changed by
+        # someone else gets here. Say what was stored all the same.
+        raise StoppedError(f"stopped: {exc}; {tally.enqueued} of {tally.total} jobs enqueued",
+                           exc.exit_code) from None
+    finally:
+        if show:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _stop_message(exc: BulkEnqueueError, line: int, tally: Tally, where: str) -> str:
+    """One line: the line that stopped it, why, and exactly what was and was not stored."""
+    cause = exc.cause
+    if isinstance(cause, redis.OutOfMemoryError):
+        why = "Redis refused the job: out of memory (used memory > maxmemory)"
+    elif isinstance(cause, redis.RedisError):
+        why = redis_error_message(cause, where)
+    else:
+        why = str(cause)
+    parts = [f"stopped at line {line}: {why}",
+             f"{tally.enqueued} of {tally.total} jobs enqueued, {tally.skipped} skipped"]
+    if exc.unsure:
+        parts.append(f"the replies for {exc.unsure} jobs from line {line} on were lost: "
+                     "they may or may not be stored")
+    parts.append(f"{tally.total - tally.sent} not sent; running the same file again skips "
+                 "the jobs already stored (a line without an id is enqueued again)")
+    return "; ".join(parts)
+
+
+def summary(tally: Tally, *, as_json: bool, quiet: bool, stopped: StoppedError | None) -> None:
+    """Print what was stored and skipped (even when stopped part-way)."""
+    if as_json:
+        render.emit_json({
+            "enqueued": tally.enqueued, "pending": tally.pending, "scheduled": tally.scheduled,
+            "skipped": [{"id": r.id, "reason": r.error} for r in tally.shown],
+            "total": tally.total, "error": str(stopped) if stopped else None,
+        })
+        return
+    if quiet:
+        return
+    line = f"enqueued {tally.enqueued} job{'s' if tally.enqueued != 1 else ''}"
+    if tally.skipped:
+        line += f", skipped {tally.skipped} existing"
+    print(line)
+    for result in tally.shown[:SKIPPED_SHOWN]:
+        print(f"skipped: {render.clean(result.error)}")
+    if tally.skipped > SKIPPED_SHOWN:
+        print(f"skipped: ... and {tally.skipped - SKIPPED_SHOWN} more")
+
+
+def enqueue_file(ctx: typer.Context, source: str, *, replace: bool, as_json: bool,
+                 quiet: bool) -> None:
+    """``enqueue --file SOURCE``: check every line, then store the jobs and summarise."""
+    with ExitStack() as stack:
+        try:
+            spool: Any = stack.enter_context(tempfile.TemporaryFile(prefix="queuectl-"))
+            stream: IO[bytes] = (sys.stdin.buffer if source == "-"
+                                 else stack.enter_context(open(source, "rb")))
+            tally = Tally(check(stream, spool), keep_skipped=as_json)  # before Redis is touched
+        except OSError as exc:
+            what = "stdin" if source == "-" else source
+            raise InvalidInputError(f"cannot read {what} (into a temporary file): "
+                                    f"{exc.strerror or exc}") from None
+        client = get_client(ctx)
+        stopped: StoppedError | None = None
+        try:
+            store(client, spool, tally, replace=replace,
+                  where=get_state(ctx).redis_description())
+        except StoppedError as exc:
+            stopped = exc
+        summary(tally, as_json=as_json, quiet=quiet, stopped=stopped)
+        if stopped is not None:
+            raise stopped
