@@ -55,6 +55,8 @@ def test_valid_values_are_normalised(name: str, raw: str, stored: str) -> None:
     ("max-lost", "0", "value must be >= 1, got 0"),
     ("max-retries", "1_0", "'1_0' is not a whole number"),
     ("backoff-base", "0x10", "'0x10' is not a number"),
+    ("job-timeout", "1e-300", "value must be 0 or at least 0.001, got 1e-300"),
+    ("backoff-base", "0.0001", "value must be 0 or at least 0.001, got 0.0001"),
 ])
 def test_invalid_values_are_refused_with_one_line(name: str, raw: str, reason: str) -> None:
     with pytest.raises(InvalidInputError) as caught:

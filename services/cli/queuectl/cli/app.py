@@ -61,6 +61,7 @@ app.command("wait")(jobs.wait)
 app.command("cancel")(jobs.cancel)
 app.command("scheduler")(admin.scheduler)
 app.command("doctor")(care.doctor)
+app.command("acl")(care.acl)
 
 dlq_app = _typer("The dead letter queue: jobs that exhausted their retries.")
 dlq_app.command("list")(admin.dlq_list)

@@ -74,6 +74,26 @@ def quarantine_purge(
     print(f"purged {purged} job{'s' if purged != 1 else ''}")
 
 
+def acl(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(
+        metavar="SERVICE", help="worker, scheduler or cli.", show_default=False)],
+    user: Annotated[str | None, typer.Option(
+        "--user", metavar="NAME", help="ACL user name (default: queuectl-SERVICE).",
+        show_default=False)] = None,
+) -> None:
+    """Print the least-privilege ACL SETUSER command for one service (for redis-cli).
+
+    Exactly the commands the service sends, and those its scripts run, on the keys of
+    QUEUECTL_KEY_PREFIX; replace PASSWORD. Needs no Redis.
+    """
+    from queuectl.cli.context import get_state
+    from queuectl.core import acl as acl_rules
+
+    prefix = get_state(ctx).settings.key_prefix
+    print("ACL SETUSER " + " ".join(acl_rules.setuser(service, prefix, user or "")))
+
+
 def doctor(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option(

@@ -13,7 +13,12 @@ from queuectl.cli import render
 from queuectl.cli.context import get_client
 from queuectl.cli.durations import format_duration, parse_duration
 from queuectl.core.client import LogTail, parse_state
-from queuectl.core.errors import EXIT_JOB_FAILED, InvalidInputError
+from queuectl.core.errors import (
+    EXIT_JOB_FAILED,
+    InvalidInputError,
+    UsageError,
+    WaitTimeoutError,
+)
 from queuectl.core.models import CorruptRecordError, Job, JobState
 from queuectl.core.settings import NAME_PATTERN
 
@@ -159,8 +164,16 @@ def logs(
     job_id: JobId,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new output until the job ends.")] = False,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", "-t", metavar="DURATION", show_default=False,
+        help="With --follow: give up after this long (default: until the job ends) and exit 7.",
+    )] = None,
 ) -> None:
     """Print the kept tail of a job's output, raw, as the command wrote it."""
+    limit = parse_duration(timeout) if timeout is not None else None
+    if limit is not None and not follow:
+        raise UsageError("--timeout only applies to --follow")
+    deadline = None if limit is None else time.monotonic() + limit
     client = get_client(ctx)
     tail = client.logs(job_id)
     if tail.total > len(tail.data):
@@ -168,7 +181,10 @@ def logs(
               f"(the last {len(tail.data)} bytes are kept)")
     _write(tail.data)
     printed = tail.total
-    while follow and not tail.state.ended:
+    while follow and not tail.state.ended and tail.state is not JobState.QUARANTINED:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeoutError(f"job {job_id} has not ended after {timeout}; "
+                                   f"it is {tail.state.value}")
         time.sleep(FOLLOW_POLL)
         tail = client.logs(job_id)
         if tail.total < printed:
@@ -189,7 +205,8 @@ def wait(
     )],
     timeout: Annotated[str | None, typer.Option(
         "--timeout", "-t", metavar="DURATION", show_default=False,
-        help="Give up after this long (seconds, or 30s, 5m ...) and exit 7.",
+        help="Give up after this long (seconds, or 30s, 5m ...) and exit 7; "
+        "default: wait until every job ends.",
     )] = None,
 ) -> None:
     """Block until the jobs end; print each final state; exit 1 unless all completed."""

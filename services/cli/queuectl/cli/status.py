@@ -10,9 +10,9 @@ import typer
 
 from queuectl.cli import render
 from queuectl.cli.context import get_client
-from queuectl.core.client import Status, WorkerInfo
 from queuectl.core.keys import INDEXED_STATES
 from queuectl.core.models import iso
+from queuectl.core.overview import Status, WorkerInfo
 
 JOBS_WIDTH = 40
 # The busiest queues shown by the human form; --json lists every queue.
@@ -103,7 +103,8 @@ def status(
         "--watch", "-w", help="Refresh until Ctrl-C (with --json: one JSON line each time).",
     )] = False,
     interval: Annotated[float, typer.Option(
-        "--interval", metavar="SECONDS", min=0.1, help="Seconds between refreshes with --watch.",
+        "--interval", metavar="SECONDS", min=0.1, max=3600,
+        help="Seconds between refreshes with --watch.",
     )] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

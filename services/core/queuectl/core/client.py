@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from queuectl.core.errors import (
     NotFoundError,
     WaitTimeoutError,
 )
-from queuectl.core.keys import DEFAULT_QUEUE, INDEXED_STATES
+from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.listing import Lister, Listing
 from queuectl.core.models import (
     CorruptRecordError,
@@ -40,6 +40,7 @@ from queuectl.core.models import (
     spec_from_options,
     valid_name,
 )
+from queuectl.core.overview import Inspection
 from queuectl.core.policy import PolicyView
 from queuectl.core.settings import Settings
 from queuectl.core.store import EnqueueResult, Store, as_str
@@ -53,37 +54,6 @@ def _decoded(raw: Any) -> dict[str, str]:
 
 def _wrongtype(exc: redis.ResponseError) -> bool:
     return str(exc).startswith("WRONGTYPE")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    id: str
-    alive: bool
-    last_beat: float
-    fields: dict[str, str]
-    inflight: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """One queue: its jobs in each state now, and its running totals since counting began."""
-
-    name: str
-    pending: int
-    states: dict[str, int]
-    totals: dict[str, int]
-
-
-@dataclass(slots=True)
-class Status:
-    states: dict[str, int]
-    queues: list[QueueStats]
-    workers: list[WorkerInfo]
-    schedulers: dict[str, float] = field(default_factory=dict)
-    server_time: float = 0.0
-    # Keys that could not be read (wrong type) and config values that do not parse:
-    # the counts above treat such a key as empty; `queuectl doctor` says more.
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +81,7 @@ class LogTail:
     state: JobState
 
 
-class Client:
+class Client(Inspection):
     """Typed operations over one Store; every method is safe to call from many threads."""
 
     def __init__(self, store: Store) -> None:
@@ -210,27 +180,6 @@ class Client:
                     unreadable.append(job_id)
         return out
 
-    def _read(self, pipe: Any, problems: list[str], names: Sequence[str]) -> list[Any]:
-        """Execute ``pipe``; a reply that failed with WRONGTYPE becomes None and a problem."""
-        out: list[Any] = []
-        for name, reply in zip(names, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(reply, redis.ResponseError) and _wrongtype(reply):
-                problems.append(f"key {name} has the wrong type (queuectl doctor)")
-                out.append(None)
-            elif isinstance(reply, Exception):
-                raise reply
-            else:
-                out.append(reply)
-        return out
-
-    def queue_names(self, problems: list[str] | None = None) -> list[str]:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.smembers(self.keys.queues)
-        (members,) = self._read(pipe, problems if problems is not None else [], [self.keys.queues])
-        names = {as_str(q) for q in members or ()}
-        names.add(DEFAULT_QUEUE)
-        return sorted(n for n in names if valid_name(n))
-
     def iter_jobs(self, state: JobState | None = None, queue: str | None = None,
                   limit: int = 50, cursor: str | None = None) -> tuple[Iterator[Job], Listing]:
         """Jobs in lifecycle order as they are read (0 = no limit); the Listing fills in
@@ -245,93 +194,6 @@ class Client:
         listed = list(jobs)
         return JobPage(listed, seen.unreadable, seen.next_cursor)
 
-    def workers(self, problems: list[str] | None = None) -> list[WorkerInfo]:
-        k = self.keys
-        problems = problems if problems is not None else []
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrange(k.workers, 0, -1, withscores=True)
-        (scored,) = self._read(pipe, problems, [k.workers])
-        entries = [(as_str(m), float(s)) for m, s in scored or ()]
-        pipe = self.redis.pipeline(transaction=False)
-        names = []
-        for worker_id, _ in entries:
-            pipe.hgetall(k.worker(worker_id))
-            pipe.smembers(k.inflight(worker_id))
-            names += [k.worker(worker_id), k.inflight(worker_id)]
-        replies = self._read(pipe, problems, names)
-        out = []
-        for i, (worker_id, beat) in enumerate(entries):
-            raw, held = replies[2 * i] or {}, replies[2 * i + 1] or set()
-            out.append(WorkerInfo(
-                id=worker_id, alive=bool(raw), last_beat=beat, fields=_decoded(raw),
-                inflight=sorted(as_str(j) for j in held),
-            ))
-        return out
-
-    def status(self) -> Status:
-        """Counts by state and by queue, workers and schedulers."""
-        k = self.keys
-        problems: list[str] = []
-        view = self.store.policies.refresh()
-        problems += [f"config {name}: {why}" for name, why in view.invalid.items()]
-        queues = self.queue_names(problems)
-        workers = self.workers(problems)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
-        names = ["TIME"]
-        for key, count in ((k.delayed, pipe.zcard), (k.retry_queue, pipe.zcard),
-                           (k.dead_letter, pipe.llen), (k.completed, pipe.zcard),
-                           (k.cancelled, pipe.zcard), (k.quarantine, pipe.zcard)):
-            count(key)
-            names.append(key)
-        pipe.hgetall(k.stats)
-        pipe.zrange(k.schedulers, 0, -1, withscores=True)
-        names += [k.stats, k.schedulers]
-        head = self._read(pipe, problems, names)
-        secs, micros = head[0]
-        scheduled, failed, dead, completed, cancelled, quarantined, raw_stats, scheds = head[1:]
-        qstats = self._queue_stats(queues, raw_stats or {}, problems)
-        states = {
-            JobState.PENDING.value: sum(q.pending for q in qstats),
-            JobState.SCHEDULED.value: int(scheduled or 0),
-            JobState.PROCESSING.value: sum(len(w.inflight) for w in workers),
-            JobState.FAILED.value: int(failed or 0),
-            JobState.DEAD.value: int(dead or 0),
-            JobState.COMPLETED.value: int(completed or 0),
-            JobState.CANCELLED.value: int(cancelled or 0),
-            JobState.QUARANTINED.value: int(quarantined or 0),
-        }
-        return Status(states, qstats, workers, {as_str(m): float(s) for m, s in scheds or ()},
-                      secs + micros / 1e6, problems)
-
-    def _queue_stats(self, queues: list[str], raw_stats: Any,
-                     problems: list[str]) -> list[QueueStats]:
-        """Per queue: pending (its list) and the other states (its indexes), pipelined."""
-        k = self.keys
-        totals: dict[str, dict[str, int]] = {}
-        for field_name, value in raw_stats.items():
-            kind, _, queue = as_str(field_name).partition(":")
-            if as_str(value).isdigit():
-                totals.setdefault(queue, {})[kind] = int(value)
-        out = []
-        for start in range(0, len(queues), 200):
-            chunk = queues[start:start + 200]
-            pipe = self.redis.pipeline(transaction=False)
-            names = []
-            for q in chunk:
-                pipe.llen(k.queue(q))
-                names.append(k.queue(q))
-                for state in INDEXED_STATES:
-                    pipe.zcard(k.index(q, state))
-                    names.append(k.index(q, state))
-            counts = [int(n or 0) for n in self._read(pipe, problems, names)]
-            width = 1 + len(INDEXED_STATES)
-            for i, q in enumerate(chunk):
-                row = counts[i * width:(i + 1) * width]
-                out.append(QueueStats(q, row[0], dict(zip(INDEXED_STATES, row[1:], strict=True)),
-                                      totals.get(q, {})))
-        return out
-
     def logs(self, job_id: str) -> LogTail:
         """The stored tail of a job's output and how many bytes it produced in all."""
         # One MULTI: a follower derives the new bytes from total and tail, so both must
@@ -339,14 +201,17 @@ class Client:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self.keys.job(check_job_id(job_id)))
         pipe.get(self.keys.log(job_id))
-        raw, data = pipe.execute(raise_on_error=False)
+        pipe.zscore(self.keys.quarantine, job_id)
+        raw, data, quarantined = pipe.execute(raise_on_error=False)
         if isinstance(raw, Exception):
             raise DataError(f"key {self.keys.job(job_id)} is not a job hash (queuectl doctor)")
         if not raw:
             raise NotFoundError(f"no job {job_id}")
         job = Job.from_hash(_decoded(raw), job_id)
         tail = bytes(data) if isinstance(data, bytes) else b""
-        return LogTail(tail, job.log_size, job.state)
+        # A quarantined job will not move on by itself: a follower stops there.
+        state = JobState.QUARANTINED if isinstance(quarantined, float) else job.state
+        return LogTail(tail, job.log_size, state)
 
     def log_kept(self, job_id: str) -> int:
         """How many bytes of the job's output are stored (the tail ``logs`` prints)."""

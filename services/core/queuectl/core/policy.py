@@ -30,6 +30,7 @@ DAY = 86400
 MAX_RETRY_DELAY = 30 * DAY
 MAX_JOB_TIMEOUT = 30 * DAY
 MAX_COMPLETED_TTL = 10 * 365 * DAY
+MIN_SECONDS = 0.001
 
 _NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
@@ -105,6 +106,9 @@ def parse_value(name: str, raw: str) -> float | int:
     value = float(text)
     if not math.isfinite(value):
         raise InvalidInputError(f"{raw!r} is not a finite number")
+    if 0 < value < MIN_SECONDS:
+        # Stored with millisecond precision; 1e-300 would be stored as 0 (no timeout).
+        raise InvalidInputError(f"value must be 0 or at least {MIN_SECONDS:g}, got {text}")
     try:
         Policy.model_validate({key.attr: int(value) if integer else value})
     except ValidationError as exc:
@@ -116,7 +120,7 @@ def format_value(value: float) -> str:
     """The stored form: ``3``, ``0.5`` (no exponent, no trailing zeros)."""
     if float(value).is_integer():
         return str(int(value))
-    return f"{value:.6f}".rstrip("0").rstrip(".")
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def normalise(name: str, raw: str) -> str:

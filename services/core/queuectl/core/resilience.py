@@ -71,8 +71,10 @@ def redis_error_message(exc: BaseException, url: str) -> str:
     kind = classify(exc)
     if kind is Failure.REFUSED:
         if isinstance(exc, PermissionDeniedError | NoPermissionError) or "NOPERM" in text:
+            if isinstance(exc, PermissionDeniedError):
+                return text  # the script's own words, which name the command and key
             return (f"Redis at {where} refused a command QueueCTL needs ({text}); grant the "
-                    "ACL in the README's 'Least-privilege ACLs' section")
+                    "ACL that `queuectl acl SERVICE` prints (README: Least-privilege ACLs)")
         return f"Redis at {where} refused the credentials: {text}"
     if kind is Failure.OUTAGE:
         return f"cannot reach Redis at {where}: {text}"

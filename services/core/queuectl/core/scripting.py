@@ -118,7 +118,9 @@ def check_reply(reply: Any) -> Any:
         if reply[0] == DATA_ERROR:
             raise DataError(as_str(reply[1]))
         if reply[0] == NO_PERM:
-            raise PermissionDeniedError(as_str(reply[1]))
+            raise PermissionDeniedError(
+                f"Redis refused a command QueueCTL needs ({as_str(reply[1])}); grant the ACL "
+                "that `queuectl acl SERVICE` prints (README: Least-privilege ACLs)")
     return reply
 
 

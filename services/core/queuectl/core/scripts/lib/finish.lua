@@ -23,10 +23,3 @@ local function park(inflight, qzset, qwhy, id, why, by, state, now)
   redis.call('SREM', inflight, id)
   quarantine(qzset, qwhy, id, why, by, state, now)
 end
-
--- set_expiry(key, ttl): keep an ended job's keys `ttl` seconds ("0" = forever).
-local function set_expiry(key, ttl)
-  if ttl > 0 and redis.call('EXISTS', key) == 1 then
-    redis.call('EXPIRE', key, math.ceil(ttl))
-  end
-end

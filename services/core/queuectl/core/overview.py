@@ -1,0 +1,173 @@
+"""What ``status`` and ``worker list`` read: counts by state and queue, workers, schedulers.
+
+Every read tolerates keys of the wrong type: such a key counts as empty and is
+named in ``Status.problems`` (``queuectl doctor`` says more), so that one bad key
+never hides the rest of the picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from queuectl.core.keys import DEFAULT_QUEUE, INDEXED_STATES, Keys
+from queuectl.core.models import JobState, valid_name
+from queuectl.core.store import Store, as_str
+
+
+def _decoded(raw: Any) -> dict[str, str]:
+    return {as_str(k): as_str(v) for k, v in raw.items()}
+
+
+def _wrongtype(exc: redis.ResponseError) -> bool:
+    return str(exc).startswith("WRONGTYPE")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    alive: bool
+    last_beat: float
+    fields: dict[str, str]
+    inflight: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue: its jobs in each state now, and its running totals since counting began."""
+
+    name: str
+    pending: int
+    states: dict[str, int]
+    totals: dict[str, int]
+
+
+@dataclass(slots=True)
+class Status:
+    states: dict[str, int]
+    queues: list[QueueStats]
+    workers: list[WorkerInfo]
+    schedulers: dict[str, float] = field(default_factory=dict)
+    server_time: float = 0.0
+    # Keys that could not be read (wrong type) and config values that do not parse:
+    # the counts above treat such a key as empty; `queuectl doctor` says more.
+    problems: list[str] = field(default_factory=list)
+
+
+class Inspection:
+    """Status reads over one Store; mixed into ``Client``."""
+
+    store: Store
+    redis: redis.Redis
+    keys: Keys
+
+    def _read(self, pipe: Any, problems: list[str], names: Sequence[str]) -> list[Any]:
+        """Execute ``pipe``; a reply that failed with WRONGTYPE becomes None and a problem."""
+        out: list[Any] = []
+        for name, reply in zip(names, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, redis.ResponseError) and _wrongtype(reply):
+                problems.append(f"key {name} has the wrong type (queuectl doctor)")
+                out.append(None)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                out.append(reply)
+        return out
+
+    def queue_names(self, problems: list[str] | None = None) -> list[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.keys.queues)
+        (members,) = self._read(pipe, problems if problems is not None else [], [self.keys.queues])
+        names = {as_str(q) for q in members or ()}
+        names.add(DEFAULT_QUEUE)
+        return sorted(n for n in names if valid_name(n))
+
+    def workers(self, problems: list[str] | None = None) -> list[WorkerInfo]:
+        k = self.keys
+        problems = problems if problems is not None else []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(k.workers, 0, -1, withscores=True)
+        (scored,) = self._read(pipe, problems, [k.workers])
+        entries = [(as_str(m), float(s)) for m, s in scored or ()]
+        pipe = self.redis.pipeline(transaction=False)
+        names = []
+        for worker_id, _ in entries:
+            pipe.hgetall(k.worker(worker_id))
+            pipe.smembers(k.inflight(worker_id))
+            names += [k.worker(worker_id), k.inflight(worker_id)]
+        replies = self._read(pipe, problems, names)
+        out = []
+        for i, (worker_id, beat) in enumerate(entries):
+            raw, held = replies[2 * i] or {}, replies[2 * i + 1] or set()
+            out.append(WorkerInfo(
+                id=worker_id, alive=bool(raw), last_beat=beat, fields=_decoded(raw),
+                inflight=sorted(as_str(j) for j in held),
+            ))
+        return out
+
+    def status(self) -> Status:
+        """Counts by state and by queue, workers and schedulers."""
+        k = self.keys
+        problems: list[str] = []
+        view = self.store.policies.refresh()
+        problems += [f"config {name}: {why}" for name, why in view.invalid.items()]
+        queues = self.queue_names(problems)
+        workers = self.workers(problems)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        names = ["TIME"]
+        for key, count in ((k.delayed, pipe.zcard), (k.retry_queue, pipe.zcard),
+                           (k.dead_letter, pipe.llen), (k.completed, pipe.zcard),
+                           (k.cancelled, pipe.zcard), (k.quarantine, pipe.zcard)):
+            count(key)
+            names.append(key)
+        pipe.hgetall(k.stats)
+        pipe.zrange(k.schedulers, 0, -1, withscores=True)
+        names += [k.stats, k.schedulers]
+        head = self._read(pipe, problems, names)
+        secs, micros = head[0]
+        scheduled, failed, dead, completed, cancelled, quarantined, raw_stats, scheds = head[1:]
+        qstats = self._queue_stats(queues, raw_stats or {}, problems)
+        states = {
+            JobState.PENDING.value: sum(q.pending for q in qstats),
+            JobState.SCHEDULED.value: int(scheduled or 0),
+            JobState.PROCESSING.value: sum(len(w.inflight) for w in workers),
+            JobState.FAILED.value: int(failed or 0),
+            JobState.DEAD.value: int(dead or 0),
+            JobState.COMPLETED.value: int(completed or 0),
+            JobState.CANCELLED.value: int(cancelled or 0),
+            JobState.QUARANTINED.value: int(quarantined or 0),
+        }
+        return Status(states, qstats, workers, {as_str(m): float(s) for m, s in scheds or ()},
+                      secs + micros / 1e6, problems)
+
+    def _queue_stats(self, queues: list[str], raw_stats: Any,
+                     problems: list[str]) -> list[QueueStats]:
+        """Per queue: pending (its list) and the other states (its indexes), pipelined."""
+        k = self.keys
+        totals: dict[str, dict[str, int]] = {}
+        for field_name, value in raw_stats.items():
+            kind, _, queue = as_str(field_name).partition(":")
+            if as_str(value).isdigit():
+                totals.setdefault(queue, {})[kind] = int(value)
+        out = []
+        for start in range(0, len(queues), 200):
+            chunk = queues[start:start + 200]
+            pipe = self.redis.pipeline(transaction=False)
+            names = []
+            for q in chunk:
+                pipe.llen(k.queue(q))
+                names.append(k.queue(q))
+                for state in INDEXED_STATES:
+                    pipe.zcard(k.index(q, state))
+                    names.append(k.index(q, state))
+            counts = [int(n or 0) for n in self._read(pipe, problems, names)]
+            width = 1 + len(INDEXED_STATES)
+            for i, q in enumerate(chunk):
+                row = counts[i * width:(i + 1) * width]
+                out.append(QueueStats(q, row[0], dict(zip(INDEXED_STATES, row[1:], strict=True)),
+                                      totals.get(q, {})))
+        return out
