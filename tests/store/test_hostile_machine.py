@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -178,15 +179,15 @@ class HostileQueue(RuleBasedStateMachine):
         client = self.client
         allowed(lambda: client.list_jobs(None, queue, limit))
         for state in JobState:
-            allowed(lambda state=state: client.list_jobs(state, queue, limit))
+            allowed(partial(client.list_jobs, state, queue, limit))
         allowed(client.status)
         allowed(lambda: client.quarantine_list(10))
         allowed(lambda: client.dlq_list(10))
         ids = [f"j{i}" for i in range(8)]
         for job_id in ids:
-            allowed(lambda job_id=job_id: client.find(job_id))
-            allowed(lambda job_id=job_id: client.logs(job_id))
-            allowed(lambda job_id=job_id: client.quarantine_reason(job_id))
+            allowed(partial(client.find, job_id))
+            allowed(partial(client.logs, job_id))
+            allowed(partial(client.quarantine_reason, job_id))
         allowed(lambda: client.wait([i for i in ids if client.redis.exists(client.keys.job(i))],
                                     timeout=0.0))
         allowed(client.config_list)
@@ -221,8 +222,7 @@ class HostileQueue(RuleBasedStateMachine):
             for worker, jobs in self.held.items():
                 for job in [j for j in jobs if j.id == job_id]:
                     jobs.remove(job)
-                    allowed(lambda job=job, worker=worker: self.store.fail(
-                        job, worker, b"", 0, 1, "exit code 1"))
+                    allowed(partial(self.store.fail, job, worker, b"", 0, 1, "exit code 1"))
             self.worker_dies("w1")
 
     @rule(queue=QUEUES)
