@@ -255,20 +255,21 @@ class Worker:
             with self._lock:
                 del self._running[slot]
         self.reports.report(job, result)
-        self._count_environment(result)
+        self.stopping.wait(self._count_environment(result))
 
-    def _count_environment(self, result: RunResult) -> None:
-        """Give up after ENVIRONMENT_FAILURE_LIMIT host failures in a row; back off meanwhile."""
+    def _count_environment(self, result: RunResult) -> float:
+        """Give up after ENVIRONMENT_FAILURE_LIMIT host failures in a row; until then,
+        return how long the slot should pause (the job went back to the front of its
+        queue: fetching it again at once would only fail again)."""
         if result.ending is not Ending.ENVIRONMENT:
             with self._lock:
                 self._environment_failures = 0
-            return
+            return 0.0
         with self._lock:
             self._environment_failures += 1
             failures = self._environment_failures
         if failures >= ENVIRONMENT_FAILURE_LIMIT:
             self.fail(f"cannot run jobs on this host ({failures} runs in a row could not "
                       f"start): {result.error}", EXIT_CANNOT_WORK, hard=False)
-        else:
-            # The job went back to the front of its queue: do not fetch it again at once.
-            self.stopping.wait(min(5.0, 0.2 * 2 ** failures))
+            return 0.0
+        return min(5.0, 0.2 * 2.0 ** failures)

@@ -1,0 +1,105 @@
+"""The pool in-process: real Redis, real job processes, one Worker object in this process.
+
+What the process-level tests cannot reach quickly: a slot that meets an error no
+job should cause, the count of runs this host could not start, a hard stop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from queuectl.core.client import Client
+from queuectl.core.models import JobState
+from queuectl.core.settings import Settings
+from queuectl.core.store import Fetched
+from queuectl.worker.outcome import Ending, RunResult
+from queuectl.worker.pool import ENVIRONMENT_FAILURE_LIMIT, Worker
+
+
+def settle(client: Client, job_id: str, *states: JobState, timeout: float = 20.0) -> JobState:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = client.get(job_id).state
+        if state in states:
+            return state
+        assert time.monotonic() < deadline, f"{job_id} is {state.value}, not {states}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def worker(client: Client, settings: Settings) -> Iterator[Worker]:
+    w = Worker(client.store, settings.model_copy(update={"shutdown_grace": 5.0}), 2,
+               ["default"])
+    yield w
+    w.hard_stop()
+    w.join(10)
+    w.close()
+
+
+def test_jobs_run_to_their_end_in_process(worker: Worker, client: Client) -> None:
+    worker.start()
+    ok = client.enqueue("echo done")
+    bad = client.enqueue("exit 4", max_retries=0)
+    assert settle(client, ok.id, JobState.COMPLETED) is JobState.COMPLETED
+    assert settle(client, bad.id, JobState.DEAD) is JobState.DEAD
+    assert client.get(bad.id).exit_code == 4
+    assert worker.reports.processed == 2 and worker.reports.failed == 1
+    key = client.keys.worker(worker.id)
+    deadline = time.monotonic() + 10
+    while client.redis.hget(key, "slots_alive") != b"2":  # the next beat reports the slots
+        assert time.monotonic() < deadline, client.redis.hgetall(key)
+        time.sleep(0.05)
+
+
+def test_a_slot_survives_an_error_no_job_should_cause(worker: Worker, client: Client) -> None:
+    # A held job whose env does not decode (fetch never hands out such a record; this is
+    # the pool's own safety net): the run cannot be made, the job goes back, the slot
+    # goes on.
+    worker.start()
+    client.enqueue("true", job_id="odd", queue="side")  # a queue the slots do not read
+    held = client.store.fetch(worker.id, ["side"])
+    assert held is not None
+    broken = Fetched(held.id, held.lease, held.command, held.timeout, held.attempts,
+                     held.queue, held.trace_context, env="{not json")
+    worker._run(5, broken)
+    record = client.get("odd")
+    assert (record.state, record.attempts, record.interrupted) == (JobState.PENDING, 1, 1)
+    assert "the worker failed to run it" in str(record.last_error)
+    after = client.enqueue("true")
+    assert settle(client, after.id, JobState.COMPLETED) is JobState.COMPLETED
+    assert worker.alive() and worker.fatal is None
+
+
+def test_runs_this_host_cannot_start_stop_the_worker_saying_why(worker: Worker,
+                                                               client: Client) -> None:
+    failed = RunResult(Ending.ENVIRONMENT, None, "cannot create a log file: No space left",
+                       b"", 0, 0.0)
+    for _ in range(ENVIRONMENT_FAILURE_LIMIT - 1):
+        worker._count_environment(failed)
+        assert worker.fatal is None
+    worker._count_environment(RunResult(Ending.EXITED, 0, "", b"", 0, 0.0))  # one works
+    for _ in range(ENVIRONMENT_FAILURE_LIMIT):
+        worker._count_environment(failed)
+    assert worker.fatal is not None and worker.fatal.code == 1
+    assert "No space left" in worker.fatal.reason
+    assert worker.stopping.is_set() and not worker.hard.is_set(), "it drains"
+
+
+def test_a_hard_stop_hands_running_jobs_back(worker: Worker, client: Client) -> None:
+    worker.start()
+    job = client.enqueue("sleep 30")
+    settle(client, job.id, JobState.PROCESSING)
+    stopper = threading.Thread(target=worker.hard_stop)
+    stopper.start()
+    stopper.join(10)
+    worker.join(15)
+    assert not worker.alive()
+    record = client.get(job.id)
+    assert (record.state, record.interrupted) == (JobState.PENDING, 1)
+    assert json.loads(client.redis.hget(client.keys.worker(worker.id), "current") or "[]") \
+        in ([], [job.id])
