@@ -42,18 +42,11 @@ from queuectl.core.models import (
 )
 from queuectl.core.overview import Inspection
 from queuectl.core.policy import PolicyView
+from queuectl.core.scripting import decoded, is_wrongtype
 from queuectl.core.settings import Settings
 from queuectl.core.store import EnqueueResult, Store, as_str
 
 WAIT_CHUNK = 1000
-
-
-def _decoded(raw: Any) -> dict[str, str]:
-    return {as_str(k): as_str(v) for k, v in raw.items()}
-
-
-def _wrongtype(exc: redis.ResponseError) -> bool:
-    return str(exc).startswith("WRONGTYPE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +114,9 @@ class Client(Inspection):
     # -- reading ---------------------------------------------------------------------
     def _hgetall(self, key: str) -> dict[str, str]:
         try:
-            return _decoded(self.redis.hgetall(key))
+            return decoded(self.redis.hgetall(key))
         except redis.ResponseError as exc:
-            if _wrongtype(exc):
+            if is_wrongtype(exc):
                 raise DataError(f"key {key} is not a job hash (queuectl doctor)") from None
             raise
 
@@ -174,7 +167,7 @@ class Client(Inspection):
             if not raw:
                 continue
             try:
-                out.append(Job.from_hash(_decoded(raw), job_id))
+                out.append(Job.from_hash(decoded(raw), job_id))
             except CorruptRecordError:
                 if unreadable is not None:
                     unreadable.append(job_id)
@@ -207,7 +200,7 @@ class Client(Inspection):
             raise DataError(f"key {self.keys.job(job_id)} is not a job hash (queuectl doctor)")
         if not raw:
             raise NotFoundError(f"no job {job_id}")
-        job = Job.from_hash(_decoded(raw), job_id)
+        job = Job.from_hash(decoded(raw), job_id)
         tail = bytes(data) if isinstance(data, bytes) else b""
         # A quarantined job will not move on by itself: a follower stops there.
         state = JobState.QUARANTINED if isinstance(quarantined, float) else job.state
@@ -370,7 +363,7 @@ class Client(Inspection):
         try:
             self.redis.hset(self.keys.config, name, stored)
         except redis.ResponseError as exc:
-            if _wrongtype(exc):
+            if is_wrongtype(exc):
                 raise DataError(f"key {self.keys.config} is not a hash (queuectl doctor)") from None
             raise
         return stored

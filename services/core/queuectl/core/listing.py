@@ -12,7 +12,7 @@ between pages may be shown twice or not at all, as with any live listing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,28 +167,32 @@ class Lister:
         first, start = parse_cursor(cursor) if cursor else (states[0], 0)
         if first not in states:
             raise InvalidInputError(f"the cursor is for {first.value} jobs, not these")
-        shown = 0
+        shown = [0]  # read by wanted() as the listing goes on
+
+        def wanted() -> int:
+            # The jobs still to print, plus one to know whether a next page exists.
+            return limit - shown[0] + 1 if limit else 0
+
         for st in states[states.index(first):]:
-            batch: list[tuple[int, str]] = []
-            for item in self.ids(st, queue, start if st is first else 0):
-                batch.append(item)
-                # Records are read a page at a time, and no more than the jobs still to
-                # print (plus one, to know whether a next page exists).
-                if len(batch) < (min(PAGE, limit - shown + 1) if limit else PAGE):
-                    continue
-                for position, job in self._settle(st, queue, batch, seen):
-                    if limit and shown == limit:
-                        seen.next_cursor = f"{st.value}:{position}"
-                        return
-                    yield job
-                    shown += 1
-                batch = []
-            for position, job in self._settle(st, queue, batch, seen):
-                if limit and shown == limit:
+            for position, job in self._jobs_of(st, queue, start if st is first else 0,
+                                               wanted, seen):
+                if limit and shown[0] == limit:
                     seen.next_cursor = f"{st.value}:{position}"
                     return
                 yield job
-                shown += 1
+                shown[0] += 1
+
+    def _jobs_of(self, state: JobState, queue: str | None, start: int,
+                 wanted: Callable[[], int], seen: Listing) -> Iterator[tuple[int, Job]]:
+        """(position, job) of one state from ``start`` on; records are read a page at a
+        time, and no more than ``wanted()`` at once (0: a whole page)."""
+        batch: list[tuple[int, str]] = []
+        for item in self.ids(state, queue, start):
+            batch.append(item)
+            if len(batch) >= (min(PAGE, wanted()) if wanted() else PAGE):
+                yield from self._settle(state, queue, batch, seen)
+                batch = []
+        yield from self._settle(state, queue, batch, seen)
 
     def _settle(self, state: JobState, queue: str | None, batch: list[tuple[int, str]],
                 seen: Listing) -> Iterator[tuple[int, Job]]:

@@ -15,15 +15,8 @@ import redis
 
 from queuectl.core.keys import DEFAULT_QUEUE, INDEXED_STATES, Keys
 from queuectl.core.models import JobState, valid_name
+from queuectl.core.scripting import decoded, is_wrongtype
 from queuectl.core.store import Store, as_str
-
-
-def _decoded(raw: Any) -> dict[str, str]:
-    return {as_str(k): as_str(v) for k, v in raw.items()}
-
-
-def _wrongtype(exc: redis.ResponseError) -> bool:
-    return str(exc).startswith("WRONGTYPE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +61,7 @@ class Inspection:
         """Execute ``pipe``; a reply that failed with WRONGTYPE becomes None and a problem."""
         out: list[Any] = []
         for name, reply in zip(names, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(reply, redis.ResponseError) and _wrongtype(reply):
+            if isinstance(reply, redis.ResponseError) and is_wrongtype(reply):
                 problems.append(f"key {name} has the wrong type (queuectl doctor)")
                 out.append(None)
             elif isinstance(reply, Exception):
@@ -103,7 +96,7 @@ class Inspection:
         for i, (worker_id, beat) in enumerate(entries):
             raw, held = replies[2 * i] or {}, replies[2 * i + 1] or set()
             out.append(WorkerInfo(
-                id=worker_id, alive=bool(raw), last_beat=beat, fields=_decoded(raw),
+                id=worker_id, alive=bool(raw), last_beat=beat, fields=decoded(raw),
                 inflight=sorted(as_str(j) for j in held),
             ))
         return out

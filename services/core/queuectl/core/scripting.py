@@ -38,6 +38,16 @@ def as_str(value: Any) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
+def decoded(raw: Any) -> dict[str, str]:
+    """An HGETALL reply as text (see as_str)."""
+    return {as_str(k): as_str(v) for k, v in raw.items()}
+
+
+def is_wrongtype(exc: BaseException) -> bool:
+    """True for the error a command meets on a key of another type."""
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith("WRONGTYPE")
+
+
 def num(value: float | None) -> str:
     """A number as the scripts expect it: plain decimal, "" for none."""
     if value is None:

@@ -44,9 +44,7 @@ local job, inflight, completed, logkey, stats, qzset, qwhy, index, queues =
 local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
-local rec, bad = read_job(job, id)
-local hold = check_hold(rec, bad, id, inflight, worker, lease)
-if hold == 'ok' and rec.queue ~= ARGV[7] then hold = 'lost' end
+local rec, bad, hold = hold_of(job, inflight, id, worker, lease, ARGV[7])
 if hold == 'lost' then return {-1} end
 if hold == 'ok' and rec.state == 'completed' then return {0} end
 if hold == 'ok' and rec.state ~= 'processing' then return {-1} end
@@ -56,17 +54,9 @@ why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, i
   {'SET', logkey, 'x'}, {'HINCRBY', stats, 'x', '1'}, {'ZADD', index, '0', id},
   {'SADD', queues, 'x'}})
 if why then return {NO_PERM, why} end
-if hold == 'gone' then
-  redis.call('SREM', inflight, id)
-  return {-3}
-end
 local now, nows = server_time()
-if bad then
-  why = quarantine_unusable(qzset, qwhy)
-  if why then return {DATA_ERROR, why} end
-  park(inflight, qzset, qwhy, id, 'exited 0, but ' .. bad, 'complete', rec and rec.state, now)
-  return {QUARANTINED, bad}
-end
+local reply = unheld(hold, bad, rec, inflight, qzset, qwhy, id, 'exited 0', 'complete', now)
+if reply then return reply end
 
 if not bad_type(logkey, 'string') then append_tail(logkey, ARGV[4], tonumber(ARGV[6])) end
 redis.call('HSET', job, 'state', 'completed', 'exit_code', 0, 'last_error', '',

@@ -56,9 +56,7 @@ local failed_idx, dead_idx, queues = KEYS[10], KEYS[11], KEYS[12]
 local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
-local rec, bad = read_job(job, id)
-local hold = check_hold(rec, bad, id, inflight, worker, lease)
-if hold == 'ok' and rec.queue ~= ARGV[14] then hold = 'lost' end
+local rec, bad, hold = hold_of(job, inflight, id, worker, lease, ARGV[14])
 if hold == 'lost' then return {-1} end
 if hold == 'ok' then
   if rec.state == 'failed' then return {1, rec.run_at} end
@@ -83,18 +81,10 @@ why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, i
   {'HINCRBY', stats, 'x', '1'}, {'ZADD', failed_idx, '0', id}, {'ZADD', dead_idx, '0', id},
   {'SADD', queues, 'x'}})
 if why then return {NO_PERM, why} end
-if hold == 'gone' then
-  redis.call('SREM', inflight, id)
-  return {-3}
-end
 local now, nows = server_time()
-if bad then
-  why = quarantine_unusable(qzset, qwhy)
-  if why then return {DATA_ERROR, why} end
-  park(inflight, qzset, qwhy, id, 'failed (' .. ARGV[8] .. '), but ' .. bad, 'fail',
-    rec and rec.state, now)
-  return {QUARANTINED, bad}
-end
+local reply = unheld(hold, bad, rec, inflight, qzset, qwhy, id, 'failed (' .. ARGV[8] .. ')',
+  'fail', now)
+if reply then return reply end
 
 if not bad_type(logkey, 'string') then append_tail(logkey, ARGV[4], tonumber(ARGV[6])) end
 redis.call('HSET', job, 'exit_code', ARGV[7], 'last_error', ARGV[8],

@@ -39,8 +39,7 @@ local job, inflight, queue, wake, qzset, qwhy, queues =
 local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
-local rec, bad = read_job(job, id)
-local hold = check_hold(rec, bad, id, inflight, worker, lease)
+local rec, bad, hold = hold_of(job, inflight, id, worker, lease, nil)
 if hold == 'lost' then return {-1} end
 if hold == 'ok' then
   if rec.state ~= 'processing' then return {-1} end
@@ -51,18 +50,10 @@ why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, i
   {'HSET', job, 'state', 'x'}, {'LPUSH', queue, id}, {'RPUSH', wake, '1'},
   {'SADD', queues, 'x'}})
 if why then return {NO_PERM, why} end
-if hold == 'gone' then
-  redis.call('SREM', inflight, id)
-  return {-3}
-end
 local now, nows = server_time()
-if bad then
-  why = quarantine_unusable(qzset, qwhy)
-  if why then return {DATA_ERROR, why} end
-  park(inflight, qzset, qwhy, id, 'handed back (' .. ARGV[4] .. '), but ' .. bad, 'release',
-    rec and rec.state, now)
-  return {QUARANTINED, bad}
-end
+local reply = unheld(hold, bad, rec, inflight, qzset, qwhy, id,
+  'handed back (' .. ARGV[4] .. ')', 'release', now)
+if reply then return reply end
 redis.call('HSET', job, 'state', 'pending', 'updated_at', nows, 'last_error', ARGV[4],
   'interrupted', tonumber(rec.interrupted) + 1)
 redis.call('SREM', inflight, id)

@@ -1,5 +1,6 @@
 -- Shared steps of the scripts that end a worker's hold on a job (complete, fail, release).
 --- @include "quarantine"
+--- @include "job"
 
 -- check_hold(rec, bad, job_id, inflight, worker, lease): may this worker write the outcome?
 -- Returns 'ok' when it holds the job's lease, 'lost' when it does not (taken over,
@@ -22,4 +23,29 @@ end
 local function park(inflight, qzset, qwhy, id, why, by, state, now)
   redis.call('SREM', inflight, id)
   quarantine(qzset, qwhy, id, why, by, state, now)
+end
+
+-- hold_of(job, inflight, id, worker, lease, queue): the record and what the caller may do
+-- with it (check_hold); given a queue, another queue in the record counts as 'lost'.
+local function hold_of(job, inflight, id, worker, lease, queue)
+  local rec, bad = read_job(job, id)
+  local hold = check_hold(rec, bad, id, inflight, worker, lease)
+  if hold == 'ok' and queue and rec.queue ~= queue then hold = 'lost' end
+  return rec, bad, hold
+end
+
+-- unheld(...): after the caller's checks, the reply when it must not write its outcome:
+-- {-3} (the record vanished: the id leaves the in-flight set), {QUARANTINED, why} (the
+-- job is parked, `what` saying what the run did), {DATA_ERROR, why} (it cannot even be
+-- parked); nil when the caller goes on.
+local function unheld(hold, bad, rec, inflight, qzset, qwhy, id, what, by, now)
+  if hold == 'gone' then
+    redis.call('SREM', inflight, id)
+    return {-3}
+  end
+  if not bad then return nil end
+  local why = quarantine_unusable(qzset, qwhy)
+  if why then return {DATA_ERROR, why} end
+  park(inflight, qzset, qwhy, id, what .. ', but ' .. bad, by, rec and rec.state, now)
+  return {QUARANTINED, bad}
 end
