@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from queuectl.core.store import Fetched
 from queuectl.worker.executor import ExecConfig, Execution, RunResult
+from tests.integration.procs import eventually
 
 T = TypeVar("T")
 Ship = Callable[[Fetched, bytes, int], None]
@@ -34,18 +35,6 @@ def fetched(command: str, *, job_id: str | None = None, timeout: float | None = 
 def execute(cfg: ExecConfig, command: str, *, job_id: str | None = None,
             timeout: float | None = None, ship: Ship = no_ship) -> RunResult:
     return Execution(fetched(command, job_id=job_id, timeout=timeout), cfg, ship).run()
-
-
-def eventually(predicate: Callable[[], T], timeout: float = 20.0, *, what: str = "") -> T:
-    """Poll until ``predicate`` returns something truthy; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not true within {timeout:g}s: {what} (last {value!r})")
-        time.sleep(0.05)
 
 
 def _read(path: str) -> bytes:

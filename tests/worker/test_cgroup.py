@@ -17,8 +17,9 @@ from queuectl.core.settings import JobCgroup, Settings
 from queuectl.worker.cgroup import JobCgroups, own_cgroup_dir
 from queuectl.worker.executor import ExecConfig
 from queuectl.worker.remains import SHELL, ProcessControl
+from tests.integration.procs import eventually
 
-from .helpers import alive, eventually, execute, new_id, none_left, pid_from, zombie_children
+from .helpers import alive, execute, new_id, none_left, pid_from, zombie_children
 
 
 def test_the_setting_defaults_to_auto_and_accepts_off(monkeypatch: pytest.MonkeyPatch) -> None:

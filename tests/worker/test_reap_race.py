@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 
 from queuectl.worker.executor import ExecConfig
+from tests.integration.procs import eventually
 
-from .helpers import eventually, execute, zombie_children
+from .helpers import execute, zombie_children
 
 # (command, exit code): fast failures, and orphan makers whose children die on their own.
 JOBS = [

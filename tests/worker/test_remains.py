@@ -11,18 +11,9 @@ import pytest
 
 from queuectl.worker.executor import ExecConfig, Execution, RunResult
 from queuectl.worker.outcome import Ending
+from tests.integration.procs import eventually
 
-from .helpers import (
-    alive,
-    eventually,
-    execute,
-    fetched,
-    new_id,
-    no_ship,
-    none_left,
-    pid_from,
-    zombie_children,
-)
+from .helpers import alive, execute, fetched, new_id, no_ship, none_left, pid_from, zombie_children
 
 LEFTOVERS = {
     "subshell": "(sleep 301 &)",

@@ -16,9 +16,10 @@ from queuectl.worker.executor import ExecConfig, Execution
 from queuectl.worker.logdir import LogDir
 from queuectl.worker.outcome import Ending
 from queuectl.worker.remains import ProcessControl
+from tests.integration.procs import eventually
 
 from .conftest import make_cfg
-from .helpers import eventually, execute, fetched, new_id, none_left, pid_from, survivors
+from .helpers import execute, fetched, new_id, none_left, pid_from, survivors
 
 HEADER = re.compile(rb"^--- attempt 1 of job (\S+) on w-test at \S+ ---\n")
 
