@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import uuid
+from pathlib import Path
 from collections.abc import Iterator
 
 import pytest
@@ -184,3 +185,9 @@ def test_the_cli_without_a_permission_is_one_line_and_changes_nothing(
     limited = env | {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "cli", "zadd")}
     assert_error(cli("cancel", "keep", env=limited), 6, "refused a command", "ZADD")
     assert snapshot(guarded, prefix) == before
+
+
+def test_the_readme_shows_what_queuectl_acl_prints() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = "ACL SETUSER " + " ".join(acl.setuser("worker", "queuectl"))
+    assert f"\n    {line}\n" in readme
