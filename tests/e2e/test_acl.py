@@ -8,8 +8,8 @@ import json
 import re
 import signal
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
