@@ -40,7 +40,7 @@ def drain(client: Client, n: int, concurrency: int, env: dict[str, str]) -> None
     finally:
         worker.terminate()
         worker.wait()
-    jobs = client.list_jobs(limit=n)
+    jobs = client.list_jobs(limit=n).jobs
     first = min(j.started_at or 0 for j in jobs)
     last = max(j.finished_at or 0 for j in jobs)
     print(f"drain: {n} `true` jobs at concurrency {concurrency} in {last - first:.2f}s "
@@ -58,7 +58,8 @@ def pickup(client: Client, samples: int, env: dict[str, str]) -> None:
         time.sleep(1.0)
         for _ in range(samples):
             job = client.enqueue("true")
-            done = client.wait([job.id], timeout=10, poll=0.005)[job.id]
+            done = client.wait([job.id], timeout=10, poll=0.005)[job.id].job
+            assert done is not None
             lat.append(((done.started_at or 0) - done.created_at) * 1000)
             time.sleep(0.02)  # let the threads go idle again
     finally:
