@@ -148,3 +148,15 @@ def test_quarantined_jobs_come_back_once_the_cause_is_fixed(store: Store, lease:
     assert (record["state"], record["attempts"]) == ("pending", "0")
     assert raw.lrange(k.queue("default"), 0, -1) == ["f"]
     assert raw.zcard(k.quarantine) == 0 and raw.hlen(k.quarantine_why) == 0
+
+
+def test_a_completed_ttl_redis_cannot_expire_with_breaks_nothing(store: Store,
+                                                                 raw: redis.Redis) -> None:
+    # Was: cancel.lua's EXPIRE failed after the state change: cancel exited 6 yet cancelled.
+    # The value is out of bounds, so the default applies; retention is the scheduler's.
+    raw.hset(store.keys.config, "completed-ttl", "10000000000000000")
+    store.enqueue(JobSpec(id="c", command="true"))
+    assert store.cancel("c").value == "pending"
+    assert raw.hget(store.keys.job("c"), "state") == "cancelled"
+    assert store.policy.completed_ttl == 86400
+    assert store.prune() == 0  # kept for the default day
