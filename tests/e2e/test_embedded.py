@@ -39,9 +39,16 @@ def test_embedded_redis_from_first_try_to_stop(cli: Cli, env: dict[str, str],
                                                data_dir: Path) -> None:
     local = env_without_url(env, str(data_dir))
 
-    status = json.loads(assert_ok(cli("redis", "status", "--json", env=local)))
+    down = cli("redis", "status", "--json", env=local)
+    assert down.code == 6, "redis status exits non-zero while the server is down"
+    status = json.loads(down.out)
     assert (status["kind"], status["running"]) == ("embedded", False)
+    # A command that only reads does not start a server behind the user's back.
+    assert_error(cli("status", env=local), 6, "the embedded Redis is not running",
+                 "queuectl redis start")
+    assert not embedded.is_running(data_dir)
 
+    # A command that brings work does: the first try needs no setup.
     out = assert_ok(cli("enqueue", "--id", "hello", "--", "echo hi", env=local))
     assert out == "hello pending\n"
     assert embedded.is_running(data_dir)
@@ -58,9 +65,14 @@ def test_embedded_redis_from_first_try_to_stop(cli: Cli, env: dict[str, str],
     assert out == f"embedded Redis stopped; its data stays in {data_dir}\n"
     assert not embedded.is_running(data_dir)
     assert assert_ok(cli("redis", "stop", env=local)) == "embedded Redis is not running\n"
-    assert "not running" in assert_ok(cli("redis", "status", env=local))
+    stopped = cli("redis", "status", env=local)
+    assert stopped.code == 6 and "not running" in stopped.out
+    assert_error(cli("show", "hello", env=local), 6, "not running")
+    assert not embedded.is_running(data_dir)
 
-    # The next command starts the server again, and the job is still there (the AOF).
+    # `redis start` brings it back, and the job is still there (the AOF).
+    assert assert_ok(cli("redis", "start", env=local)).startswith("embedded Redis started at")
+    assert "already running" in assert_ok(cli("redis", "start", env=local))
     shown = json.loads(assert_ok(cli("show", "hello", "--json", env=local)))
     assert (shown["command"], shown["state"]) == ("echo hi", "pending")
     assert_ok(cli("redis", "stop", env=local))
@@ -77,5 +89,5 @@ def test_redis_stop_refuses_a_redis_that_is_not_ours(cli: Cli, env: dict[str, st
 def test_a_data_dir_too_long_for_a_socket_is_one_clear_error(cli: Cli, env: dict[str, str],
                                                            tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 100)
-    result = cli("list", env=env_without_url(env, str(deep)))
+    result = cli("redis", "start", env=env_without_url(env, str(deep)))
     assert_error(result, 6, "socket path is too long")

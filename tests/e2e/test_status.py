@@ -93,3 +93,15 @@ def test_watch_json_prints_one_line_per_refresh(env: dict[str, str], client: Cli
     assert proc.returncode == 0, err
     assert err == b""
     assert first["states"]["pending"] == second["states"]["pending"] == 1
+
+
+def test_overdue_work_without_a_scheduler_is_said_in_words(cli: Cli, client: Client) -> None:
+    client.enqueue("true", job_id="late", delay=0.001)
+    client.redis.zadd(client.keys.delayed, {"late": 1})  # due long ago; no scheduler runs
+    st = json.loads(assert_ok(cli("status", "--json")))
+    [hint] = [p for p in st["problems"] if "overdue" in p]
+    assert "no scheduler is running: start one (queuectl scheduler)" in hint
+    assert "start one (queuectl scheduler)" in assert_ok(cli("status"))
+    result = cli("wait", "late", "--timeout", "0.2")
+    assert result.code == 7
+    assert "no scheduler is running" in result.err

@@ -12,7 +12,7 @@ from queuectl.cli import render
 from queuectl.cli.context import get_client, get_state
 from queuectl.cli.jobs import note_unreadable
 from queuectl.core import embedded, policy
-from queuectl.core.errors import InvalidInputError, UsageError
+from queuectl.core.errors import InvalidInputError, RedisUnavailableError, UsageError
 from queuectl.core.redact import mask_url
 from queuectl.core.settings import NAME_PATTERN
 
@@ -213,12 +213,31 @@ def redis_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         render.emit_json({"kind": kind, "url": where, "running": running, "info": info,
                           "data_dir": str(settings.data_dir) if kind == "embedded" else None})
-        return
-    rows = [("redis", f"{kind}, {'running' if running else 'not running'}"), ("url", where)]
-    if kind == "embedded":
-        rows.append(("data_dir", str(settings.data_dir)))
-    rows += [(name, value) for name, value in info.items()]
-    print(render.pairs(rows))
+    else:
+        rows = [("redis", f"{kind}, {'running' if running else 'not running'}"),
+                ("url", where)]
+        if kind == "embedded":
+            rows.append(("data_dir", str(settings.data_dir)))
+        rows += [(name, value) for name, value in info.items()]
+        print(render.pairs(rows))
+    if not running:
+        raise RedisUnavailableError("the embedded Redis is not running; start it with: "
+                                    "queuectl redis start")
+
+
+def redis_start(ctx: typer.Context) -> None:
+    """Start the embedded Redis (if it is not running already) and say where it is.
+
+    Example: queuectl redis start
+    """
+    settings = get_state(ctx).settings
+    if settings.redis_url:
+        raise UsageError("QUEUECTL_REDIS_URL is set: redis start only starts the embedded "
+                         "server, used when no URL is configured")
+    was_running = embedded.is_running(settings.data_dir)
+    url = embedded.ensure_running(settings.data_dir)
+    print(f"embedded Redis {'already running' if was_running else 'started'} at {url} "
+          f"(data in {settings.data_dir})")
 
 
 def redis_stop(ctx: typer.Context) -> None:

@@ -88,6 +88,7 @@ quarantine_app.command("purge")(care.quarantine_purge)
 app.add_typer(quarantine_app, name="quarantine")
 
 redis_app = _typer("The embedded Redis used when QUEUECTL_REDIS_URL is unset.")
+redis_app.command("start")(admin.redis_start)
 redis_app.command("status")(admin.redis_status)
 redis_app.command("stop")(admin.redis_stop)
 app.add_typer(redis_app, name="redis")

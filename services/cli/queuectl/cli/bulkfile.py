@@ -221,7 +221,7 @@ def enqueue_file(ctx: typer.Context, source: str, *, replace: bool, as_json: boo
             what = "stdin" if source == "-" else source
             raise InvalidInputError(f"cannot read {what} (into a temporary file): "
                                     f"{exc.strerror or exc}") from None
-        client = get_client(ctx)
+        client = get_client(ctx, start=True)
         stopped: StoppedError | None = None
         try:
             store(client, spool, tally, replace=replace,

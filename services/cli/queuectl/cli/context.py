@@ -9,6 +9,7 @@ import typer
 from queuectl.core import embedded
 from queuectl.core.client import Client
 from queuectl.core.connection import redis_url
+from queuectl.core.errors import RedisUnavailableError
 from queuectl.core.settings import Settings
 
 
@@ -22,8 +23,20 @@ class State:
 
     @property
     def client(self) -> Client:
-        """Connect on first use (starting the embedded server if no URL is configured)."""
+        """Connect on first use; the embedded server must already run (see ``starting``)."""
+        return self.connect(start=False)
+
+    def connect(self, *, start: bool) -> Client:
+        """Connect on first use. With no URL configured, only ``start=True`` (commands that
+        bring work: enqueue, worker start, scheduler, redis start) starts the embedded
+        server; every other command says it is not running, so that reading the queue
+        never brings a stopped server back behind the user's back."""
         if self._client is None:
+            if not self.settings.redis_url and not start and \
+                    not embedded.is_running(self.settings.data_dir):
+                raise RedisUnavailableError(
+                    f"the embedded Redis is not running (data in {self.settings.data_dir}); "
+                    "start it with: queuectl redis start")
             self.url = redis_url(self.settings)
             # Resolve the URL once: Client.connect would otherwise probe the embedded socket again.
             resolved = self.settings.model_copy(update={"redis_url": self.url})
@@ -53,6 +66,6 @@ def get_state(ctx: typer.Context) -> State:
     return obj
 
 
-def get_client(ctx: typer.Context) -> Client:
-    """Shortcut for ``get_state(ctx).client``."""
-    return get_state(ctx).client
+def get_client(ctx: typer.Context, *, start: bool = False) -> Client:
+    """The command's client; ``start`` lets it start the embedded server (State.connect)."""
+    return get_state(ctx).connect(start=start)

@@ -123,14 +123,14 @@ def enqueue(
             run_at=parse_run_at(run_at) if run_at is not None else None,
             env=parse_env(env) if env is not None else None,
         )
-        _store_one(get_client(ctx), spec, replace=replace, as_json=as_json, quiet=quiet)
+        _store_one(get_client(ctx, start=True), spec, replace=replace, as_json=as_json, quiet=quiet)
         return
     if len(words) > 1:
         raise UsageError("put the command after '--', e.g. queuectl enqueue -- 'echo hello'")
     if given:
         raise UsageError(f"{given[0]} cannot be combined with a JSON job; put it in the JSON")
     spec = parse_lone_argument(words[0])
-    _store_one(get_client(ctx), spec, replace=replace, as_json=as_json, quiet=quiet)
+    _store_one(get_client(ctx, start=True), spec, replace=replace, as_json=as_json, quiet=quiet)
 
 
 def _store_one(client: Client, spec: JobSpec, *, replace: bool, as_json: bool,

@@ -274,8 +274,10 @@ class Client(Inspection):
                 return {i: settled[i] for i in ids}
             if deadline is not None and time.monotonic() >= deadline:
                 left = [i for i in ids if i not in settled]
+                hint = self.scheduler_hint()
                 raise WaitTimeoutError(
                     f"timed out waiting for {len(left)} job(s), e.g. {left[0]}"
+                    + (f"; {hint}" if hint else "")
                 )
             time.sleep(poll)
             poll = min(poll * 1.5, 1.0)

@@ -18,6 +18,14 @@ from queuectl.core.models import JobState, valid_name
 from queuectl.core.scripting import decoded, is_wrongtype
 from queuectl.core.store import Store, as_str
 
+# A retry or delayed job this long past its due time is overdue: a running scheduler
+# promotes within a second (QUEUECTL_SCHEDULER_INTERVAL caps its sleep).
+OVERDUE_AFTER = 5.0
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
@@ -134,8 +142,40 @@ class Inspection:
             JobState.CANCELLED.value: int(cancelled or 0),
             JobState.QUARANTINED.value: int(quarantined or 0),
         }
+        hint = self.scheduler_hint()
+        if hint:
+            problems.append(hint)
         return Status(states, qstats, workers, {as_str(m): float(s) for m, s in scheds or ()},
                       secs + micros / 1e6, problems)
+
+    def scheduler_hint(self) -> str | None:
+        """Words for retries or delayed jobs that are overdue because no scheduler runs (or
+        one lags), else None: without a scheduler nothing moves them back to a queue."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        for zset in (k.retry_queue, k.delayed):
+            pipe.zrange(zset, 0, 0, withscores=True)
+        pipe.zrange(k.schedulers, 0, -1)
+        (secs, micros), *firsts, ids = pipe.execute(raise_on_error=False)
+        now = secs + micros / 1e6
+        due = [s for first in firsts if isinstance(first, list) for _, s in first]
+        if not due or now - min(due) < OVERDUE_AFTER:
+            return None
+        late = now - min(due)
+        pipe = self.redis.pipeline(transaction=False)
+        for zset in (k.retry_queue, k.delayed):
+            pipe.zcount(zset, "-inf", now - OVERDUE_AFTER)
+        for sid in ids if isinstance(ids, list) else []:
+            pipe.exists(k.scheduler(as_str(sid)))
+        counts = pipe.execute(raise_on_error=False)
+        overdue = sum(c for c in counts[:2] if isinstance(c, int))
+        alive = sum(c for c in counts[2:] if isinstance(c, int))
+        what = f"{overdue} retr{'y' if overdue == 1 else 'ies'} or delayed job(s) are overdue " \
+               f"(the oldest by {format_seconds(late)})"
+        if alive == 0:
+            return f"{what} and no scheduler is running: start one (queuectl scheduler)"
+        return f"{what} although {alive} scheduler(s) run: see their logs"
 
     def _queue_stats(self, queues: list[str], raw_stats: Any,
                      problems: list[str]) -> list[QueueStats]:
