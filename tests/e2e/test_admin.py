@@ -121,6 +121,22 @@ def test_config_list_get_set(cli: Cli, client: Client) -> None:
     assert listed["backoff-factor"] == {"value": "2", "source": "default"}
 
 
+def test_config_takes_durations_unsets_and_names_the_environment(
+        cli: Cli, env: dict[str, str]) -> None:
+    assert assert_ok(cli("config", "set", "job-timeout", "10m")) == "job-timeout = 600\n"
+    assert assert_ok(cli("config", "set", "completed-ttl", "7d")) == "completed-ttl = 604800\n"
+    from_env = env | {"QUEUECTL_POLICY__MAX_RETRIES": "7"}
+    assert assert_ok(cli("config", "set", "max-retries", "1", env=from_env)) == \
+        "max-retries = 1\n"
+    # Unset, the environment's value applies again, and config list says where it is from.
+    assert assert_ok(cli("config", "unset", "max-retries", env=from_env)) == "max-retries = 7\n"
+    listed = json.loads(assert_ok(cli("config", "list", "--json", env=from_env)))
+    assert listed["max-retries"] == {"value": "7", "source": "env"}
+    assert listed["job-timeout"] == {"value": "600", "source": "redis"}
+    assert json.loads(assert_ok(cli("config", "list", "--json")))["max-retries"] == {
+        "value": "3", "source": "default"}
+
+
 @pytest.mark.parametrize(("args", "code", "fragment"), [
     (["get", "colour"], 3, "unknown config key 'colour'"),
     (["set", "colour", "1"], 3, "unknown config key"),
@@ -132,12 +148,13 @@ def test_config_list_get_set(cli: Cli, client: Client) -> None:
     (["set", "job-timeout", "nan"], 3, "finite"),
     (["set", "max-retries"], 2, "Missing argument"),
     (["get"], 2, "Missing argument"),
-    (["unset", "x"], 2, "No such command"),
+    (["unset", "x"], 3, "unknown config key 'x'"),
+    (["set", "job-timeout", "10 minutes"], 3, "not a number of seconds or a duration"),
 ])
 def test_config_errors(cli: Cli, client: Client, args: list[str], code: int,
                        fragment: str) -> None:
     assert_error(cli("config", *args), code, fragment)
-    assert client.config_list()["max-retries"] == ("3", False)
+    assert client.config_list()["max-retries"] == ("3", "default")
 
 
 # -- worker --------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queuectl.cli.durations import format_duration, parse_duration
+from queuectl.core.durations import format_duration, parse_duration
 from queuectl.core.errors import InvalidInputError
 
 

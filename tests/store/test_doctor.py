@@ -159,5 +159,6 @@ def test_wrong_types_markers_are_deleted_data_keys_only_reported(store: Store,
 def test_invalid_config_is_reported(store: Store, raw: redis.Redis) -> None:
     raw.hset(store.keys.config, "backoff-base", "abc")
     report = check(store)
-    assert report.problems == ["config backoff-base: 'abc' is not a number; using the default "
-                               "2 (queuectl config set backoff-base VALUE)"]
+    assert report.problems == ["config backoff-base: 'abc' is not a number of seconds or a "
+                               "duration (e.g. 500ms, 90s, 5m, 1h30m, 7d); using the default 2 "
+                               "(queuectl config set backoff-base VALUE)"]

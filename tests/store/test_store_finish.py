@@ -320,3 +320,21 @@ def test_log_append_is_fenced(store: Store, lease: Lease) -> None:
     with pytest.raises(LeaseLostError):
         store.log_append(job, "w1", b"more", 4)
     assert snapshot(store, "f") == after
+
+
+def test_jitter_spreads_retries_within_the_cap(make_store: StoreFactory, raw: redis.Redis,
+                                               lease: Lease) -> None:
+    # Off by default: the note's 2 s, 4 s, 8 s hold exactly (see above). Set, each delay is
+    # spread by +/- the fraction of itself, never past backoff-max.
+    store = make_store(max_retries=3, backoff_base=10.0, backoff_factor=1.0, backoff_max=11.0,
+                       backoff_jitter=0.5)
+    delays = []
+    for i in range(40):
+        job = lease(store, JobSpec(id=f"j{i}", command="false"))
+        outcome = store.fail(job, "w1", b"", 0, 1, "exit code 1")
+        record = raw.hgetall(store.keys.job(f"j{i}"))
+        assert outcome.retry_at == float(record["run_at"]), "show displays the due time"
+        delays.append(float(record["run_at"]) - float(record["finished_at"]))
+    assert all(5.0 - 1e-3 <= d <= 11.0 + 1e-3 for d in delays), delays
+    assert len({round(d, 2) for d in delays}) > 10, "spread, not lockstep"
+    assert max(delays) == pytest.approx(11.0, abs=1e-3), "the cap still holds"

@@ -62,7 +62,8 @@ def test_a_resent_fail_returns_the_same_outcome(
     keys = [k.job("f"), k.inflight("w1"), k.retry_queue, k.dead_letter, k.log("f"), k.stats,
             k.scheduler_wake, k.quarantine, k.quarantine_why, k.index("default", "failed"),
             k.index("default", "dead"), k.queues]
-    args = ["f", "w1", job.lease, b"", 0, 1024, 1, "exit code 1", 3, 2, 2, 0, 86400, "default"]
+    args = ["f", "w1", job.lease, b"", 0, 1024, 1, "exit code 1", 3, 2, 2, 0, 86400, "default",
+            "0", "0.5"]
     fail = lua("fail")
     first = fail(keys, args)
     again = fail(keys, args)

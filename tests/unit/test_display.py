@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from queuectl.cli import render
-from queuectl.cli.durations import format_duration
 from queuectl.core.display import escape
+from queuectl.core.durations import format_duration
 from queuectl.core.logs import OneLineFormatter
 from queuectl.core.models import iso
 

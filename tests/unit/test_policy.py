@@ -25,6 +25,12 @@ from queuectl.core.settings import PolicyDefaults
     ("job-timeout", "90.25", "90.25"),
     ("completed-ttl", "0", "0"),
     ("completed-ttl", "86400", "86400"),
+    # Durations wherever a time is taken.
+    ("job-timeout", "10m", "600"),
+    ("completed-ttl", "7d", "604800"),
+    ("backoff-base", "500ms", "0.5"),
+    ("backoff-max", "1h30m", "5400"),
+    ("backoff-jitter", "0.2", "0.2"),
 ])
 def test_valid_values_are_normalised(name: str, raw: str, stored: str) -> None:
     assert policy.normalise(name, raw) == stored
@@ -37,14 +43,15 @@ def test_valid_values_are_normalised(name: str, raw: str, stored: str) -> None:
     ("max-retries", "", "'' is not a whole number"),
     ("backoff-base", "0", "value must be > 0, got 0"),
     ("backoff-base", "-2", "value must be > 0, got -2"),
-    ("backoff-base", "abc", "'abc' is not a number"),
+    ("backoff-base", "abc",
+     "'abc' is not a number of seconds or a duration (e.g. 500ms, 90s, 5m, 1h30m, 7d)"),
     ("backoff-base", "inf", "'inf' is not a finite number"),
     ("backoff-base", "nan", "'nan' is not a finite number"),
     ("backoff-factor", "0.5", "value must be >= 1, got 0.5"),
     ("backoff-max", "-1", "value must be >= 0, got -1"),
     ("job-timeout", "-0.1", "value must be >= 0, got -0.1"),
     ("job-timeout", "1e999", "'1e999' is not a finite number"),
-    ("completed-ttl", "1.5", "'1.5' is not a whole number"),
+    ("completed-ttl", "1.5", "'1.5' is not a whole number of seconds"),
     ("completed-ttl", "-5", "value must be >= 0, got -5"),
     # What cannot be honoured is refused: retries due at inf, an EXPIRE that overflows.
     ("backoff-base", "1e300", "value must be <= 2592000, got 1e300"),
@@ -54,7 +61,10 @@ def test_valid_values_are_normalised(name: str, raw: str, stored: str) -> None:
     ("job-timeout", "1e7", "value must be <= 2592000, got 1e7"),
     ("max-lost", "0", "value must be >= 1, got 0"),
     ("max-retries", "1_0", "'1_0' is not a whole number"),
-    ("backoff-base", "0x10", "'0x10' is not a number"),
+    ("backoff-base", "0x10",
+     "'0x10' is not a number of seconds or a duration (e.g. 500ms, 90s, 5m, 1h30m, 7d)"),
+    ("max-retries", "5m", "'5m' is not a whole number"),
+    ("backoff-jitter", "2", "value must be <= 1, got 2"),
     ("job-timeout", "1e-300", "value must be 0 or at least 0.001, got 1e-300"),
     ("backoff-base", "0.0001", "value must be 0 or at least 0.001, got 0.0001"),
 ])
@@ -85,6 +95,7 @@ def test_default_values_come_from_the_settings_defaults() -> None:
     assert {name: policy.default_value(name, defaults) for name in policy.POLICY_KEYS} == {
         "max-retries": "4", "backoff-base": "0.5", "backoff-factor": "3",
         "backoff-max": "60", "job-timeout": "0", "completed-ttl": "10", "max-lost": "5",
+        "backoff-jitter": "0",
     }
     # The documented defaults: the note's 3 retries, 2 s, factor 2.
     plain = PolicyDefaults()

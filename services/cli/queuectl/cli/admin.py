@@ -104,17 +104,13 @@ def config_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     client = get_client(ctx)
     values = client.config_list()
     invalid = client.config_view().invalid
-
-    def source(name: str, stored: bool) -> str:
-        return "redis" if stored else ("invalid" if name in invalid else "default")
-
     if as_json:
-        render.emit_json({name: {"value": value, "source": source(name, stored),
+        render.emit_json({name: {"value": value, "source": source,
                                  **({"invalid": invalid[name]} if name in invalid else {})}
-                          for name, (value, stored) in values.items()})
+                          for name, (value, source) in values.items()})
         return
-    rows = [[name, value, source(name, stored), policy.POLICY_KEYS[name].help]
-            for name, (value, stored) in values.items()]
+    rows = [[name, value, source, policy.POLICY_KEYS[name].help]
+            for name, (value, source) in values.items()]
     print(render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))
     for name, why in invalid.items():
         print(f"queuectl: config {name}: {render.clean(why)}", file=sys.stderr)
@@ -139,9 +135,26 @@ def config_set(
         metavar="VALUE", help="New value.", show_default=False,
     )],
 ) -> None:
-    """Validate and store a value; workers and the scheduler use it from their next job."""
+    """Validate and store a value; workers and schedulers use it within a second.
+
+    Times take a number of seconds or a duration (500ms, 90s, 5m, 1h30m, 7d).
+    Example: queuectl config set job-timeout 10m
+    """
     stored = get_client(ctx).config_set(key, value)
     print(f"{key} = {stored}")
+
+
+def config_unset(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(
+        metavar="KEY", help="Config key, e.g. backoff-base.", show_default=False,
+    )],
+) -> None:
+    """Drop a stored value: the environment's (QUEUECTL_POLICY__*) or the default applies.
+
+    Example: queuectl config unset max-retries
+    """
+    print(f"{key} = {get_client(ctx).config_unset(key)}")
 
 
 # -- worker and scheduler ----------------------------------------------------------------------

@@ -73,6 +73,7 @@ config_app = _typer("Runtime policy kept in Redis: " + ", ".join(POLICY_KEYS) + 
 config_app.command("list")(admin.config_list)
 config_app.command("get")(admin.config_get)
 config_app.command("set")(admin.config_set)
+config_app.command("unset")(admin.config_unset)
 app.add_typer(config_app, name="config")
 
 worker_app = _typer("Run, stop and list workers.")

@@ -11,9 +11,9 @@ from typer.core import TyperCommand
 from queuectl.cli import render
 from queuectl.cli.bulkfile import enqueue_file
 from queuectl.cli.context import get_client
-from queuectl.cli.durations import parse_duration
 from queuectl.core import strictjson
 from queuectl.core.client import Client
+from queuectl.core.durations import parse_duration
 from queuectl.core.errors import InvalidInputError, UsageError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import (

@@ -11,8 +11,8 @@ import typer
 
 from queuectl.cli import render
 from queuectl.cli.context import get_client
-from queuectl.cli.durations import format_duration, parse_duration
 from queuectl.core.client import LogTail, parse_state
+from queuectl.core.durations import format_duration, parse_duration
 from queuectl.core.errors import (
     EXIT_JOB_FAILED,
     InvalidInputError,

@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from queuectl.cli.durations import format_duration
 from queuectl.core.display import escape
+from queuectl.core.durations import format_duration
 from queuectl.core.models import iso
 
 

@@ -347,18 +347,38 @@ class Client(Inspection):
         """The policy in effect, what P:config stores, and which stored values are invalid."""
         return self.store.policies.refresh()
 
-    def config_list(self) -> dict[str, tuple[str, bool]]:
-        """Every policy key: (effective value, True if set in Redis rather than defaulted)."""
+    def config_list(self) -> dict[str, tuple[str, str]]:
+        """Every policy key: (effective value, where it comes from). The source is
+        ``redis`` (config set), ``invalid`` (a stored value that does not parse: the
+        env or default value applies), ``env`` (QUEUECTL_POLICY__*) or ``default``."""
         view = self.config_view()
+        from_env = self.store.policies.defaults.model_fields_set
         out = {}
         for name, key in policy_keys.POLICY_KEYS.items():
             value = policy_keys.format_value(getattr(view.policy, key.attr))
-            out[name] = (value, name in view.stored and name not in view.invalid)
+            if name in view.invalid:
+                source = "invalid"
+            elif name in view.stored:
+                source = "redis"
+            else:
+                source = "env" if key.attr in from_env else "default"
+            out[name] = (value, source)
         return out
 
     def config_get(self, name: str) -> str:
         policy_keys.policy_key(name)
         return self.config_list()[name][0]
+
+    def config_unset(self, name: str) -> str:
+        """Drop a stored value: the env or default value applies again; returns it."""
+        policy_keys.policy_key(name)
+        try:
+            self.redis.hdel(self.keys.config, name)
+        except redis.ResponseError as exc:
+            if is_wrongtype(exc):
+                raise DataError(f"key {self.keys.config} is not a hash (queuectl doctor)") from None
+            raise
+        return self.config_get(name)
 
     def config_set(self, name: str, value: str) -> str:
         stored = policy_keys.normalise(name, value)

@@ -50,6 +50,8 @@ class Policy(BaseModel):
     completed_ttl: int = Field(86400, ge=0, le=MAX_COMPLETED_TTL,
                                description="seconds completed jobs are kept")
     max_lost: int = Field(3, ge=1, le=1000, description="runs that may lose their worker")
+    backoff_jitter: float = Field(0.0, ge=0, le=1,
+                                  description="proportional spread of each retry delay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +59,24 @@ class PolicyKey:
     name: str
     attr: str
     help: str
+    duration: bool = False  # seconds: takes 90s, 5m, 1h30m, 7d as well as a number
 
 
 POLICY_KEYS: dict[str, PolicyKey] = {
     k.name: k
     for k in (
         PolicyKey("max-retries", "max_retries", "retries after the first run"),
-        PolicyKey("backoff-base", "backoff_base", "seconds before the first retry"),
+        PolicyKey("backoff-base", "backoff_base", "seconds before the first retry",
+                  duration=True),
         PolicyKey("backoff-factor", "backoff_factor", "growth of each further delay"),
-        PolicyKey("backoff-max", "backoff_max", "cap on one delay in seconds (0 = none)"),
-        PolicyKey("job-timeout", "job_timeout", "default job timeout in seconds (0 = none)"),
+        PolicyKey("backoff-max", "backoff_max", "cap on one delay in seconds (0 = none)",
+                  duration=True),
+        PolicyKey("backoff-jitter", "backoff_jitter",
+                  "spread of each delay, a fraction: 0.2 = +/-20% (0 = none)"),
+        PolicyKey("job-timeout", "job_timeout", "default job timeout in seconds (0 = none)",
+                  duration=True),
         PolicyKey("completed-ttl", "completed_ttl",
-                  "seconds completed and cancelled jobs are kept (0 = forever)"),
+                  "seconds completed and cancelled jobs are kept (0 = forever)", duration=True),
         PolicyKey("max-lost", "max_lost",
                   "runs that may lose their worker before the job goes to the DLQ"),
     )
@@ -101,8 +109,18 @@ def parse_value(name: str, raw: str) -> float | int:
     integer = Policy.model_fields[key.attr].annotation is int
     if text.lower().lstrip("+-") in ("inf", "infinity", "nan"):
         raise InvalidInputError(f"{raw!r} is not a finite number")
+    if key.duration and not _NUMBER.fullmatch(text):
+        from queuectl.core.durations import parse_duration
+
+        try:
+            text = format_value(parse_duration(text))
+        except InvalidInputError:
+            raise InvalidInputError(f"{raw!r} is not a number of seconds or a duration "
+                                    "(e.g. 500ms, 90s, 5m, 1h30m, 7d)") from None
     if not _NUMBER.fullmatch(text) or (integer and not float(text).is_integer()):
-        raise InvalidInputError(f"{raw!r} is not {'a whole number' if integer else 'a number'}")
+        kind = "a whole number of seconds" if integer and key.duration else (
+            "a whole number" if integer else "a number")
+        raise InvalidInputError(f"{raw!r} is not {kind}")
     value = float(text)
     if not math.isfinite(value):
         raise InvalidInputError(f"{raw!r} is not a finite number")

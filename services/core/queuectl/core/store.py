@@ -7,6 +7,7 @@ modules and mixed into the one ``Store`` class.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,7 +87,8 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
             [job.id, worker_id, job.lease, chunk, produced, self.log_cap,
              "" if exit_code is None else exit_code, error,
              p.max_retries, num(p.backoff_base), num(p.backoff_factor), num(p.backoff_max),
-             MAX_RETRY_DELAY, job.queue],
+             MAX_RETRY_DELAY, job.queue, num(p.backoff_jitter),
+             repr(random.random())],  # noqa: S311 - spreads retries, guards nothing
         )
         if self._finish_code(job, reply) == 1:
             return FailOutcome(dead=False, retry_at=float(as_str(reply[1])))

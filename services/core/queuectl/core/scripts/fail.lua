@@ -21,6 +21,7 @@ ARGV[8] error text
 ARGV[9..13] policy: max-retries, backoff-base, backoff-factor, backoff-max, and the
         longest delay ever used (seconds; caps backoff-max 0 and overflowing powers)
 ARGV[14] the job's queue (as fetched; KEYS[10] and KEYS[11] are built from it)
+ARGV[15] backoff-jitter policy (a fraction, "0" = none)   ARGV[16] a random number in [0, 1)
 
 Returns {1, due}   retry scheduled at epoch `due` (state failed);
         {2}        dead (in the DLQ);
@@ -38,8 +39,9 @@ attempts already counts this run (fetch increments it). Runs that ended with
 no result (worker lost, handed back at shutdown) are counted in `interrupted`
 and consume no retry, so failures = attempts - interrupted; this failure makes
 the next run retry number k = failures, which waits
-backoff_base * backoff_factor ^ (k - 1) seconds, capped by backoff-max when > 0
-and always by ARGV[13].
+backoff_base * backoff_factor ^ (k - 1) seconds, spread by +/- backoff-jitter of
+itself when that is > 0 (so that jobs failing together do not retry in lockstep),
+then capped by backoff-max when > 0 and always by ARGV[13].
 ]]
 --- @include "time"
 --- @include "guard"
@@ -101,6 +103,10 @@ if retrying then
   if cap <= 0 or cap > longest then cap = longest end
   -- factor ^ k overflows to inf for large k; min() turns that into the cap.
   local delay = math.min(tonumber(ARGV[10]) * tonumber(ARGV[11]) ^ (failures - 1), cap)
+  local jitter = tonumber(ARGV[15])
+  if jitter > 0 then
+    delay = math.min(delay * (1 + jitter * (2 * tonumber(ARGV[16]) - 1)), cap)
+  end
   local due = now + delay
   local dues = string.format('%.6f', due)
   redis.call('HSET', job, 'state', 'failed', 'run_at', dues)
