@@ -3,7 +3,7 @@
 # (when QUEUECTL_REDIS_URL is unset), a scheduler and a worker, enqueues a few jobs
 # (one retries and dies into the DLQ), and shows what happened.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd -P "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv="${QUEUECTL_VENV:-$root/.venv}"
 scripts/venv.sh
@@ -41,5 +41,12 @@ run queuectl logs "$bad"
 run queuectl dlq list
 echo
 echo "worker and scheduler logs: $logs"
-echo "the embedded Redis keeps running (data in ${QUEUECTL_DATA_DIR:-~/.local/share/queuectl});"
-echo "stop it with: $venv/bin/queuectl redis stop"
+echo
+echo "The demo has stopped its worker and scheduler; new jobs wait until you start them again:"
+echo "  export PATH=\"$venv/bin:\$PATH\""
+echo "  queuectl scheduler &              # promotes retries and delayed jobs"
+echo "  queuectl worker start --count 4 & # runs the jobs"
+if [ -z "${QUEUECTL_REDIS_URL:-}" ]; then
+  echo "The embedded Redis keeps running (data in ${QUEUECTL_DATA_DIR:-~/.local/share/queuectl});"
+  echo "stop it with: queuectl redis stop"
+fi

@@ -3,7 +3,7 @@
 # Tests use QUEUECTL_TEST_REDIS_URL if set, else a Redis testcontainer if a Docker
 # engine answers, else a redis-server binary started on a free port.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd -P "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv="${QUEUECTL_VENV:-$root/.venv}"
 scripts/venv.sh dev

