@@ -14,6 +14,7 @@ CI runs it (``.ci/run`` ends by exec'ing it), which this test checks instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -92,10 +93,8 @@ def test_the_block_runs_as_written(line: int, kind: str, body: str, scratch: Pat
         out, _ = proc.communicate(timeout=300)
     finally:
         # Whatever the block started in the background ends with it.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         procs.cleanup()
     text = out.decode(errors="replace")
     assert proc.returncode == 0, f"README line {line} ({kind}) exited {proc.returncode}:\n{text}"
