@@ -135,6 +135,10 @@ def test_config_takes_durations_unsets_and_names_the_environment(
     assert listed["job-timeout"] == {"value": "600", "source": "redis"}
     assert json.loads(assert_ok(cli("config", "list", "--json")))["max-retries"] == {
         "value": "3", "source": "default"}
+    # Jitter: off by default (the contract's 2 s, 4 s, 8 s hold exactly), a fraction when set.
+    assert assert_ok(cli("config", "get", "backoff-jitter")) == "0\n"
+    assert assert_ok(cli("config", "set", "backoff-jitter", "0.25")) == "backoff-jitter = 0.25\n"
+    assert_error(cli("config", "set", "backoff-jitter", "1.5"), 3, "must be <= 1")
 
 
 @pytest.mark.parametrize(("args", "code", "fragment"), [
