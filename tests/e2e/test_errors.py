@@ -131,7 +131,7 @@ def test_top_level_help_lists_every_command(cli: Cli) -> None:
 # Each would crash a service with a traceback (OverflowError in a wait or a socket timeout),
 # print escape sequences as the worker's id, or could not be decoded at all.
 BAD_ENVIRONMENT = [
-    ("QUEUECTL_IDLE_WAIT", "1e300", "less than or equal to 300"),
+    ("QUEUECTL_IDLE_WAIT", "1e300", "must be at most 300"),
     ("QUEUECTL_HEARTBEAT_INTERVAL", "inf", "finite number"),
     ("QUEUECTL_WORKER_TTL", "inf", "finite number"),
     ("QUEUECTL_SCHEDULER_INTERVAL", "nan", "finite number"),
