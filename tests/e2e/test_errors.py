@@ -53,9 +53,35 @@ def test_input_is_validated_before_redis_is_needed(cli: Cli, env: dict[str, str]
     assert not data_dir.exists()  # the embedded server was never started
 
 
-def test_an_invalid_url_exits_6(cli: Cli, env: dict[str, str]) -> None:
-    assert_error(cli("list", env=env | {"QUEUECTL_REDIS_URL": "http://example.com"}), 6,
-                 "invalid QUEUECTL_REDIS_URL")
+# A URL that cannot work is an invalid setting (3), not an unreachable Redis (6); options
+# redis-py does not know for the scheme are found before any connection is tried.
+BAD_URLS = [
+    ("notaurl", "invalid QUEUECTL_REDIS_URL ***: ", "one of the following schemes"),
+    ("http://example.com", "invalid QUEUECTL_REDIS_URL http://example.com: ",
+     "one of the following schemes"),
+    ("redis://127.0.0.1:1/0?ssl_password=x",
+     "invalid QUEUECTL_REDIS_URL redis://127.0.0.1:1/0?ssl_password=***: ",
+     "option 'ssl_password' is not known for redis:// URLs (TLS options need rediss://)"),
+    ("redis://127.0.0.1:1/0?colour=blue", "invalid QUEUECTL_REDIS_URL ",
+     "option 'colour' is not known for redis:// URLs"),
+    ("redis://127.0.0.1:1/0?socket_timeout=soon", "invalid QUEUECTL_REDIS_URL ",
+     "socket_timeout"),
+]
+
+
+@pytest.mark.parametrize(("url", "start", "fragment"), BAD_URLS,
+                         ids=[u.partition("?")[2] or u for u, _, _ in BAD_URLS])
+def test_an_unusable_url_is_an_invalid_setting_everywhere(
+        cli: Cli, env: dict[str, str], procs: Procs, url: str, start: str,
+        fragment: str) -> None:
+    line = assert_error(cli("list", env=env | {"QUEUECTL_REDIS_URL": url}), 3, fragment)
+    assert line.startswith(f"queuectl: error: {start}"), line
+    assert "ssl_password=x" not in line and "internal error" not in line
+    for program in ("queuectl-worker", "queuectl-scheduler"):
+        proc = procs.start(program, {"QUEUECTL_REDIS_URL": url})
+        assert proc.wait_exit() == 3, proc.stderr()
+        errors = [ln for ln in proc.stderr().splitlines() if "error" in ln]
+        assert errors == [line.replace("queuectl:", f"{program}:", 1)], proc.stderr()
 
 
 @pytest.fixture
