@@ -120,17 +120,44 @@ def test_password_protected_redis(cli: Cli, env: dict[str, str],
     (["list", "--colour"], "No such option: --colour"),
     (["show"], "Missing argument"),
     (["show", "a", "b"], "unexpected extra argument"),
-    (["list", "--limit", "many"], "Invalid value for '--limit'"),
-    (["status", "--interval", "0"], "--interval"),
+    (["list", "--limit"], "Option '--limit' requires an argument"),
     (["dlq", "nuke"], "No such command 'nuke'"),
 ])
 def test_usage_errors_exit_2(cli: Cli, args: list[str], fragment: str) -> None:
     assert_error(cli(*args), 2, fragment)
 
 
+# A well-formed command line with a value that is wrong: invalid input (3), in our words.
+@pytest.mark.parametrize(("args", "message"), [
+    (["list", "--limit", "many"], "invalid value for --limit: must be a whole number "
+                                  "(got 'many')"),
+    (["list", "--limit", "-1"], "invalid value for --limit: must be at least 0 (got '-1')"),
+    (["list", "-n", "1.5"], "invalid value for --limit: must be a whole number (got '1.5')"),
+    (["status", "--interval", "0"], "invalid value for --interval: must be at least 0.1 "
+                                    "(got '0')"),
+    (["worker", "start", "--count", "-2"], "invalid value for --count: must be at least 1 "
+                                           "(got '-2')"),
+    (["--show-completion", "tcsh"], "invalid value for --show-completion: 'tcsh' is not one "
+                                    "of 'bash', 'zsh', 'fish'"),
+])
+def test_a_bad_value_exits_3_in_plain_words(cli: Cli, args: list[str], message: str) -> None:
+    assert assert_error(cli(*args), 3) == f"queuectl: error: {message}"
+
+
 def test_invalid_environment_exits_3(cli: Cli, env: dict[str, str]) -> None:
     assert_error(cli("list", env=env | {"QUEUECTL_CONCURRENCY": "lots"}), 3,
-                 "invalid environment QUEUECTL_CONCURRENCY")
+                 "invalid environment QUEUECTL_CONCURRENCY: must be a whole number")
+    line = assert_error(cli("status", env=env | {"QUEUECTL_CONCURRENCY": "0"}), 3)
+    assert line == "queuectl: error: invalid environment QUEUECTL_CONCURRENCY: must be at least 1"
+
+
+def test_help_version_and_usage_errors_ignore_a_bad_environment(cli: Cli,
+                                                                 env: dict[str, str]) -> None:
+    bad = env | {"QUEUECTL_CONCURRENCY": "0"}
+    assert assert_ok(cli("--help", env=bad)).startswith("Usage: queuectl")
+    assert assert_ok(cli("list", "--help", env=bad)).startswith("Usage: queuectl list")
+    assert assert_ok(cli("--version", env=bad)).startswith("queuectl ")
+    assert_error(cli("list", "--colour", env=bad), 2, "No such option: --colour")
 
 
 def test_help_and_version_never_touch_redis(cli: Cli, env: dict[str, str],
