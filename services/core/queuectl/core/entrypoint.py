@@ -31,6 +31,8 @@ SERVICE_EXIT_CODES: tuple[tuple[int, str], ...] = (
     (6, "Redis refused the credentials or a command (ACL), or the embedded Redis could not "
         "be started"),
     (8, "a key the service itself needs has the wrong type"),
+    (130, "the scheduler got a second SIGTERM/SIGINT and stopped at once (a worker stops "
+          "its jobs, hands them back and exits 0)"),
 )
 
 # Every service reads these; each service adds its own (ServiceHelp.variables).
