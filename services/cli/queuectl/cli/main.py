@@ -17,11 +17,13 @@ from queuectl.cli.context import State
 from queuectl.cli.render import clean
 from queuectl.core import wording
 from queuectl.core.errors import (
+    EXIT_DATA,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_REDIS,
     EXIT_USAGE,
+    CancelledError,
     QueueCtlError,
 )
 from queuectl.core.resilience import redis_error_message
@@ -68,12 +70,19 @@ def report_click(exc: typer.TyperException) -> int:
 
 def report(exc: Exception, state: State | None) -> int:
     """Print the one line an error deserves and return the exit code it maps to."""
+    if isinstance(exc, CancelledError):
+        # Not an error: the user said no. One line, and the exit code of Ctrl-C.
+        sys.stderr.write(f"queuectl: {clean(str(exc))}\n")
+        return exc.exit_code
     if isinstance(exc, QueueCtlError):
         return fail(str(exc), exc.exit_code)
     if isinstance(exc, typer.TyperException):
         return report_click(exc)
     if isinstance(exc, redis.RedisError):
         where = state.redis_description() if state is not None else "Redis"
+        if isinstance(exc, redis.ResponseError) and "WRONGTYPE" in str(exc):
+            # Not Redis failing: a key holds data QueueCTL cannot use (README: exit 8).
+            return fail(f"{redis_error_message(exc, where)} (queuectl doctor)", EXIT_DATA)
         return fail(redis_error_message(exc, where), EXIT_REDIS)
     if os.environ.get("QUEUECTL_DEBUG"):
         raise exc
