@@ -69,6 +69,7 @@ def test_a_lone_dash_enqueues_one_json_job_from_stdin(cli: Cli, client: Client) 
     ("[]", "stdin: a job must be a JSON object, not an array"),
     ('{"command":"x","colour":"red"}', "stdin: unknown field 'colour'"),
     (b"\xff\xfe", "stdin: invalid JSON: not UTF-8 text"),
+    ('{"command":"' + "x" * (1 << 20) + '"}', "stdin: invalid JSON: longer than 1048576 bytes"),
 ])
 def test_stdin_that_is_not_one_job_is_refused(cli: Cli, client: Client, data: str | bytes,
                                               message: str) -> None:

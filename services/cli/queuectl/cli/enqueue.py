@@ -162,6 +162,9 @@ def parse_lone_argument(text: str) -> JobSpec:
 def job_from_stdin() -> JobSpec:
     """``enqueue -``: one JSON job object read from stdin, the way ``--file -`` reads many."""
     data = sys.stdin.buffer.read(MAX_JOB_JSON_BYTES + 1)
+    if len(data) > MAX_JOB_JSON_BYTES:
+        # Read no further: no job is this long, and stdin may be endless.
+        raise InvalidInputError(f"stdin: invalid JSON: longer than {MAX_JOB_JSON_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -119,8 +119,8 @@ def status(
             print(status_text(st))
         return
     in_place = sys.stdout.isatty()
-    # Ctrl-C ends it with 130, as every other command: a script cannot tell a watch that
-    # was stopped from one that ended by itself otherwise (queuectl.cli.main).
+    # No KeyboardInterrupt handler: Ctrl-C ends this as every other command, with 130
+    # (queuectl.cli.main), so that one rule holds for every command a script runs.
     while True:
         st = client.status()
         if as_json:
