@@ -66,6 +66,9 @@ BAD_URLS = [
      "option 'colour' is not known for redis:// URLs"),
     ("redis://127.0.0.1:1/0?socket_timeout=soon", "invalid QUEUECTL_REDIS_URL ",
      "socket_timeout"),
+    ("rediss://127.0.0.1:1/0?ssl_cert_reqs=maybe", "invalid QUEUECTL_REDIS_URL ",
+     "Invalid SSL Certificate Requirements Flag: maybe"),
+    ("redis://127.0.0.1:1/0?protocol=9", "invalid QUEUECTL_REDIS_URL ", "protocol"),
 ]
 
 

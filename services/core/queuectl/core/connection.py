@@ -71,7 +71,8 @@ def check_connection_options(client: redis.Redis, url: str) -> None:
         what = f"option {name.group(1)!r}" if name else "an option"
         hint = " (TLS options need rediss://)" if name and "ssl" in name.group(1) else ""
         raise _invalid_url(url, f"{what} is not known for {scheme}:// URLs{hint}") from None
-    except ValueError as exc:
+    except (ValueError, redis.RedisError) as exc:
+        # redis-py checks some values here: ssl_cert_reqs=maybe, protocol=9.
         raise _invalid_url(url, redact(str(exc), url)) from None
 
 
