@@ -126,7 +126,7 @@ class Venv:
             assert bad.returncode == 3, bad.stderr
             assert bad.stderr.strip().splitlines() == [
                 f"{name}: error: invalid environment QUEUECTL_SCHEDULER_BATCH: "
-                "Input should be a valid integer, unable to parse string as an integer"
+                "must be a whole number"
             ]
         helped = run([self.root / "bin" / "queuectl", "--help"], cwd=self.root)
         assert helped.returncode == 0, helped.stderr

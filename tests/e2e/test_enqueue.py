@@ -112,7 +112,8 @@ def test_run_at_schedules_the_job(cli: Cli, client: Client) -> None:
     (["echo", "--", "hi"], 2, "nothing may precede it"),
     (["--"], 2, "nothing to enqueue"),
     (["--delay", "1s", "--run-at", "2030-01-01T00:00:00Z", "--", "true"], 2, "not both"),
-    (["--max-retries", "many", "--", "true"], 2, "--max-retries"),
+    (["--max-retries", "many", "--", "true"], 3, "invalid value for --max-retries"),
+    (["--max-retries", "-1", "--", "true"], 3, "invalid max_retries: must be at least 0"),
     (["--no-such-flag", "--", "true"], 2, "No such option"),
 ])
 def test_invalid_jobs_are_refused_and_nothing_is_stored(

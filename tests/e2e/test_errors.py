@@ -53,9 +53,38 @@ def test_input_is_validated_before_redis_is_needed(cli: Cli, env: dict[str, str]
     assert not data_dir.exists()  # the embedded server was never started
 
 
-def test_an_invalid_url_exits_6(cli: Cli, env: dict[str, str]) -> None:
-    assert_error(cli("list", env=env | {"QUEUECTL_REDIS_URL": "http://example.com"}), 6,
-                 "invalid QUEUECTL_REDIS_URL")
+# A URL that cannot work is an invalid setting (3), not an unreachable Redis (6); options
+# redis-py does not know for the scheme are found before any connection is tried.
+BAD_URLS = [
+    ("notaurl", "invalid QUEUECTL_REDIS_URL ***: ", "one of the following schemes"),
+    ("http://example.com", "invalid QUEUECTL_REDIS_URL http://example.com: ",
+     "one of the following schemes"),
+    ("redis://127.0.0.1:1/0?ssl_password=x",
+     "invalid QUEUECTL_REDIS_URL redis://127.0.0.1:1/0?ssl_password=***: ",
+     "option 'ssl_password' is not known for redis:// URLs (TLS options need rediss://)"),
+    ("redis://127.0.0.1:1/0?colour=blue", "invalid QUEUECTL_REDIS_URL ",
+     "option 'colour' is not known for redis:// URLs"),
+    ("redis://127.0.0.1:1/0?socket_timeout=soon", "invalid QUEUECTL_REDIS_URL ",
+     "socket_timeout"),
+    ("rediss://127.0.0.1:1/0?ssl_cert_reqs=maybe", "invalid QUEUECTL_REDIS_URL ",
+     "Invalid SSL Certificate Requirements Flag: maybe"),
+    ("redis://127.0.0.1:1/0?protocol=9", "invalid QUEUECTL_REDIS_URL ", "protocol"),
+]
+
+
+@pytest.mark.parametrize(("url", "start", "fragment"), BAD_URLS,
+                         ids=[u.partition("?")[2] or u for u, _, _ in BAD_URLS])
+def test_an_unusable_url_is_an_invalid_setting_everywhere(
+        cli: Cli, env: dict[str, str], procs: Procs, url: str, start: str,
+        fragment: str) -> None:
+    line = assert_error(cli("list", env=env | {"QUEUECTL_REDIS_URL": url}), 3, fragment)
+    assert line.startswith(f"queuectl: error: {start}"), line
+    assert "ssl_password=x" not in line and "internal error" not in line
+    for program in ("queuectl-worker", "queuectl-scheduler"):
+        proc = procs.start(program, {"QUEUECTL_REDIS_URL": url})
+        assert proc.wait_exit() == 3, proc.stderr()
+        errors = [ln for ln in proc.stderr().splitlines() if "error" in ln]
+        assert errors == [line.replace("queuectl:", f"{program}:", 1)], proc.stderr()
 
 
 @pytest.fixture
@@ -94,17 +123,44 @@ def test_password_protected_redis(cli: Cli, env: dict[str, str],
     (["list", "--colour"], "No such option: --colour"),
     (["show"], "Missing argument"),
     (["show", "a", "b"], "unexpected extra argument"),
-    (["list", "--limit", "many"], "Invalid value for '--limit'"),
-    (["status", "--interval", "0"], "--interval"),
+    (["list", "--limit"], "Option '--limit' requires an argument"),
     (["dlq", "nuke"], "No such command 'nuke'"),
 ])
 def test_usage_errors_exit_2(cli: Cli, args: list[str], fragment: str) -> None:
     assert_error(cli(*args), 2, fragment)
 
 
+# A well-formed command line with a value that is wrong: invalid input (3), in our words.
+@pytest.mark.parametrize(("args", "message"), [
+    (["list", "--limit", "many"], "invalid value for --limit: must be a whole number "
+                                  "(got 'many')"),
+    (["list", "--limit", "-1"], "invalid value for --limit: must be at least 0 (got '-1')"),
+    (["list", "-n", "1.5"], "invalid value for --limit: must be a whole number (got '1.5')"),
+    (["status", "--interval", "0"], "invalid value for --interval: must be at least 0.1 "
+                                    "(got '0')"),
+    (["worker", "start", "--count", "-2"], "invalid value for --count: must be at least 1 "
+                                           "(got '-2')"),
+    (["--show-completion", "tcsh"], "invalid value for --show-completion: 'tcsh' is not one "
+                                    "of 'bash', 'zsh', 'fish'"),
+])
+def test_a_bad_value_exits_3_in_plain_words(cli: Cli, args: list[str], message: str) -> None:
+    assert assert_error(cli(*args), 3) == f"queuectl: error: {message}"
+
+
 def test_invalid_environment_exits_3(cli: Cli, env: dict[str, str]) -> None:
     assert_error(cli("list", env=env | {"QUEUECTL_CONCURRENCY": "lots"}), 3,
-                 "invalid environment QUEUECTL_CONCURRENCY")
+                 "invalid environment QUEUECTL_CONCURRENCY: must be a whole number")
+    line = assert_error(cli("status", env=env | {"QUEUECTL_CONCURRENCY": "0"}), 3)
+    assert line == "queuectl: error: invalid environment QUEUECTL_CONCURRENCY: must be at least 1"
+
+
+def test_help_version_and_usage_errors_ignore_a_bad_environment(cli: Cli,
+                                                                 env: dict[str, str]) -> None:
+    bad = env | {"QUEUECTL_CONCURRENCY": "0"}
+    assert assert_ok(cli("--help", env=bad)).startswith("Usage: queuectl")
+    assert assert_ok(cli("list", "--help", env=bad)).startswith("Usage: queuectl list")
+    assert assert_ok(cli("--version", env=bad)).startswith("queuectl ")
+    assert_error(cli("list", "--colour", env=bad), 2, "No such option: --colour")
 
 
 def test_help_and_version_never_touch_redis(cli: Cli, env: dict[str, str],
@@ -131,7 +187,7 @@ def test_top_level_help_lists_every_command(cli: Cli) -> None:
 # Each would crash a service with a traceback (OverflowError in a wait or a socket timeout),
 # print escape sequences as the worker's id, or could not be decoded at all.
 BAD_ENVIRONMENT = [
-    ("QUEUECTL_IDLE_WAIT", "1e300", "less than or equal to 300"),
+    ("QUEUECTL_IDLE_WAIT", "1e300", "must be at most 300"),
     ("QUEUECTL_HEARTBEAT_INTERVAL", "inf", "finite number"),
     ("QUEUECTL_WORKER_TTL", "inf", "finite number"),
     ("QUEUECTL_SCHEDULER_INTERVAL", "nan", "finite number"),

@@ -78,7 +78,7 @@ def test_list_filters_and_limit(cli: Cli, client: Client) -> None:
 def test_list_errors(cli: Cli) -> None:
     assert_error(cli("list", "--state", "sleeping"), 3, "unknown state 'sleeping'")
     assert_error(cli("list", "--queue", "a b"), 3, "invalid queue name")
-    assert_error(cli("list", "--limit", "-1"), 2, "--limit")
+    assert_error(cli("list", "--limit", "-1"), 3, "invalid value for --limit: must be at least 0")
     assert_error(cli("list", "--cursor", "nowhere"), 3, "invalid cursor")
     assert_error(cli("list", "extra"), 2)
 

@@ -289,7 +289,7 @@ def test_invalid_environment_fails_with_one_line(start_scheduler: Start) -> None
     assert proc.proc.wait(timeout=30) == 3
     assert proc.output().splitlines() == [
         "queuectl-scheduler: error: invalid environment QUEUECTL_SCHEDULER_BATCH: "
-        "Input should be a valid integer, unable to parse string as an integer"
+        "must be a whole number"
     ]
 
 

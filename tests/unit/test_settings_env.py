@@ -75,7 +75,7 @@ def test_invalid_log_target(value: str, monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(InvalidInputError) as caught:
         load_settings()
     assert str(caught.value) == (
-        "invalid environment QUEUECTL_LOG_TARGET: Input should be 'file', 'stdout' or 'both'"
+        "invalid environment QUEUECTL_LOG_TARGET: must be 'file', 'stdout' or 'both'"
     )
 
 
@@ -115,18 +115,23 @@ def test_policy_defaults_from_nested_env(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("QUEUECTL_CONCURRENCY", "many",
-     "invalid environment QUEUECTL_CONCURRENCY: Input should be a valid integer, "
-     "unable to parse string as an integer"),
+     "invalid environment QUEUECTL_CONCURRENCY: must be a whole number"),
+    ("QUEUECTL_CONCURRENCY", "1.5",
+     "invalid environment QUEUECTL_CONCURRENCY: must be a whole number"),
     ("QUEUECTL_CONCURRENCY", "0",
-     "invalid environment QUEUECTL_CONCURRENCY: Input should be greater than or equal to 1"),
+     "invalid environment QUEUECTL_CONCURRENCY: must be at least 1"),
     ("QUEUECTL_KEY_PREFIX", "a b",
      "invalid environment QUEUECTL_KEY_PREFIX: key prefix must not contain white space"),
     ("QUEUECTL_POLICY__MAX_RETRIES", "-1",
-     "invalid environment QUEUECTL_POLICY__MAX_RETRIES: "
-     "Input should be greater than or equal to 0"),
+     "invalid environment QUEUECTL_POLICY__MAX_RETRIES: must be at least 0"),
     ("QUEUECTL_SCHEDULER_INTERVAL", "0",
-     "invalid environment QUEUECTL_SCHEDULER_INTERVAL: Input should be greater than or equal "
-     "to 0.01"),
+     "invalid environment QUEUECTL_SCHEDULER_INTERVAL: must be at least 0.01"),
+    ("QUEUECTL_LOG_LEVEL", "loud",
+     "invalid environment QUEUECTL_LOG_LEVEL: must be one of debug, info, warning, error"),
+    ("QUEUECTL_KEY_PREFIX", "",
+     "invalid environment QUEUECTL_KEY_PREFIX: must not be empty"),
+    ("QUEUECTL_METRICS_PORT", "70000",
+     "invalid environment QUEUECTL_METRICS_PORT: must be at most 65535"),
 ])
 def test_errors_name_the_variable_to_fix(name: str, value: str, message: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,11 +154,11 @@ DURATIONS = ["HEARTBEAT_INTERVAL", "WORKER_TTL", "IDLE_WAIT", "SCHEDULER_INTERVA
 
 @pytest.mark.parametrize("name", DURATIONS)
 @pytest.mark.parametrize(("value", "reason"), [
-    ("inf", "Input should be a finite number"),
-    ("-inf", "Input should be a finite number"),
-    ("nan", "Input should be a finite number"),
-    ("1e300", "Input should be less than or equal to"),
-    ("-1", "Input should be greater than or equal to"),
+    ("inf", "must be a finite number"),
+    ("-inf", "must be a finite number"),
+    ("nan", "must be a finite number"),
+    ("1e300", "must be at most"),
+    ("-1", "must be at least"),
 ])
 def test_every_duration_is_finite_and_bounded(name: str, value: str, reason: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,7 +174,7 @@ def test_every_duration_is_finite_and_bounded(name: str, value: str, reason: str
 def test_intervals_have_a_floor_against_busy_loops(name: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"QUEUECTL_{name}", "1e-300")
-    with pytest.raises(InvalidInputError, match=r"greater than or equal to 0\.01"):
+    with pytest.raises(InvalidInputError, match=r"must be at least 0\.01"):
         load_settings()
 
 

@@ -12,7 +12,12 @@ from queuectl.cli import render
 from queuectl.cli.context import get_client, get_state
 from queuectl.cli.jobs import note_unreadable
 from queuectl.core import embedded, policy
-from queuectl.core.errors import InvalidInputError, RedisUnavailableError, UsageError
+from queuectl.core.errors import (
+    CancelledError,
+    InvalidInputError,
+    RedisUnavailableError,
+    UsageError,
+)
 from queuectl.core.redact import mask_url
 from queuectl.core.settings import NAME_PATTERN
 
@@ -79,8 +84,9 @@ def dlq_purge(
 ) -> None:
     """Delete every dead job and its output for good.
 
-    On a terminal it asks first; elsewhere (scripts, CI) it refuses unless --yes
-    is given, so that a stray pipe cannot delete anything.
+    On a terminal it asks first (answering no exits 130, as Ctrl-C); elsewhere
+    (scripts, CI) it refuses unless --yes is given, so that a stray pipe cannot
+    delete anything.
     """
     if not yes and not sys.stdin.isatty():
         raise UsageError("dlq purge deletes jobs for good: add --yes to confirm")
@@ -88,8 +94,7 @@ def dlq_purge(
     if not yes:
         count = client.status().states["dead"]
         if not typer.confirm(f"Delete {count} dead job(s) and their output?", default=False):
-            print("nothing purged", file=sys.stderr)
-            raise typer.Exit(1)
+            raise CancelledError("cancelled: nothing purged")
     purged = client.dlq_purge()
     print(f"purged {purged} job{'s' if purged != 1 else ''}")
 

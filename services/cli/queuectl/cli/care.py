@@ -10,7 +10,7 @@ import typer
 from queuectl.cli import render
 from queuectl.cli.admin import report_notes
 from queuectl.cli.context import get_client
-from queuectl.core.errors import EXIT_JOB_FAILED, UsageError
+from queuectl.core.errors import EXIT_JOB_FAILED, CancelledError, UsageError
 
 REASON_WIDTH = 80
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -62,14 +62,17 @@ def quarantine_purge(
     ctx: typer.Context, ids: Ids = None, every: AllFlag = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
-    """Delete quarantined jobs and their output for good."""
+    """Delete quarantined jobs and their output for good.
+
+    With --all it asks first on a terminal (answering no exits 130, as Ctrl-C);
+    elsewhere it refuses unless --yes is given.
+    """
     wanted = _ids(ids, every)
     if wanted is None and not yes:
         if not sys.stdin.isatty():
             raise UsageError("quarantine purge --all deletes jobs for good: add --yes to confirm")
         if not typer.confirm("Delete every quarantined job and its output?", default=False):
-            print("nothing purged", file=sys.stderr)
-            raise typer.Exit(1)
+            raise CancelledError("cancelled: nothing purged")
     purged = get_client(ctx).quarantine_purge(wanted)
     print(f"purged {purged} job{'s' if purged != 1 else ''}")
 

@@ -10,20 +10,32 @@ from queuectl.core import embedded
 from queuectl.core.client import Client
 from queuectl.core.connection import redis_url
 from queuectl.core.errors import RedisUnavailableError
-from queuectl.core.settings import Settings
+from queuectl.core.settings import Settings, load_settings
 
 
 @dataclass
 class State:
-    """Settings built once in ``main()``; Redis is reached only when a command needs it."""
+    """Settings read once, when a command first needs them; Redis likewise.
 
-    settings: Settings
+    Lazy on purpose: ``--help``, ``--version`` and shell completion work whatever the
+    environment holds, and an invalid setting is reported (exit 3) by the commands that
+    use it, before anything else happens.
+    """
+
+    _settings: Settings | None = None
     url: str | None = None
     _client: Client | None = field(default=None, repr=False)
 
     @property
+    def settings(self) -> Settings:
+        """The environment's settings; InvalidInputError (exit 3) if one is invalid."""
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
     def client(self) -> Client:
-        """Connect on first use; the embedded server must already run (see ``starting``)."""
+        """Connect on first use; the embedded server must already run (see ``connect``)."""
         return self.connect(start=False)
 
     def connect(self, *, start: bool) -> Client:
@@ -47,6 +59,8 @@ class State:
         """The URL a Redis error refers to (the embedded socket when none is configured)."""
         if self.url:
             return self.url
+        if self._settings is None:
+            return "Redis"
         if self.settings.redis_url:
             return self.settings.redis_url
         return embedded.socket_url(self.settings.data_dir)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from queuectl.cli import render
 from queuectl.cli.bulkfile import enqueue_file
+from queuectl.cli.command import Command
 from queuectl.cli.context import get_client
 from queuectl.core import strictjson
 from queuectl.core.client import Client
@@ -24,27 +25,31 @@ from queuectl.core.models import (
     spec_from_mapping,
     spec_from_options,
 )
+from queuectl.core.strictjson import MAX_JOB_JSON_BYTES
 
 DASHDASH = "queuectl.dashdash"
 
 HELP = """Enqueue a job: a JSON object, a command after '--', or a JSON-lines file.
 
-\b
-  queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
-  queuectl enqueue --id job1 --max-retries 3 --timeout 30 -- 'echo hello'
-  queuectl enqueue --delay 1m30s -- date
-  queuectl enqueue --env REGION=eu --env DEBUG=1 -- ./report.sh
-  queuectl enqueue --file jobs.jsonl        # '-' reads stdin
-
 Prints '<id> <state>' (only the id with --quiet, the record with --json).
-A JSON value that is not an object is refused, never run as a command.
-With --file, every line is validated first: one bad line enqueues nothing.
-A line whose id already exists is skipped, so a file can be run again after
-a failure; the summary says how many were enqueued and skipped.
+A JSON value that is not an object is refused, never run as a command; a lone
+'-' reads one JSON job object from stdin (it may span lines). With --file,
+every line is validated first: one bad line enqueues nothing. A line whose id
+already exists is skipped, so a file can be run again after a failure; the
+summary says how many were enqueued and skipped.
 """
 
+EXAMPLES = (
+    """queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'""",
+    "queuectl enqueue --id job1 --max-retries 3 --timeout 30 -- 'echo hello'",
+    "queuectl enqueue --delay 1m30s -- date",
+    "queuectl enqueue --env REGION=eu --env DEBUG=1 -- ./report.sh",
+    "queuectl enqueue --file jobs.jsonl          # one job per line; '--file -' reads stdin",
+    """echo '{"command":"date"}' | queuectl enqueue -   # one JSON job from stdin""",
+)
 
-class EnqueueCommand(TyperCommand):
+
+class EnqueueCommand(Command):
     """Remembers whether '--' was given: only then are the words a shell command."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -129,7 +134,7 @@ def enqueue(
         raise UsageError("put the command after '--', e.g. queuectl enqueue -- 'echo hello'")
     if given:
         raise UsageError(f"{given[0]} cannot be combined with a JSON job; put it in the JSON")
-    spec = parse_lone_argument(words[0])
+    spec = job_from_stdin() if words[0] == "-" else parse_lone_argument(words[0])
     _store_one(get_client(ctx, start=True), spec, replace=replace, as_json=as_json, quiet=quiet)
 
 
@@ -152,6 +157,28 @@ def parse_lone_argument(text: str) -> JobSpec:
             "e.g. queuectl enqueue -- 'echo hello'"
         ) from None
     return spec_from_mapping(value)
+
+
+def job_from_stdin() -> JobSpec:
+    """``enqueue -``: one JSON job object read from stdin, the way ``--file -`` reads many."""
+    data = sys.stdin.buffer.read(MAX_JOB_JSON_BYTES + 1)
+    if len(data) > MAX_JOB_JSON_BYTES:
+        # Read no further: no job is this long, and stdin may be endless.
+        raise InvalidInputError(f"stdin: invalid JSON: longer than {MAX_JOB_JSON_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError("stdin: invalid JSON: not UTF-8 text") from None
+    if not text.strip():
+        raise InvalidInputError("stdin is empty: 'enqueue -' reads one JSON job object from it")
+    try:
+        return spec_from_json(text)
+    except InvalidInputError as exc:
+        if "Extra data" in str(exc):
+            # JSON lines: more than one job, which is what --file is for.
+            raise InvalidInputError(f"stdin: {exc}: 'enqueue -' reads one JSON job; "
+                                    "for one job per line use --file -") from None
+        raise InvalidInputError(f"stdin: {exc}") from None
 
 
 def parse_run_at(text: str) -> datetime:

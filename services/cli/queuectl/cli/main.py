@@ -1,4 +1,4 @@
-"""Entry point of ``queuectl``: settings built once, one command run, every error one line."""
+"""Entry point of ``queuectl``: one command run, every error one line, nothing escapes."""
 
 from __future__ import annotations
 
@@ -8,18 +8,25 @@ from collections.abc import Sequence
 
 import redis
 import typer
+from pydantic import ValidationError
+from typer._click.exceptions import MissingParameter
 
+from queuectl.cli import completion
+from queuectl.cli.command import argument_name
 from queuectl.cli.context import State
 from queuectl.cli.render import clean
+from queuectl.core import wording
 from queuectl.core.errors import (
+    EXIT_DATA,
     EXIT_INTERRUPTED,
+    EXIT_INVALID,
     EXIT_OK,
     EXIT_REDIS,
     EXIT_USAGE,
+    CancelledError,
     QueueCtlError,
 )
 from queuectl.core.resilience import redis_error_message
-from queuectl.core.settings import load_settings
 
 # Not in the table of core/errors.py on purpose: only a bug in QueueCTL ends up here.
 EXIT_INTERNAL = 1
@@ -33,19 +40,49 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def bad_value(exc: typer.BadParameter) -> str:
+    """``invalid value for --limit: must be at least 0 (got -1)``, in QueueCTL's words."""
+    cause = exc.__cause__
+    param = exc.param
+    if not isinstance(cause, ValidationError) or param is None:
+        return exc.format_message()
+    opts = sorted(getattr(param, "opts", None) or [], key=len, reverse=True)
+    name = opts[0] if opts else argument_name(param)
+    error = cause.errors()[0]
+    what = wording.plain(error).rstrip(".")
+    # A validator's own message names the value already; the plain words do not.
+    given = f" (got {error['input']!r})" if error["type"] in wording.PLAIN else ""
+    return f"invalid value for {name}: {what}{given}"
+
+
+def report_click(exc: typer.TyperException) -> int:
+    """Click's errors: a bad value is invalid input (3), the rest usage errors (2)."""
+    # Click raises this (a UsageError) for a group given no subcommand; its message
+    # is the group's help, which is what the user wants to see, on stdout.
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        print(exc.format_message())
+        return EXIT_OK
+    if isinstance(exc, typer.BadParameter) and not isinstance(exc, MissingParameter):
+        # The command line was well formed; a value in it is not (README: exit 3).
+        return fail(bad_value(exc), EXIT_INVALID)
+    return fail(exc.format_message(), EXIT_USAGE)
+
+
 def report(exc: Exception, state: State | None) -> int:
     """Print the one line an error deserves and return the exit code it maps to."""
+    if isinstance(exc, CancelledError):
+        # Not an error: the user said no. One line, and the exit code of Ctrl-C.
+        sys.stderr.write(f"queuectl: {clean(str(exc))}\n")
+        return exc.exit_code
     if isinstance(exc, QueueCtlError):
         return fail(str(exc), exc.exit_code)
     if isinstance(exc, typer.TyperException):
-        # Click raises this (a UsageError) for a group given no subcommand; its message
-        # is the group's help, which is what the user wants to see, on stdout.
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            print(exc.format_message())
-            return EXIT_OK
-        return fail(exc.format_message(), EXIT_USAGE)
+        return report_click(exc)
     if isinstance(exc, redis.RedisError):
         where = state.redis_description() if state is not None else "Redis"
+        if isinstance(exc, redis.ResponseError) and "WRONGTYPE" in str(exc):
+            # Not Redis failing: a key holds data QueueCTL cannot use (README: exit 8).
+            return fail(f"{redis_error_message(exc, where)} (queuectl doctor)", EXIT_DATA)
         return fail(redis_error_message(exc, where), EXIT_REDIS)
     if os.environ.get("QUEUECTL_DEBUG"):
         raise exc
@@ -57,9 +94,9 @@ def run(argv: Sequence[str]) -> int:
     """Run one command line and return its exit code; nothing escapes as a traceback."""
     from queuectl.cli.app import app
 
-    state: State | None = None
+    state = State()
     try:
-        state = State(load_settings())
+        completion.prepare()
         command = typer.main.get_command(app)
         # standalone_mode=False hands every error back here instead of Click printing
         # a usage block (or rich printing a boxed panel) and exiting by itself.
@@ -71,8 +108,7 @@ def run(argv: Sequence[str]) -> int:
     except Exception as exc:
         return report(exc, state)
     finally:
-        if state is not None:
-            state.close()
+        state.close()
 
 
 def main() -> None:

@@ -100,7 +100,8 @@ def status_text(st: Status) -> str:
 def status(
     ctx: typer.Context,
     watch: Annotated[bool, typer.Option(
-        "--watch", "-w", help="Refresh until Ctrl-C (with --json: one JSON line each time).",
+        "--watch", "-w",
+        help="Refresh until Ctrl-C (exit 130; with --json: one JSON line each time).",
     )] = False,
     interval: Annotated[float, typer.Option(
         "--interval", metavar="SECONDS", min=0.1, max=3600,
@@ -118,20 +119,18 @@ def status(
             print(status_text(st))
         return
     in_place = sys.stdout.isatty()
-    try:
-        while True:
-            st = client.status()
-            if as_json:
-                render.emit_json_line(status_dict(st))
-            else:
-                head = CLEAR if in_place else "\n"
-                sys.stdout.write(f"{head}queuectl status at {iso(st.server_time)}, every "
-                                 f"{interval:g}s (Ctrl-C to stop)\n\n{status_text(st)}\n")
-                sys.stdout.flush()
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        # Ctrl-C is how --watch ends: a normal exit, not an interruption.
-        return
+    # No KeyboardInterrupt handler: Ctrl-C ends this as every other command, with 130
+    # (queuectl.cli.main), so that one rule holds for every command a script runs.
+    while True:
+        st = client.status()
+        if as_json:
+            render.emit_json_line(status_dict(st))
+        else:
+            head = CLEAR if in_place else "\n"
+            sys.stdout.write(f"{head}queuectl status at {iso(st.server_time)}, every "
+                             f"{interval:g}s (Ctrl-C to stop)\n\n{status_text(st)}\n")
+            sys.stdout.flush()
+        time.sleep(interval)
 
 
 def worker_list(

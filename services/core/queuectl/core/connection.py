@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from queuectl.core import embedded
-from queuectl.core.errors import RedisUnavailableError
+from queuectl.core.errors import InvalidInputError
 from queuectl.core.keys import Keys
 from queuectl.core.redact import mask_url, redact, url_problem
 from queuectl.core.settings import Settings
 from queuectl.core.store import Store
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
 
 
 def redis_url(settings: Settings) -> str:
@@ -22,17 +26,21 @@ def redis_url(settings: Settings) -> str:
 
 
 def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.0) -> redis.Redis:
-    """A client with bounded retries: the CLI fails fast, services loop on their own."""
+    """A client with bounded retries: the CLI fails fast, services loop on their own.
+
+    A URL that cannot work is an invalid setting (InvalidInputError, exit 3), found here
+    before any connection is tried: Redis is not unreachable, the URL is wrong.
+    """
     url = redis_url(settings)
     problem = url_problem(url)
     if problem:
         # redis-py would take part of the password for the host and look it up in DNS.
-        raise RedisUnavailableError(f"invalid QUEUECTL_REDIS_URL {mask_url(url)}: {problem}")
+        raise _invalid_url(url, problem)
     # A unix:// URL (the embedded server) makes a UnixDomainSocketConnection, which
     # rejects socket_keepalive with a TypeError: keepalive is a TCP option only.
     tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
     try:
-        return redis.Redis.from_url(
+        client = redis.Redis.from_url(
             url,
             decode_responses=False,
             socket_connect_timeout=3.0,
@@ -45,9 +53,31 @@ def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.
             **tcp,
         )
     except ValueError as exc:
-        raise RedisUnavailableError(
-            f"invalid QUEUECTL_REDIS_URL {mask_url(url)}: {redact(str(exc), url)}"
-        ) from None
+        raise _invalid_url(url, redact(str(exc), url)) from None
+    check_connection_options(client, url)
+    return client
+
+
+def check_connection_options(client: redis.Redis, url: str) -> None:
+    """Build one connection object, without connecting, so that a URL option redis-py
+    does not know for its scheme (``ssl_password`` on redis://) is refused now, not
+    as a TypeError at the first command."""
+    pool = client.connection_pool
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        name = _UNEXPECTED.search(str(exc))
+        scheme = url.partition("://")[0]
+        what = f"option {name.group(1)!r}" if name else "an option"
+        hint = " (TLS options need rediss://)" if name and "ssl" in name.group(1) else ""
+        raise _invalid_url(url, f"{what} is not known for {scheme}:// URLs{hint}") from None
+    except (ValueError, redis.RedisError) as exc:
+        # redis-py checks some values here: ssl_cert_reqs=maybe, protocol=9.
+        raise _invalid_url(url, redact(str(exc), url)) from None
+
+
+def _invalid_url(url: str, problem: str) -> InvalidInputError:
+    return InvalidInputError(f"invalid QUEUECTL_REDIS_URL {mask_url(url)}: {problem}")
 
 
 def open_store(settings: Settings, *, policy_max_age: float = 0.0, **kwargs: float) -> Store:

@@ -13,7 +13,7 @@ Exit codes (documented in the README):
 7     ``wait --timeout`` expired before every job ended
 8     Redis holds data QueueCTL cannot use (a key of the wrong type, a corrupted
       record); ``queuectl doctor`` shows what and where
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C), or cancelled: a confirmation prompt was answered no
 ====  ==================================================================
 """
 
@@ -88,6 +88,16 @@ class WaitTimeoutError(QueueCtlError):
     """``wait`` gave up before the jobs ended."""
 
     exit_code = EXIT_TIMEOUT
+
+
+class CancelledError(QueueCtlError):
+    """The user answered no at a confirmation prompt: nothing was done.
+
+    Exit 130, as Ctrl-C at the same prompt: both mean "I changed my mind", and a
+    script must not take either for success (0) or for a failed wait (1).
+    """
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class CannotWorkError(QueueCtlError):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from queuectl.core import strictjson
+from queuectl.core import strictjson, wording
 from queuectl.core.display import escape
 from queuectl.core.errors import DataError, InvalidInputError
 from queuectl.core.keys import DEFAULT_QUEUE
@@ -196,8 +196,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         return "invalid id: use 1-128 characters of A-Z a-z 0-9 . _ -"
     if field == "queue" and err["type"] == "string_pattern_mismatch":
         return "invalid queue name: use 1-128 characters of A-Z a-z 0-9 . _ -"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"invalid {field}: {msg}"
+    return f"invalid {field}: {wording.plain(err)}"
 
 
 def spec_from_mapping(data: object) -> JobSpec:

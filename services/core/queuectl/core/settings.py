@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from queuectl.core.display import escape
+from queuectl.core import wording
 from queuectl.core.errors import InvalidInputError
 from queuectl.core.policy import Policy
 
@@ -36,6 +36,7 @@ DEFAULT_JOB_ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME",
 # shell-style globs * ? and [...] / [!...].
 _ENV_PATTERN_RE = re.compile(r"^(?:[A-Za-z0-9_.-]|\*|\?|\[!?[A-Za-z0-9_.-]+\])+$")
 RESERVED_ENV_PREFIX = "QUEUECTL_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 # Bounds of the durations (seconds). Intervals: 10 ms (a smaller one is a busy loop) to
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
     job_cgroup: JobCgroup = Field(
         JobCgroup.AUTO, description="auto: each run in its own cgroup v2 where writable; off"
     )
-    log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error)$")
+    log_level: str = "INFO"
     job_env_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_JOB_ENV_ALLOW),
         description="worker variables a job sees: names or globs, comma-separated; * = all",
@@ -166,6 +167,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{pattern!r}: QUEUECTL_* variables are never passed to jobs")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value
+
     @field_validator("worker_id", mode="before")
     @classmethod
     def _check_worker_id(cls, value: object) -> object:
@@ -203,14 +211,12 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        if not first["loc"]:  # a check across fields names its variables itself
-            raise InvalidInputError(f"invalid environment: {escape(msg)}") from None
+        where, msg = wording.first(exc)
+        if not where:  # a check across fields names its variables itself
+            raise InvalidInputError(f"invalid environment: {msg}") from None
         # Nested fields are read from QUEUECTL_POLICY__MAX_RETRIES: name that variable.
-        where = "__".join(str(p) for p in first["loc"])
-        raise InvalidInputError(
-            f"invalid environment QUEUECTL_{where.upper()}: {escape(msg)}") from None
+        name = "QUEUECTL_" + where.replace(".", "__").upper()
+        raise InvalidInputError(f"invalid environment {name}: {msg}") from None
     except SettingsError as exc:
         # pydantic-settings could not decode a value at all (QUEUECTL_POLICY=not-json).
         field = re.search(r'field "(\w+)"', str(exc))

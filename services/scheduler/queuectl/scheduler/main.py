@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from queuectl.core.connection import open_store, redis_url
+from queuectl.core.entrypoint import ServiceHelp, handle_arguments
 from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError
 from queuectl.core.logs import setup_logging
 from queuectl.core.settings import Settings, load_settings
@@ -62,8 +63,27 @@ def run(settings: Settings) -> int:
     return EXIT_OK
 
 
+HELP = ServiceHelp(
+    prog="queuectl-scheduler",
+    purpose="Run the QueueCTL scheduler in the foreground until SIGTERM or SIGINT: it moves "
+            "retries and delayed jobs back to their queues when they are due, hands back "
+            "the jobs of workers that died, and deletes ended jobs past their retention. "
+            "Several replicas may run at once. The same code as 'queuectl scheduler'.",
+    variables=(
+        ("QUEUECTL_SCHEDULER_INTERVAL", "longest sleep between rounds in seconds (default 1)"),
+        ("QUEUECTL_SCHEDULER_BATCH", "items promoted per script call (default 500)"),
+        ("QUEUECTL_WORKER_TTL", "seconds without a heartbeat before a worker is dead "
+                                "(default 10)"),
+    ),
+    example="QUEUECTL_REDIS_URL=redis://redis:6379/0 queuectl-scheduler",
+)
+
+
 def main() -> None:
     """Console script ``queuectl-scheduler``: configured by the environment only."""
+    code = handle_arguments(HELP, sys.argv[1:])
+    if code is not None:
+        raise SystemExit(code)
     try:
         code = run(load_settings())
     except QueueCtlError as exc:

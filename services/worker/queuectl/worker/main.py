@@ -16,6 +16,7 @@ import time
 from types import FrameType
 
 from queuectl.core.connection import open_store, redis_url
+from queuectl.core.entrypoint import ServiceHelp, handle_arguments
 from queuectl.core.errors import QueueCtlError
 from queuectl.core.logs import setup_logging
 from queuectl.core.resilience import Backoff
@@ -109,7 +110,32 @@ class WorkerStoppedError(QueueCtlError):
         self.exit_code = code
 
 
+HELP = ServiceHelp(
+    prog="queuectl-worker",
+    purpose="Run a QueueCTL worker in the foreground: threads that take jobs from their "
+            "queues in priority order and run each job's shell command, until SIGTERM or "
+            "SIGINT (running jobs get QUEUECTL_SHUTDOWN_GRACE seconds to finish and are "
+            "handed back after that; nothing is lost) or 'queuectl worker stop'. The same "
+            "code as 'queuectl worker start'.",
+    variables=(
+        ("QUEUECTL_QUEUES", "queues, comma-separated, highest priority first (default "
+                            "default)"),
+        ("QUEUECTL_CONCURRENCY", "threads: jobs run at once (default 4)"),
+        ("QUEUECTL_LOG_DIR", "job log files (default $QUEUECTL_DATA_DIR/logs)"),
+        ("QUEUECTL_LOG_TARGET", "where job output goes: file, stdout or both (default file)"),
+        ("QUEUECTL_SHUTDOWN_GRACE", "seconds running jobs get after SIGTERM (default 25)"),
+        ("QUEUECTL_WORKER_ID", "this worker's id (default <host>-<pid>-<random>)"),
+    ),
+    example="QUEUECTL_REDIS_URL=redis://redis:6379/0 QUEUECTL_QUEUES=high,default "
+            "queuectl-worker",
+)
+
+
 def main() -> None:
+    """Console script ``queuectl-worker``: configured by the environment only."""
+    code = handle_arguments(HELP, sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     try:
         settings = load_settings()
         sys.exit(run(settings))

@@ -1,0 +1,111 @@
+"""The command line of the services (``queuectl-worker``, ``queuectl-scheduler``).
+
+A service is configured only by its environment, so its command line holds
+nothing but ``--help`` and ``--version``. Both are answered before settings
+are read, Redis is reached or anything starts: ``kubectl exec POD --
+queuectl-worker --help`` must not start a second worker next to the first.
+Anything else is a usage error (one line, exit 2), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from queuectl.core.display import escape
+from queuectl.core.errors import EXIT_OK, EXIT_USAGE
+
+WIDTH = 79
+
+# The services' exit codes (README "Exit codes", second table); every service prints them.
+SERVICE_EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "stopped (SIGTERM/SIGINT, or queuectl worker stop)"),
+    (1, "cannot work here (an unusable log directory, runs that cannot start, a scheduler "
+        "round failing ten times in a row, a thread that died)"),
+    (2, "usage error: an argument other than --help or --version"),
+    (3, "invalid settings (environment)"),
+    (5, "the worker id is held by another live worker, or was taken over"),
+    (6, "Redis refused the credentials or a command (ACL), or the embedded Redis could not "
+        "be started"),
+    (8, "a key the service itself needs has the wrong type"),
+    (130, "the scheduler got a second SIGTERM/SIGINT and stopped at once (a worker stops "
+          "its jobs, hands them back and exits 0)"),
+)
+
+# Every service reads these; each service adds its own (ServiceHelp.variables).
+COMMON_VARIABLES: tuple[tuple[str, str], ...] = (
+    ("QUEUECTL_REDIS_URL", "redis://, rediss:// (TLS) or unix:// URL; unset: an embedded "
+                           "Redis under QUEUECTL_DATA_DIR"),
+    ("QUEUECTL_KEY_PREFIX", "prefix of every key (default queuectl)"),
+    ("QUEUECTL_LOG_LEVEL", "debug, info, warning or error (default info)"),
+)
+
+
+def version_line(prog: str) -> str:
+    """``<prog> <version>`` of the installed distribution."""
+    try:
+        return f"{prog} {version('queuectl')}"
+    except PackageNotFoundError:
+        return f"{prog} (not installed)"
+
+
+@dataclass(frozen=True)
+class ServiceHelp:
+    """What ``<prog> --help`` says: the service's purpose, variables and an example."""
+
+    prog: str
+    purpose: str
+    variables: tuple[tuple[str, str], ...]
+    example: str
+
+    def text(self) -> str:
+        """The full help, ending with the exit codes."""
+        lines = [
+            f"Usage: {self.prog} [--help | --version]",
+            "",
+            textwrap.fill(self.purpose, WIDTH),
+            "",
+            textwrap.fill("It takes no arguments: it is configured only by QUEUECTL_* "
+                          "environment variables (README, Configuration). The main ones:",
+                          WIDTH),
+            *_rows(COMMON_VARIABLES + self.variables),
+            "",
+            "Example:",
+            f"  {self.example}",
+            "",
+            "Exit codes:",
+            *_rows([(str(code), meaning) for code, meaning in SERVICE_EXIT_CODES]),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _rows(rows: Sequence[tuple[str, str]]) -> list[str]:
+    """Two columns, the second wrapped under itself."""
+    width = max(len(name) for name, _ in rows)
+    out = []
+    for name, meaning in rows:
+        out += textwrap.wrap(meaning, WIDTH, initial_indent=f"  {name.ljust(width)}  ",
+                             subsequent_indent=" " * (width + 4))
+    return out
+
+
+def handle_arguments(service: ServiceHelp, argv: Sequence[str]) -> int | None:
+    """None when the service should start; else the exit code, after printing the help,
+    the version or a one-line usage error (arguments are taken in order, like Click)."""
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            sys.stdout.write(service.text())
+            return EXIT_OK
+        if arg == "--version":
+            sys.stdout.write(version_line(service.prog) + "\n")
+            return EXIT_OK
+        what = "option" if arg.startswith("-") and arg != "-" else "argument"
+        sys.stderr.write(
+            f"{service.prog}: error: unexpected {what} '{escape(arg)}': the service takes "
+            "no arguments and is configured by QUEUECTL_* environment variables "
+            f"(see {service.prog} --help)\n")
+        return EXIT_USAGE
+    return None

@@ -1,0 +1,106 @@
+"""The service console scripts read their command line: ``--help`` and ``--version`` answer
+without reading settings, reaching Redis or starting anything; any other argument is a
+usage error. (``kubectl exec POD -- queuectl-worker --help`` used to start a second worker.)"""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from queuectl.core.client import Client
+from tests.integration.procs import Procs
+
+from .helpers import Cli, assert_ok, env_without_url
+
+SERVICES = ["queuectl-worker", "queuectl-scheduler"]
+README = Path(__file__).resolve().parents[2] / "README.md"
+OWN_VARIABLES = {
+    "queuectl-worker": ["QUEUECTL_QUEUES", "QUEUECTL_CONCURRENCY", "QUEUECTL_SHUTDOWN_GRACE"],
+    "queuectl-scheduler": ["QUEUECTL_SCHEDULER_INTERVAL"],
+}
+
+
+def readme_tables(heading: str) -> list[list[int]]:
+    """The codes of each ``| code | meaning |`` table in the README section ``heading``."""
+    section = README.read_text().split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
+    blocks = re.findall(r"(?:^\|.*\n)+", section, re.MULTILINE)
+    return [[int(code) for code in re.findall(r"^\| (\d+) \|", block, re.MULTILINE)]
+            for block in blocks]
+
+
+def listed_codes(help_text: str) -> list[int]:
+    """The codes under ``Exit codes:`` in a service's help."""
+    block = help_text.split("\nExit codes:\n", 1)[1]
+    return [int(m.group(1)) for m in re.finditer(r"^  (\d+)  ", block, re.MULTILINE)]
+
+
+def places(env: dict[str, str], tmp_path: Path) -> list[dict[str, str]]:
+    """Where a started service would show: a Redis it could not reach (it would wait
+    forever), the embedded default (it would create the data dir), a live Redis (it would
+    register), and an environment it would refuse (exit 3)."""
+    return [env | {"QUEUECTL_REDIS_URL": "redis://127.0.0.1:1/0"},
+            env_without_url(env, str(tmp_path / "never-created")),
+            env,
+            env | {"QUEUECTL_CONCURRENCY": "0"}]
+
+
+@pytest.mark.parametrize("program", SERVICES)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_says_what_the_service_is_and_starts_nothing(
+        procs: Procs, env: dict[str, str], tmp_path: Path, client: Client, program: str,
+        flag: str) -> None:
+    for where in places(env, tmp_path):
+        proc = procs.start(program, where, [flag])
+        assert proc.wait_exit() == 0, proc.stderr()
+        assert proc.stderr() == ""
+        text = proc.stdout().decode()
+        words = " ".join(text.split())
+        assert text.startswith(f"Usage: {program} [--help | --version]\n"), text
+        assert "configured only by QUEUECTL_* environment variables" in words
+        for name in ["QUEUECTL_REDIS_URL", "QUEUECTL_KEY_PREFIX", *OWN_VARIABLES[program]]:
+            assert f"\n  {name} " in text, name
+        assert re.search(rf"^Example:\n  .*{program}$", text, re.MULTILINE), text
+        # The same codes as the README's table of the services.
+        assert listed_codes(text) == readme_tables("### Exit codes")[1]
+    assert not (tmp_path / "never-created").exists()
+    assert client.status().workers == [] and client.status().schedulers == {}
+
+
+@pytest.mark.parametrize("program", SERVICES)
+def test_version_everywhere(procs: Procs, env: dict[str, str], tmp_path: Path,
+                            program: str) -> None:
+    for where in places(env, tmp_path):
+        proc = procs.start(program, where, ["--version"])
+        assert proc.wait_exit() == 0, proc.stderr()
+        assert proc.stdout().decode() == f"{program} {version('queuectl')}\n"
+        assert proc.stderr() == ""
+
+
+def test_queuectl_version(cli: Cli) -> None:
+    assert assert_ok(cli("--version")) == f"queuectl {version('queuectl')}\n"
+
+
+@pytest.mark.parametrize("program", SERVICES)
+@pytest.mark.parametrize(("args", "what"), [
+    (["--bogus"], "option '--bogus'"),
+    (["-x"], "option '-x'"),
+    (["--help=yes"], "option '--help=yes'"),
+    (["start"], "argument 'start'"),
+    (["-"], "argument '-'"),
+    (["\x1b[31mred"], "argument '\\x1b[31mred'"),
+    (["--bogus", "--help"], "option '--bogus'"),  # taken in order, as Click does
+])
+def test_any_other_argument_is_a_usage_error(procs: Procs, env: dict[str, str],
+                                             tmp_path: Path, program: str, args: list[str],
+                                             what: str) -> None:
+    for where in places(env, tmp_path):
+        proc = procs.start(program, where, args)
+        assert proc.wait_exit() == 2, proc.stderr()
+        assert proc.stdout() == b""
+        assert proc.stderr().splitlines() == [
+            f"{program}: error: unexpected {what}: the service takes no arguments and is "
+            f"configured by QUEUECTL_* environment variables (see {program} --help)"]
+    assert not (tmp_path / "never-created").exists()
