@@ -143,7 +143,6 @@ def config_set(
     """Validate and store a value; workers and schedulers use it within a second.
 
     Times take a number of seconds or a duration (500ms, 90s, 5m, 1h30m, 7d).
-    Example: queuectl config set job-timeout 10m
     """
     stored = get_client(ctx).config_set(key, value)
     print(f"{key} = {stored}")
@@ -155,10 +154,7 @@ def config_unset(
         metavar="KEY", help="Config key, e.g. backoff-base.", show_default=False,
     )],
 ) -> None:
-    """Drop a stored value: the environment's (QUEUECTL_POLICY__*) or the default applies.
-
-    Example: queuectl config unset max-retries
-    """
+    """Drop a stored value: the environment's (QUEUECTL_POLICY__*) or the default applies."""
     print(f"{key} = {get_client(ctx).config_unset(key)}")
 
 
@@ -244,10 +240,7 @@ def redis_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 def redis_start(ctx: typer.Context) -> None:
-    """Start the embedded Redis (if it is not running already) and say where it is.
-
-    Example: queuectl redis start
-    """
+    """Start the embedded Redis (if it is not running already) and say where it is."""
     settings = get_state(ctx).settings
     if settings.redis_url:
         raise UsageError("QUEUECTL_REDIS_URL is set: redis start only starts the embedded "
