@@ -23,6 +23,7 @@ from .helpers import (
     make_dead,
     register_worker,
 )
+from .schemas import check, json_of
 
 
 def _until(check: object, what: str, timeout: float = 30.0) -> None:
@@ -43,11 +44,11 @@ def test_dlq_list(cli: Cli, client: Client) -> None:
     assert rows[0] == ["ID", "QUEUE", "ATTEMPTS", "EXIT", "DIED", "LAST", "ERROR"]
     assert [r[0] for r in rows[1:]] == ["d1", "d2"]
     assert rows[1][1:4] == ["default", "1", "1"]
-    records = json.loads(assert_ok(cli("dlq", "list", "--json")))
+    records = json_of(cli("dlq", "list", "--json"), "job-list")
     assert [(r["id"], r["state"], r["last_error"]) for r in records] == [
         ("d1", "dead", "exit code 1"), ("d2", "dead", "exit code 1")]
-    limited = json.loads(assert_ok(cli("dlq", "list", "--json", "--limit", "1")))
-    assert [r["id"] for r in limited] == ["d1"]
+    assert [r["id"] for r in json_of(cli("dlq", "list", "--json", "-n", "2"), "job-list")] == [
+        "d1", "d2"]
 
 
 def test_dlq_retry_one_and_all(cli: Cli, client: Client) -> None:
@@ -116,9 +117,25 @@ def test_config_list_get_set(cli: Cli, client: Client) -> None:
     assert assert_ok(cli("config", "set", "backoff-base", "0.5")) == "backoff-base = 0.5\n"
     assert assert_ok(cli("config", "get", "max-retries")) == "5\n"
     assert client.config_get("backoff-base") == "0.5"
-    listed = json.loads(assert_ok(cli("config", "list", "--json")))
-    assert listed["max-retries"] == {"value": "5", "source": "redis"}
-    assert listed["backoff-factor"] == {"value": "2", "source": "default"}
+    # Numbers as numbers, every field always there.
+    listed = json_of(cli("config", "list", "--json"), "config-list")
+    assert listed["max-retries"] == {"value": 5, "source": "redis", "invalid": None}
+    assert listed["backoff-base"] == {"value": 0.5, "source": "redis", "invalid": None}
+    assert listed["backoff-factor"] == {"value": 2, "source": "default", "invalid": None}
+    assert json_of(cli("config", "get", "backoff-base", "--json"), "config-get") == {
+        "key": "backoff-base", "value": 0.5, "source": "redis", "invalid": None}
+
+
+def test_config_json_of_a_stored_value_that_is_not_used(cli: Cli, client: Client) -> None:
+    client.redis.hset(client.keys.config, "max-retries", "lots")
+    listed = cli("config", "list", "--json")
+    assert listed.code == 0
+    setting = check(json.loads(listed.out), "config-list")["max-retries"]
+    assert (setting["value"], setting["source"]) == (3, "invalid")
+    assert "not a whole number" in setting["invalid"]
+    assert "queuectl: config max-retries: " in listed.err
+    got = check(json.loads(cli("config", "get", "max-retries", "--json").out), "config-get")
+    assert (got["value"], got["source"]) == (3, "invalid")
 
 
 @pytest.mark.parametrize(("args", "code", "fragment"), [
@@ -132,6 +149,7 @@ def test_config_list_get_set(cli: Cli, client: Client) -> None:
     (["set", "job-timeout", "nan"], 3, "finite"),
     (["set", "max-retries"], 2, "Missing argument"),
     (["get"], 2, "Missing argument"),
+    (["get", "colour", "--json"], 3, "unknown config key 'colour'"),
     (["unset", "x"], 2, "No such command"),
 ])
 def test_config_errors(cli: Cli, client: Client, args: list[str], code: int,
@@ -152,7 +170,7 @@ def test_worker_list_and_stop(cli: Cli, client: Client) -> None:
     assert rows[0] == ["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS", "LAST", "BEAT"]
     assert rows[1][:5] == ["w1", "yes", "8", "high,default", "held"]
     assert rows[2][:5] == ["w2", "yes", "4", "default", "-"]
-    listed = json.loads(assert_ok(cli("worker", "list", "--json")))
+    listed = json_of(cli("worker", "list", "--json"), "worker-list")
     assert [(w["id"], w["alive"], w["threads"], w["queues"], w["jobs"]) for w in listed] == [
         ("w1", True, 8, ["high", "default"], ["held"]), ("w2", True, 4, ["default"], [])]
 
@@ -214,7 +232,7 @@ def test_scheduler_promotes_due_jobs_and_stops_on_sigterm(env: dict[str, str], c
     with background(env, "scheduler") as proc:
         _until(lambda: client.get("soon").state is JobState.PENDING, "the delayed job")
         _until(lambda: client.get("retry").state is JobState.PENDING, "the retry")
-        status = json.loads(assert_ok(cli("status", "--json")))
+        status = json_of(cli("status", "--json"), "status")
         assert len(status["schedulers"]) == 1
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -10,10 +10,11 @@ import typer
 from queuectl.cli import render
 from queuectl.cli.admin import report_notes
 from queuectl.cli.context import get_client
+from queuectl.cli.jsonout import quarantined_json
 from queuectl.core.errors import EXIT_JOB_FAILED, UsageError
 
 REASON_WIDTH = 80
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (schemas/*.schema.json).")]
 Ids = Annotated[list[str] | None, typer.Argument(metavar="ID...", help="Job ids.",
                                                  show_default=False)]
 AllFlag = Annotated[bool, typer.Option("--all", help="Every quarantined job.")]
@@ -28,8 +29,7 @@ def quarantine_list(
     """Jobs set aside because their record, or a key they had to move to, cannot be used."""
     entries, total = get_client(ctx).quarantine_list(limit)
     if as_json:
-        render.emit_json([{"id": e.id, "since": render.iso_or_none(e.at), "reason": e.reason,
-                           "by": e.by, "state": e.state} for e in entries])
+        render.emit_json([quarantined_json(e) for e in entries])
         return
     if not entries:
         print("the quarantine is empty")

@@ -12,13 +12,13 @@ from queuectl.cli import render
 from queuectl.cli.bulkfile import enqueue_file
 from queuectl.cli.context import get_client
 from queuectl.cli.durations import parse_duration
+from queuectl.cli.jsonout import job_json
 from queuectl.core import strictjson
 from queuectl.core.client import Client
 from queuectl.core.errors import InvalidInputError, UsageError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import (
     JobSpec,
-    JobState,
     run_at_value,
     spec_from_json,
     spec_from_mapping,
@@ -136,8 +136,12 @@ def enqueue(
 def _store_one(client: Client, spec: JobSpec, *, replace: bool, as_json: bool,
                quiet: bool) -> None:
     state = client.enqueue_spec(spec, replace=replace)
-    record = client.get(spec.id).public_dict() if as_json else {}
-    _print_job(spec.id, state, record, as_json=as_json, quiet=quiet)
+    if as_json:
+        render.emit_json(job_json(client.get(spec.id)))
+    elif quiet:
+        print(spec.id)
+    else:
+        print(f"{spec.id} {state.value}")
 
 
 def parse_lone_argument(text: str) -> JobSpec:
@@ -174,15 +178,3 @@ def parse_env(items: list[str]) -> dict[str, str]:
             raise InvalidInputError(f"invalid --env: {name} is given twice")
         env[name] = value
     return env
-
-
-def _print_job(job_id: str, state: JobState, record: dict[str, Any], *, as_json: bool,
-               quiet: bool) -> None:
-    if as_json:
-        render.emit_json(record)
-    elif quiet:
-        print(job_id)
-    else:
-        print(f"{job_id} {state.value}")
-
-

@@ -12,6 +12,7 @@ import typer
 from queuectl.cli import render
 from queuectl.cli.context import get_client
 from queuectl.cli.durations import format_duration, parse_duration
+from queuectl.cli.jsonout import job_json, wait_json
 from queuectl.core.client import LogTail, parse_state
 from queuectl.core.errors import (
     EXIT_JOB_FAILED,
@@ -26,7 +27,8 @@ FOLLOW_POLL = 0.3
 COMMAND_WIDTH = 60
 
 JobId = Annotated[str, typer.Argument(metavar="ID", help="Job id.", show_default=False)]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonFlag = Annotated[bool, typer.Option(
+    "--json", help="Print JSON instead of a table (schemas/*.schema.json).")]
 
 
 def job_row(job: Job, now: float | None = None) -> list[str]:
@@ -66,7 +68,7 @@ def list_jobs(
         raise InvalidInputError(f"invalid queue name {queue!r}")
     jobs, seen = get_client(ctx).iter_jobs(wanted, queue, limit, cursor)
     if as_json:
-        render.emit_json_stream(job.public_dict() for job in jobs)
+        render.emit_json_stream(job_json(job) for job in jobs)
     else:
         rows = [job_row(job) for job in jobs]
         print(render.table(JOB_HEADERS, rows) if rows else "no jobs")
@@ -96,10 +98,9 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
     except CorruptRecordError:
         show_raw(client.find_raw(job_id), client.quarantine_reason(job_id), as_json=as_json)
         raise
-    kept = client.log_kept(job_id)
     reason = client.quarantine_reason(job_id) if job.state is JobState.QUARANTINED else None
     if as_json:
-        render.emit_json(job.public_dict() | {"log_size": job.log_size, "log_kept": kept})
+        render.emit_json(job_json(job))
         return
     t = render.when
     rows = [
@@ -120,7 +121,8 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
         ("exit_code", _opt(job.exit_code)),
         ("last_error", render.clean(job.last_error)),
         ("worker", _opt(job.worker)),
-        ("output", f"{job.log_size} bytes produced, last {kept} kept (queuectl logs {job.id})"),
+        ("output", f"{job.log_size} bytes produced, last {job.log_kept} kept "
+                   f"(queuectl logs {job.id})"),
     ]
     if job.env:
         rows.insert(7, ("env", render.clean(" ".join(f"{k}={v}" for k, v in job.env.items()))))
@@ -208,13 +210,17 @@ def wait(
         help="Give up after this long (seconds, or 30s, 5m ...) and exit 7; "
         "default: wait until every job ends.",
     )] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Block until the jobs end; print each final state; exit 1 unless all completed."""
     ids = list(dict.fromkeys(job_ids))
     limit = parse_duration(timeout) if timeout is not None else None
     ended = get_client(ctx).wait(ids, timeout=limit)
-    for job_id in ids:
-        print(f"{job_id} {ended[job_id].state.value}")
+    if as_json:
+        render.emit_json(wait_json(ids, ended))
+    else:
+        for job_id in ids:
+            print(f"{job_id} {ended[job_id].state.value}")
     if any(ended[i].state is not JobState.COMPLETED for i in ids):
         raise typer.Exit(EXIT_JOB_FAILED)
 

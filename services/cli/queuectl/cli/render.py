@@ -63,10 +63,6 @@ def when(ts: float | None, now: float | None = None) -> str:
     return f"{iso(ts)} ({ago(ts, now)})"
 
 
-def iso_or_none(ts: float | None) -> str | None:
-    return None if ts is None else iso(ts)
-
-
 def emit_json(value: Any) -> None:
     """Pretty JSON on stdout, one document."""
     sys.stdout.write(json.dumps(value, indent=2) + "\n")

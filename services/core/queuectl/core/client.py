@@ -32,13 +32,11 @@ from queuectl.core.errors import (
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.listing import Lister, Listing
 from queuectl.core.models import (
-    CorruptRecordError,
     Job,
     JobSpec,
     JobState,
     check_job_id,
     spec_from_options,
-    valid_name,
 )
 from queuectl.core.overview import Inspection
 from queuectl.core.policy import PolicyView
@@ -125,7 +123,10 @@ class Client(Inspection):
         raw = self._hgetall(self.keys.job(check_job_id(job_id)))
         if not raw:
             return None
-        job = Job.from_hash(raw, job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.strlen(self.keys.log(job_id))
+        (kept,) = pipe.execute(raise_on_error=False)  # a log key of the wrong type keeps 0
+        job = Job.from_hash(raw, job_id, log_kept=kept if isinstance(kept, int) else 0)
         reason = self.quarantine_reason(job_id)
         return job if reason is None else job.model_copy(update={"state": JobState.QUARANTINED})
 
@@ -152,26 +153,6 @@ class Client(Inspection):
         if job is None:
             raise NotFoundError(f"no job {job_id}")
         return job
-
-    def _load(self, ids: Sequence[str], unreadable: list[str] | None = None) -> list[Job]:
-        """Records of ``ids`` that exist and parse; the ids of the others go to ``unreadable``."""
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.keys.job(job_id))
-        out = []
-        for job_id, raw in zip(ids, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(raw, Exception) or (raw and not valid_name(job_id)):
-                if unreadable is not None:
-                    unreadable.append(job_id)
-                continue
-            if not raw:
-                continue
-            try:
-                out.append(Job.from_hash(decoded(raw), job_id))
-            except CorruptRecordError:
-                if unreadable is not None:
-                    unreadable.append(job_id)
-        return out
 
     def iter_jobs(self, state: JobState | None = None, queue: str | None = None,
                   limit: int = 50, cursor: str | None = None) -> tuple[Iterator[Job], Listing]:
@@ -205,14 +186,6 @@ class Client(Inspection):
         # A quarantined job will not move on by itself: a follower stops there.
         state = JobState.QUARANTINED if isinstance(quarantined, float) else job.state
         return LogTail(tail, job.log_size, state)
-
-    def log_kept(self, job_id: str) -> int:
-        """How many bytes of the job's output are stored (the tail ``logs`` prints)."""
-        try:
-            kept: Any = self.redis.strlen(self.keys.log(check_job_id(job_id)))
-        except redis.ResponseError:
-            return 0  # a log key of the wrong type: nothing usable is kept
-        return int(kept)
 
     def server_info(self) -> dict[str, str]:
         """A few INFO fields of the Redis server (version, mode, uptime, persistence, memory)."""
@@ -287,7 +260,8 @@ class Client(Inspection):
     def dlq_list(self, limit: int = 100) -> JobPage:
         ids = [as_str(i) for i in self.redis.lrange(self.keys.dead_letter, 0, limit - 1)]
         unreadable: list[str] = []
-        return JobPage(self._load(ids, unreadable), unreadable)
+        records = Lister(self.store).load(ids, unreadable)
+        return JobPage([records[i] for i in ids if i in records], unreadable)
 
     def dlq_retry(self, job_id: str) -> Moved:
         job = self.get(job_id)

@@ -143,18 +143,25 @@ class Lister:
         return self._paged(key, kind, start, newest)
 
     # -- records --------------------------------------------------------------------------
-    def _load(self, ids: Sequence[str], unreadable: list[str]) -> dict[str, Job]:
+    def load(self, ids: Sequence[str], unreadable: list[str]) -> dict[str, Job]:
+        """The records of ``ids`` that exist and parse, each with the length of its kept
+        output; the ids of records that cannot be read are added to ``unreadable``."""
         pipe = self.r.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.k.job(job_id))
+            pipe.strlen(self.k.log(job_id))
+        replies = pipe.execute(raise_on_error=False)
         out: dict[str, Job] = {}
-        for job_id, raw in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+        for i, job_id in enumerate(ids):
+            raw, kept = replies[2 * i], replies[2 * i + 1]
             if isinstance(raw, Exception) or (raw and not valid_name(job_id)):
                 unreadable.append(job_id)
             elif raw:
                 try:
-                    out[job_id] = Job.from_hash({as_str(a): as_str(b) for a, b in raw.items()},
-                                                job_id)
+                    out[job_id] = Job.from_hash(
+                        {as_str(a): as_str(b) for a, b in raw.items()}, job_id,
+                        # A log key of the wrong type keeps nothing usable.
+                        log_kept=kept if isinstance(kept, int) else 0)
                 except CorruptRecordError:
                     unreadable.append(job_id)
         return out
@@ -197,7 +204,7 @@ class Lister:
     def _settle(self, state: JobState, queue: str | None, batch: list[tuple[int, str]],
                 seen: Listing) -> Iterator[tuple[int, Job]]:
         """The jobs of ``batch`` that are still in ``state`` (and of ``queue``)."""
-        records = self._load([job_id for _, job_id in batch], seen.unreadable)
+        records = self.load([job_id for _, job_id in batch], seen.unreadable)
         for position, job_id in batch:
             job = records.get(job_id)
             if job is None:
