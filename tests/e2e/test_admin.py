@@ -51,6 +51,22 @@ def test_dlq_list(cli: Cli, client: Client) -> None:
         "d1", "d2"]
 
 
+def test_dlq_list_pages_with_a_cursor(cli: Cli, client: Client) -> None:
+    for name in ("d1", "d2", "d3"):
+        make_dead(client, name)
+    first = cli("dlq", "list", "--json", "--limit", "2")
+    assert first.code == 0
+    assert [r["id"] for r in check(json.loads(first.out), "job-list")] == ["d1", "d2"]
+    assert first.err == ("queuectl: showing 2 of 3 dead jobs; "
+                         "for the next page add --cursor dead:2\n")
+    rest = cli("dlq", "list", "--limit", "2", "--cursor", "dead:2")
+    assert [line.split()[0] for line in assert_ok(rest).splitlines()[1:]] == ["d3"]
+    assert assert_ok(cli("dlq", "list", "--cursor", "dead:9")) == (
+        "no dead jobs from this cursor on\n")
+    assert_error(cli("dlq", "list", "--cursor", "pending:2"), 3, "not dead ones")
+    assert_error(cli("dlq", "list", "--cursor", "dead:x"), 3, "invalid cursor")
+
+
 def test_dlq_retry_one_and_all(cli: Cli, client: Client) -> None:
     for name in ("d1", "d2", "d3"):
         make_dead(client, name)

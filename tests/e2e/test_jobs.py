@@ -70,12 +70,21 @@ def test_list_filters_and_limit(cli: Cli, client: Client) -> None:
     first = cli("list", "-s", "pending", "--limit", "2", "--json")
     assert first.code == 0 and [r["id"] for r in check(json.loads(first.out), "job-list")] == [
         "j1", "j2"]
-    assert first.err == "queuectl: more jobs: add --cursor pending:2\n"
+    # Rows left out are said on stderr, counted from the lists' lengths, with the way on.
+    assert first.err == ("queuectl: showing 2 of 5 pending jobs; "
+                         "for the next page add --cursor pending:2\n")
     rest = json_of(cli("list", "-s", "pending", "--cursor", "pending:2", "--json"), "job-list")
     assert [r["id"] for r in rest] == ["j3", "j4", "m1"]
     # --limit 0 lists everything; without a state the cursor names where to go on.
     assert len(json_of(cli("list", "--limit", "0", "--json"), "job-list")) == 6
-    assert cli("list", "-n", "5").err == "queuectl: more jobs: add --cursor completed:0\n"
+    assert cli("list", "-n", "5").err == ("queuectl: showing 5 of 6 jobs; "
+                                          "for the next page add --cursor completed:0\n")
+    again = cli("list", "-n", "1", "--cursor", "pending:1")
+    assert again.err == ("queuectl: showing 1 of 6 jobs from cursor pending:1; "
+                         "for the next page add --cursor pending:2\n")
+    assert cli("list", "-n", "1", "--queue", "default").err == (
+        "queuectl: showing 1 of 5 jobs of queue default; "
+        "for the next page add --cursor pending:1\n")
     done = json.loads(assert_ok(cli("list", "--state", "completed", "--json")))
     assert [r["id"] for r in done] == ["j0"]
     assert assert_ok(cli("list", "--state", "cancelled")) == "no jobs\n"

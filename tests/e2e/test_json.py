@@ -1,5 +1,5 @@
 """Every command's ``--json``, on a queue with a job in every state, checked against its
-schema in ``schemas/``."""
+schema in ``schemas/``; and the quarantine's pages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import redis
 
 from queuectl.core.client import Client
 
-from .helpers import Cli, finish, make_dead, register_worker
+from .helpers import Cli, assert_error, assert_ok, finish, make_dead, register_worker
 from .schemas import check, json_of
 
 
@@ -76,3 +76,17 @@ def test_every_json_output_is_valid_against_its_schema(cli: Cli, client: Client,
     assert doctor.code == 1  # a job in quarantine needs someone
     assert check(json.loads(doctor.out), "doctor")["quarantined"] == 1
 
+
+def test_quarantine_list_pages_with_a_cursor(cli: Cli, client: Client,
+                                             raw: redis.Redis) -> None:
+    for name in ("a", "b", "c"):
+        client.enqueue("true", job_id=name)
+        raw.hset(client.keys.job(name), "state", "bogus")
+        assert client.store.fetch("w", ["default"]) is None
+    first = cli("quarantine", "list", "--limit", "2", "--json")
+    assert [e["id"] for e in check(json.loads(first.out), "quarantine-list")] == ["a", "b"]
+    assert first.err == ("queuectl: showing 2 of 3 quarantined jobs; "
+                         "for the next page add --cursor quarantined:2\n")
+    rest = assert_ok(cli("quarantine", "list", "--cursor", "quarantined:2"))
+    assert [line.split()[0] for line in rest.splitlines()[1:]] == ["c"]
+    assert_error(cli("quarantine", "list", "--cursor", "dead:2"), 3, "not quarantined ones")

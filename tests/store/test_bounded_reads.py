@@ -117,3 +117,20 @@ def test_status_reads_per_queue_counts_from_the_indexes(quiet: Client) -> None:
                                 "buried": 0, "runs_lost": 0}
     assert st.states["completed"] == 4
 
+
+def test_counting_what_a_list_left_out_reads_no_record(quiet: Client) -> None:
+    fill(quiet, "big", BIG, complete=True)
+    fill(quiet, "small", 3, complete=False)
+    quiet.store.fetch("w", ["small"])
+    quiet.redis.zadd(quiet.keys.workers, {"w": 1})
+    assert quiet.count_jobs().total == BIG + 3
+    assert quiet.count_jobs(JobState.COMPLETED, "big").total == BIG
+    assert quiet.count_jobs(JobState.PENDING, "small").total == 2
+    # No per-queue index of in-flight jobs: with a queue, every queue's are counted, and
+    # the count says it is an upper bound.
+    assert quiet.count_jobs(JobState.PROCESSING).exact
+    assert not quiet.count_jobs(None, "big").exact
+    assert quiet.count_jobs(None, "big").total == BIG + 1
+    # Lengths only: one command per queue, worker and state, whatever the number of jobs.
+    assert cost(quiet, quiet.count_jobs) < 20
+    assert cost(quiet, lambda: quiet.count_jobs(JobState.COMPLETED, "big")) < 5

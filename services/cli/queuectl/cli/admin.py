@@ -27,19 +27,29 @@ def dlq_list(
     limit: Annotated[int, typer.Option(
         "--limit", "-n", metavar="N", min=1, help="At most N jobs.",
     )] = 100,
+    cursor: Annotated[str | None, typer.Option(
+        "--cursor", metavar="CURSOR", show_default=False,
+        help="Go on from where a previous dlq list stopped (it prints the cursor).",
+    )] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Jobs that exhausted their retries, oldest first."""
-    page = get_client(ctx).dlq_list(limit)
+    page = get_client(ctx).dlq_list(limit, cursor)
     if as_json:
         render.emit_json([job_json(job) for job in page.jobs])
     elif not page.jobs:
-        print("the dead letter queue is empty")
+        print("the dead letter queue is empty" if not page.total
+              else "no dead jobs from this cursor on")
     else:
         rows = [[j.id, j.queue, j.attempts, _opt_int(j.exit_code), render.ago(j.finished_at),
                  render.clean(j.last_error, ERROR_WIDTH)] for j in page.jobs]
         print(render.table(["ID", "QUEUE", "ATTEMPTS", "EXIT", "DIED", "LAST ERROR"], rows))
+    sys.stdout.flush()
     note_unreadable(page.unreadable)
+    if page.next_cursor is not None:
+        note = render.page_note(len(page.jobs), page.total or 0, "dead jobs", page.next_cursor,
+                                cursor=cursor)
+        print(f"queuectl: {note}", file=sys.stderr)
 
 
 def _opt_int(value: int | None) -> str:

@@ -66,15 +66,22 @@ def list_jobs(
     wanted = parse_state(state) if state is not None else None
     if queue is not None and not re.fullmatch(NAME_PATTERN, queue):
         raise InvalidInputError(f"invalid queue name {queue!r}")
-    jobs, seen = get_client(ctx).iter_jobs(wanted, queue, limit, cursor)
+    client = get_client(ctx)
+    jobs, seen = client.iter_jobs(wanted, queue, limit, cursor)
     if as_json:
         render.emit_json_stream(job_json(job) for job in jobs)
     else:
         rows = [job_row(job) for job in jobs]
         print(render.table(JOB_HEADERS, rows) if rows else "no jobs")
+    sys.stdout.flush()
     note_unreadable(seen.unreadable)
     if seen.next_cursor is not None:
-        _note(f"more jobs: add --cursor {seen.next_cursor}")
+        # Counted only when rows were left out, from the structures' lengths.
+        count = client.count_jobs(wanted, queue)
+        what = (f"{wanted.value} " if wanted else "") + "jobs" + (
+            f" of queue {queue}" if queue else "")
+        _note(render.page_note(seen.shown, count.total, what, seen.next_cursor,
+                               exact=count.exact, cursor=cursor))
 
 
 def note_unreadable(ids: list[str]) -> None:

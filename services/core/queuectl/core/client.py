@@ -30,7 +30,7 @@ from queuectl.core.errors import (
     WaitTimeoutError,
 )
 from queuectl.core.keys import DEFAULT_QUEUE
-from queuectl.core.listing import Lister, Listing
+from queuectl.core.listing import Count, Lister, Listing, parse_cursor
 from queuectl.core.models import (
     Job,
     JobSpec,
@@ -58,11 +58,13 @@ class Settled:
 
 @dataclass(frozen=True, slots=True)
 class JobPage:
-    """Jobs listed, the ids whose record could not be read (skipped), where to go on."""
+    """Jobs listed, the ids whose record could not be read (skipped), where to go on, and
+    (when known) how many there are in all."""
 
     jobs: list[Job]
     unreadable: list[str]
     next_cursor: str | None = None
+    total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,10 @@ class Client(Inspection):
         listed = list(jobs)
         return JobPage(listed, seen.unreadable, seen.next_cursor)
 
+    def count_jobs(self, state: JobState | None = None, queue: str | None = None) -> Count:
+        """How many jobs ``list_jobs(state, queue)`` covers, from the structures' lengths."""
+        return Lister(self.store).count(state, queue)
+
     def logs(self, job_id: str) -> LogTail:
         """The stored tail of a job's output and how many bytes it produced in all."""
         # One MULTI: a follower derives the new bytes from total and tail, so both must
@@ -257,11 +263,15 @@ class Client(Inspection):
         return self.store.cancel(check_job_id(job_id))
 
     # -- dead letter queue --------------------------------------------------------------
-    def dlq_list(self, limit: int = 100) -> JobPage:
-        ids = [as_str(i) for i in self.redis.lrange(self.keys.dead_letter, 0, limit - 1)]
+    def dlq_list(self, limit: int = 100, cursor: str | None = None) -> JobPage:
+        """Up to ``limit`` dead jobs, oldest first, from ``cursor`` (``dead:<position>``)."""
+        state, start = parse_cursor(cursor) if cursor else (JobState.DEAD, 0)
+        if state is not JobState.DEAD:
+            raise InvalidInputError(f"the cursor is for {state.value} jobs, not dead ones")
         unreadable: list[str] = []
-        records = Lister(self.store).load(ids, unreadable)
-        return JobPage([records[i] for i in ids if i in records], unreadable)
+        jobs, total = Lister(self.store).dead(limit, start, unreadable)
+        more = start + limit < total
+        return JobPage(jobs, unreadable, f"dead:{start + limit}" if more else None, total)
 
     def dlq_retry(self, job_id: str) -> Moved:
         job = self.get(job_id)
@@ -284,9 +294,11 @@ class Client(Inspection):
         return self.store.purge_dlq()
 
     # -- quarantine -------------------------------------------------------------------------
-    def quarantine_list(self, limit: int = 100) -> tuple[list[QuarantineEntry], int]:
-        """The oldest ``limit`` quarantined jobs with their reasons, and the total."""
-        return self.store.quarantine_list(limit)
+    def quarantine_list(self, limit: int = 100,
+                        start: int = 0) -> tuple[list[QuarantineEntry], int]:
+        """Up to ``limit`` quarantined jobs from position ``start`` (oldest first) with their
+        reasons, and the total."""
+        return self.store.quarantine_list(limit, start)
 
     def quarantine_retry(self, ids: Sequence[str] | None) -> Moved:
         """Put quarantined jobs (all of them, with None) back on their queues."""
