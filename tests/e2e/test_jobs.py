@@ -229,6 +229,22 @@ def test_wait_json(cli: Cli, client: Client) -> None:
     assert json_of(cli("wait", "ok", "--json"), "wait")["all_completed"] is True
 
 
+def test_wait_reads_ids_from_stdin(cli: Cli, client: Client) -> None:
+    for name in ("a", "b", "c"):
+        client.enqueue("true", job_id=name)
+        finish(client, name)
+    # One id a line; blanks around an id and blank lines are ignored; '-' mixes with ids.
+    out = assert_ok(cli("wait", "-", input="a\n\n  b  \n\n"))
+    assert out == "a completed\nb completed\n"
+    assert assert_ok(cli("wait", "c", "-", input="a\n")) == "c completed\na completed\n"
+    # An empty pipe (nothing was enqueued) is nothing to wait for.
+    assert assert_ok(cli("wait", "-", input="")) == ""
+    assert json_of(cli("wait", "-", "--json", input="\n"), "wait") == {
+        "all_completed": True, "jobs": []}
+    assert_error(cli("wait", "-", input="a\nno good\n"), 3, "stdin line 2: invalid id")
+    assert_error(cli("wait", "-", input="a\nmissing\n"), 4, "no job missing")
+
+
 def test_wait_blocks_until_the_job_ends(env: dict[str, str], client: Client) -> None:
     client.enqueue("true", job_id="slow")
     with background(env, "wait", "slow", "--timeout", "60") as proc:

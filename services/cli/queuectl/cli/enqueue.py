@@ -40,7 +40,9 @@ Prints '<id> <state>' (only the id with --quiet, the record with --json).
 A JSON value that is not an object is refused, never run as a command.
 With --file, every line is validated first: one bad line enqueues nothing.
 A line whose id already exists is skipped, so a file can be run again after
-a failure; the summary says how many were enqueued and skipped.
+a failure; the summary says how many were enqueued and skipped. --quiet
+prints the id of each job enqueued, one a line, and --json lists them too,
+so that 'queuectl enqueue --file jobs.jsonl --quiet | queuectl wait -' works.
 """
 
 
@@ -90,9 +92,11 @@ def enqueue(
         help="JSON-lines file of jobs, one object per line; '-' reads stdin.",
     )] = None,
     as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the stored record as JSON.",
+        "--json", help="Print the stored record (with --file: the summary) as JSON.",
     )] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print only the job id.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="Print only the job id (with --file: each enqueued id, one a line).",
+    )] = False,
 ) -> None:
     """Enqueue a job (see the examples below)."""
     words = words or []

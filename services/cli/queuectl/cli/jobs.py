@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 
@@ -20,7 +20,7 @@ from queuectl.core.errors import (
     UsageError,
     WaitTimeoutError,
 )
-from queuectl.core.models import CorruptRecordError, Job, JobState
+from queuectl.core.models import CorruptRecordError, Job, JobState, check_job_id
 from queuectl.core.settings import NAME_PATTERN
 
 FOLLOW_POLL = 0.3
@@ -207,10 +207,25 @@ def logs(
         printed = tail.total
 
 
+def read_ids(stream: IO[str]) -> list[str]:
+    """Job ids from ``wait -``: one a line, surrounding blanks and blank lines ignored."""
+    ids = []
+    for number, line in enumerate(stream, 1):
+        job_id = line.strip()
+        if not job_id:
+            continue
+        try:
+            ids.append(check_job_id(job_id))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"stdin line {number}: {exc}") from None
+    return ids
+
+
 def wait(
     ctx: typer.Context,
     job_ids: Annotated[list[str], typer.Argument(
-        metavar="ID", help="Job ids.", show_default=False,
+        metavar="ID...", help="Job ids; '-' reads more from stdin, one a line.",
+        show_default=False,
     )],
     timeout: Annotated[str | None, typer.Option(
         "--timeout", "-t", metavar="DURATION", show_default=False,
@@ -219,10 +234,17 @@ def wait(
     )] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Block until the jobs end; print each final state; exit 1 unless all completed."""
-    ids = list(dict.fromkeys(job_ids))
+    """Block until the jobs end; print each final state; exit 1 unless all completed.
+
+    'queuectl enqueue --quiet -- CMD | queuectl wait -' waits for what was just enqueued.
+    """
+    given: list[str] = []
+    for job_id in job_ids:
+        given += read_ids(sys.stdin) if job_id == "-" else [job_id]
+    ids = list(dict.fromkeys(given))
     limit = parse_duration(timeout) if timeout is not None else None
-    ended = get_client(ctx).wait(ids, timeout=limit)
+    # Nothing to wait for (an empty pipe) is not an error: every one of none completed.
+    ended = get_client(ctx).wait(ids, timeout=limit) if ids else {}
     if as_json:
         render.emit_json(wait_json(ids, ended))
     else:
