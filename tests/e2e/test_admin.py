@@ -23,6 +23,7 @@ from .helpers import (
     make_dead,
     register_worker,
 )
+from .schemas import check, json_of
 
 
 def _until(check: object, what: str, timeout: float = 30.0) -> None:
@@ -43,11 +44,27 @@ def test_dlq_list(cli: Cli, client: Client) -> None:
     assert rows[0] == ["ID", "QUEUE", "ATTEMPTS", "EXIT", "DIED", "LAST", "ERROR"]
     assert [r[0] for r in rows[1:]] == ["d1", "d2"]
     assert rows[1][1:4] == ["default", "1", "1"]
-    records = json.loads(assert_ok(cli("dlq", "list", "--json")))
+    records = json_of(cli("dlq", "list", "--json"), "job-list")
     assert [(r["id"], r["state"], r["last_error"]) for r in records] == [
         ("d1", "dead", "exit code 1"), ("d2", "dead", "exit code 1")]
-    limited = json.loads(assert_ok(cli("dlq", "list", "--json", "--limit", "1")))
-    assert [r["id"] for r in limited] == ["d1"]
+    assert [r["id"] for r in json_of(cli("dlq", "list", "--json", "-n", "2"), "job-list")] == [
+        "d1", "d2"]
+
+
+def test_dlq_list_pages_with_a_cursor(cli: Cli, client: Client) -> None:
+    for name in ("d1", "d2", "d3"):
+        make_dead(client, name)
+    first = cli("dlq", "list", "--json", "--limit", "2")
+    assert first.code == 0
+    assert [r["id"] for r in check(json.loads(first.out), "job-list")] == ["d1", "d2"]
+    assert first.err == ("queuectl: showing 2 of 3 dead jobs; "
+                         "for the next page add --cursor dead:2\n")
+    rest = cli("dlq", "list", "--limit", "2", "--cursor", "dead:2")
+    assert [line.split()[0] for line in assert_ok(rest).splitlines()[1:]] == ["d3"]
+    assert assert_ok(cli("dlq", "list", "--cursor", "dead:9")) == (
+        "no dead jobs from this cursor on\n")
+    assert_error(cli("dlq", "list", "--cursor", "pending:2"), 3, "not dead ones")
+    assert_error(cli("dlq", "list", "--cursor", "dead:x"), 3, "invalid cursor")
 
 
 def test_dlq_retry_one_and_all(cli: Cli, client: Client) -> None:
@@ -116,13 +133,29 @@ def test_config_list_get_set(cli: Cli, client: Client) -> None:
     assert assert_ok(cli("config", "set", "backoff-base", "0.5")) == "backoff-base = 0.5\n"
     assert assert_ok(cli("config", "get", "max-retries")) == "5\n"
     assert client.config_get("backoff-base") == "0.5"
-    listed = json.loads(assert_ok(cli("config", "list", "--json")))
-    assert listed["max-retries"] == {"value": "5", "source": "redis"}
-    assert listed["backoff-factor"] == {"value": "2", "source": "default"}
+    # Numbers as numbers, every field always there.
+    listed = json_of(cli("config", "list", "--json"), "config-list")
+    assert listed["max-retries"] == {"value": 5, "source": "redis", "invalid": None}
+    assert listed["backoff-base"] == {"value": 0.5, "source": "redis", "invalid": None}
+    assert listed["backoff-factor"] == {"value": 2, "source": "default", "invalid": None}
+    assert json_of(cli("config", "get", "backoff-base", "--json"), "config-get") == {
+        "key": "backoff-base", "value": 0.5, "source": "redis", "invalid": None}
+
+
+def test_config_json_of_a_stored_value_that_is_not_used(cli: Cli, client: Client) -> None:
+    client.redis.hset(client.keys.config, "max-retries", "lots")
+    listed = cli("config", "list", "--json")
+    assert listed.code == 0
+    setting = check(json.loads(listed.out), "config-list")["max-retries"]
+    assert (setting["value"], setting["source"]) == (3, "invalid")
+    assert "not a whole number" in setting["invalid"]
+    assert "queuectl: config max-retries: " in listed.err
+    got = check(json.loads(cli("config", "get", "max-retries", "--json").out), "config-get")
+    assert (got["value"], got["source"]) == (3, "invalid")
 
 
 def test_config_takes_durations_unsets_and_names_the_environment(
-        cli: Cli, env: dict[str, str]) -> None:
+        cli: Cli, client: Client, env: dict[str, str]) -> None:
     assert assert_ok(cli("config", "set", "job-timeout", "10m")) == "job-timeout = 600\n"
     assert assert_ok(cli("config", "set", "completed-ttl", "7d")) == "completed-ttl = 604800\n"
     from_env = env | {"QUEUECTL_POLICY__MAX_RETRIES": "7"}
@@ -130,15 +163,21 @@ def test_config_takes_durations_unsets_and_names_the_environment(
         "max-retries = 1\n"
     # Unset, the environment's value applies again, and config list says where it is from.
     assert assert_ok(cli("config", "unset", "max-retries", env=from_env)) == "max-retries = 7\n"
-    listed = json.loads(assert_ok(cli("config", "list", "--json", env=from_env)))
-    assert listed["max-retries"] == {"value": "7", "source": "env"}
-    assert listed["job-timeout"] == {"value": "600", "source": "redis"}
-    assert json.loads(assert_ok(cli("config", "list", "--json")))["max-retries"] == {
-        "value": "3", "source": "default"}
+    listed = json_of(cli("config", "list", "--json", env=from_env), "config-list")
+    assert listed["max-retries"] == {"value": 7, "source": "env", "invalid": None}
+    assert listed["job-timeout"] == {"value": 600, "source": "redis", "invalid": None}
+    assert json_of(cli("config", "list", "--json"), "config-list")["max-retries"] == {
+        "value": 3, "source": "default", "invalid": None}
     # Jitter: off by default (the contract's 2 s, 4 s, 8 s hold exactly), a fraction when set.
     assert assert_ok(cli("config", "get", "backoff-jitter")) == "0\n"
     assert assert_ok(cli("config", "set", "backoff-jitter", "0.25")) == "backoff-jitter = 0.25\n"
     assert_error(cli("config", "set", "backoff-jitter", "1.5"), 3, "must be <= 1")
+    # A stored value that does not parse: the environment's value is in effect.
+    client.redis.hset(client.keys.config, "max-retries", "lots")
+    got = cli("config", "get", "max-retries", "--json", env=from_env)
+    assert got.code == 0
+    setting = check(json.loads(got.out), "config-get")
+    assert (setting["value"], setting["source"]) == (7, "invalid")
 
 
 @pytest.mark.parametrize(("args", "code", "fragment"), [
@@ -157,6 +196,7 @@ def test_config_takes_durations_unsets_and_names_the_environment(
     (["get"], 2, "Missing argument"),
     (["unset", "x"], 3, "unknown config key 'x'"),
     (["set", "job-timeout", "10 minutes"], 3, "not a number of seconds or a duration"),
+    (["get", "colour", "--json"], 3, "unknown config key 'colour'"),
 ])
 def test_config_errors(cli: Cli, client: Client, args: list[str], code: int,
                        fragment: str) -> None:
@@ -176,7 +216,7 @@ def test_worker_list_and_stop(cli: Cli, client: Client) -> None:
     assert rows[0] == ["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS", "LAST", "BEAT"]
     assert rows[1][:5] == ["w1", "yes", "8", "high,default", "held"]
     assert rows[2][:5] == ["w2", "yes", "4", "default", "-"]
-    listed = json.loads(assert_ok(cli("worker", "list", "--json")))
+    listed = json_of(cli("worker", "list", "--json"), "worker-list")
     assert [(w["id"], w["alive"], w["threads"], w["queues"], w["jobs"]) for w in listed] == [
         ("w1", True, 8, ["high", "default"], ["held"]), ("w2", True, 4, ["default"], [])]
 
@@ -238,7 +278,7 @@ def test_scheduler_promotes_due_jobs_and_stops_on_sigterm(env: dict[str, str], c
     with background(env, "scheduler") as proc:
         _until(lambda: client.get("soon").state is JobState.PENDING, "the delayed job")
         _until(lambda: client.get("retry").state is JobState.PENDING, "the retry")
-        status = json.loads(assert_ok(cli("status", "--json")))
+        status = json_of(cli("status", "--json"), "status")
         assert len(status["schedulers"]) == 1
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

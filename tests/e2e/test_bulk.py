@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import pytest
 import redis
 
 from queuectl.core.client import Client
@@ -15,6 +16,7 @@ from queuectl.core.store import as_str
 from tests.redis_server import LocalRedis
 
 from .helpers import Cli, assert_error, assert_ok
+from .schemas import check
 
 JOBS = 3000
 COMMAND = "echo " + "x" * 2000  # about 2 KiB a job: 6 MB in all
@@ -34,9 +36,10 @@ def stored_ids(r: redis.Redis, prefix: str) -> list[str]:
                   for k in r.scan_iter(match=f"{prefix}:jobs:*", count=1000))
 
 
+@pytest.mark.parametrize("output", ["text", "--json", "--quiet"])
 def test_maxmemory_part_way_is_reported_exactly_and_a_rerun_completes(
         cli: Cli, env: dict[str, str], own_redis: LocalRedis, key_prefix: str,
-        tmp_path: Path) -> None:
+        tmp_path: Path, output: str) -> None:
     r = redis.Redis.from_url(own_redis.url)
     env = env | {"QUEUECTL_REDIS_URL": own_redis.url}
     path = tmp_path / "jobs.jsonl"
@@ -45,7 +48,8 @@ def test_maxmemory_part_way_is_reported_exactly_and_a_rerun_completes(
     r.config_set("maxmemory-policy", "noeviction")
     r.config_set("maxmemory", used + 3 * 1024 * 1024)  # room for some of the jobs
     try:
-        result = cli("enqueue", "--file", str(path), env=env)
+        result = cli("enqueue", "--file", str(path), *([output] if output != "text" else []),
+                     env=env)
     finally:
         r.config_set("maxmemory", 0)
 
@@ -55,8 +59,15 @@ def test_maxmemory_part_way_is_reported_exactly_and_a_rerun_completes(
                       r"(\d+) not sent; running the same file again skips", line)
     assert match is not None, line
     stop_line, enqueued, not_sent = (int(n) for n in match.groups())
-    assert result.out == f"enqueued {enqueued} jobs\n"
-    ids = stored_ids(r, key_prefix)
+    ids = stored_ids(r, key_prefix)  # in file order: m00000, m00001, ...
+    # Every output says exactly what was stored; --json and --quiet name each job.
+    if output == "text":
+        assert result.out == f"enqueued {enqueued} jobs\n"
+    elif output == "--json":
+        summary = check(json.loads(result.out), "enqueue-file")
+        assert (summary["enqueued"], summary["ids"]) == (enqueued, ids)
+    else:
+        assert result.out.splitlines() == ids
     # The report is exact: what it says was stored is what Redis holds, on the queue too.
     assert 0 < enqueued < JOBS
     assert len(ids) == enqueued
@@ -92,9 +103,10 @@ def test_a_refused_chunk_sends_nothing_after_it(
         r.config_set("maxmemory", 0)
     line = assert_error(result, 6, "stopped at line 1: ", "0 of 5 jobs enqueued, 0 skipped",
                         "0 not sent")
-    summary = json.loads(result.out)
+    summary = check(json.loads(result.out), "enqueue-file")
     assert (summary["enqueued"], summary["total"], summary["error"]) == (
         0, 5, line.removeprefix("queuectl: error: "))
+    assert summary["ids"] == []
     assert stored_ids(r, key_prefix) == []
     r.close()
 

@@ -3,8 +3,6 @@ logs, exact in JSON; and a record's times that no datetime can hold do not break
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import redis
 
@@ -12,6 +10,7 @@ from queuectl.core.client import Client
 from tests.integration.procs import Procs, eventually
 
 from .helpers import Cli, assert_ok, finish
+from .schemas import json_of
 
 # Right-to-left override, colour, a window-title sequence, a C1 CSI, a newline and a NUL.
 HOSTILE = "rm -rf ~ #\u202egnp.sh \x1b[31mred\x1b]0;owned\x07 \x9b2J\nfake\x00"
@@ -44,9 +43,9 @@ def test_list_and_show_escape_what_the_job_wrote(cli: Cli, client: Client) -> No
     assert_no_raw(dead)
 
     # JSON stays exact: a script reading it gets the bytes the job really has.
-    record = json.loads(assert_ok(cli("show", "evil", "--json")))
+    record = json_of(cli("show", "evil", "--json"), "job")
     assert (record["command"], record["last_error"]) == (command, f"exit code 1: {HOSTILE}")
-    assert json.loads(assert_ok(cli("list", "--json")))[0]["command"] == command
+    assert json_of(cli("list", "--json"), "job-list")[0]["command"] == command
 
 
 @pytest.mark.parametrize("value", ["99999999999999999999", "1" + "0" * 31, "253402300800"])
@@ -56,8 +55,8 @@ def test_a_time_past_the_year_9999_does_not_break_show_or_list(
     raw.hset(client.keys.job("far"), mapping={"run_at": value, "updated_at": value})
     for args in (["show", "far"], ["list"], ["list", "--state", "pending"]):
         assert_ok(cli(*args))
-    for args in (["show", "far", "--json"], ["list", "--json"]):
-        out = json.loads(assert_ok(cli(*args)))
+    for args, schema in ((["show", "far", "--json"], "job"), (["list", "--json"], "job-list")):
+        out = json_of(cli(*args), schema)
         record = out if isinstance(out, dict) else out[0]
         assert record["run_at"] == f"out of range: {float(value)!r} s since 1970-01-01"
     assert "run_at       out of range: " in assert_ok(cli("show", "far"))

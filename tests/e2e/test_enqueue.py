@@ -17,6 +17,7 @@ from queuectl.core.client import Client
 from queuectl.core.models import JobState
 
 from .helpers import QUEUECTL, Cli, assert_error, assert_ok, finish, run_measured
+from .schemas import json_of
 
 # A run_at may be at most ten years ahead: next year is a safe "later".
 NEXT_YEAR = datetime.now(UTC).year + 1
@@ -47,15 +48,13 @@ def test_timeout_accepts_a_duration(cli: Cli, client: Client) -> None:
 
 
 def test_generated_id_json_and_quiet_output(cli: Cli, client: Client) -> None:
-    record = json.loads(assert_ok(cli("enqueue", "--json", "--", "echo hi")))
+    record = json_of(cli("enqueue", "--json", "--", "echo hi"), "job")
     assert record["command"] == "echo hi" and record["state"] == "pending"
     assert record["id"] and client.get(record["id"]).command == "echo hi"
-    assert set(record) >= {"id", "command", "queue", "state", "attempts", "max_retries",
-                           "timeout", "run_at", "created_at", "updated_at", "started_at",
-                           "finished_at", "exit_code", "last_error", "worker"}
+    assert record == json_of(cli("show", record["id"], "--json"), "job")
     quiet = assert_ok(cli("enqueue", "--quiet", "--", "true")).strip()
     assert client.get(quiet).state is JobState.PENDING
-    note = json.loads(assert_ok(cli("enqueue", "--json", '{"id":"n1","command":"true"}')))
+    note = json_of(cli("enqueue", "--json", '{"id":"n1","command":"true"}'), "job")
     assert note["id"] == "n1" and note["state"] == "pending"
 
 
@@ -163,10 +162,32 @@ def test_file_with_blank_lines(cli: Cli, client: Client, tmp_path: Path) -> None
 
 def test_file_from_stdin(cli: Cli, client: Client) -> None:
     lines = "".join(json.dumps({"id": f"s{i}", "command": f"echo {i}"}) + "\n" for i in range(5))
-    summary = json.loads(assert_ok(cli("enqueue", "--file", "-", "--json", input=lines)))
-    assert summary == {"enqueued": 5, "pending": 5, "scheduled": 0, "skipped": [], "total": 5,
-                       "error": None}
+    summary = json_of(cli("enqueue", "--file", "-", "--json", input=lines), "enqueue-file")
+    assert summary == {"ids": [f"s{i}" for i in range(5)], "enqueued": 5, "pending": 5,
+                       "scheduled": 0, "skipped": [], "total": 5, "error": None}
     assert [j.id for j in client.list_jobs(JobState.PENDING).jobs] == [f"s{i}" for i in range(5)]
+
+
+def test_file_quiet_prints_each_enqueued_id(cli: Cli, client: Client) -> None:
+    client.enqueue("echo old", job_id="taken")
+    lines = ('{"id":"a","command":"true"}\n{"command":"true"}\n\n'
+             '{"id":"taken","command":"true"}\n'
+             f'{{"command":"true","run_at":"{NEXT_YEAR}-01-01T00:00:00Z"}}\n')
+    ids = assert_ok(cli("enqueue", "--file", "-", "--quiet", input=lines)).splitlines()
+    # One id a line, in file order, generated ones too; a skipped line is not enqueued.
+    assert len(ids) == 3 and ids[0] == "a"
+    assert [client.get(i).state for i in ids] == [
+        JobState.PENDING, JobState.PENDING, JobState.SCHEDULED]
+    assert "taken" not in ids
+    summary = json_of(cli("enqueue", "--file", "-", "--json",
+                          input='{"command":"true"}\n{"id":"taken","command":"true"}\n'),
+                      "enqueue-file")
+    assert (len(summary["ids"]), summary["enqueued"]) == (1, 1)
+    assert [s["id"] for s in summary["skipped"]] == ["taken"]
+    assert client.get(summary["ids"][0]).state is JobState.PENDING
+    # A file without a job enqueues none and prints no id.
+    assert assert_ok(cli("enqueue", "--file", "-", "--quiet", input="\n")) == ""
+    assert json_of(cli("enqueue", "--file", "-", "--json", input=""), "enqueue-file")["ids"] == []
 
 
 @pytest.mark.parametrize(("content", "fragment"), [
@@ -208,9 +229,9 @@ def test_file_lines_whose_id_exists_are_skipped_and_counted(cli: Cli, client: Cl
     assert client.get("new2").state is JobState.PENDING
     assert client.get("taken").command == "echo old"
     # Running the same file again stores nothing twice.
-    summary = json.loads(assert_ok(cli("enqueue", "--file", "-", "--json", input=lines)))
-    assert (summary["enqueued"], [s["id"] for s in summary["skipped"]]) == (
-        0, ["new1", "taken", "new2"])
+    summary = json_of(cli("enqueue", "--file", "-", "--json", input=lines), "enqueue-file")
+    assert (summary["enqueued"], summary["ids"], [s["id"] for s in summary["skipped"]]) == (
+        0, [], ["new1", "taken", "new2"])
     assert client.status().states["pending"] == 3
 
 

@@ -24,6 +24,7 @@ from .helpers import (
     make_dead,
     take,
 )
+from .schemas import check, json_of
 
 
 def _lines(out: str) -> list[list[str]]:
@@ -47,8 +48,13 @@ def test_list_every_state_as_table_and_json(cli: Cli, client: Client) -> None:
     assert by_id["m1"][2] == "mail"
     assert by_id["p1"][3] == "1"
 
-    records = json.loads(assert_ok(cli("list", "--json")))
+    records = json_of(cli("list", "--json"), "job-list")
     assert {r["id"]: r["state"] for r in records} == {i: r[1] for i, r in by_id.items()}
+    # The same fields, from the same function, as show --json and dlq list --json.
+    shown = json_of(cli("show", "d1", "--json"), "show")
+    assert [r for r in records if r["id"] == "d1"] == [shown]
+    assert json_of(cli("dlq", "list", "--json"), "job-list") == [shown]
+    assert shown["log_size"] == shown["log_kept"] == 5  # "boom\n"
 
 
 def test_list_filters_and_limit(cli: Cli, client: Client) -> None:
@@ -57,18 +63,28 @@ def test_list_filters_and_limit(cli: Cli, client: Client) -> None:
     client.enqueue("echo m", job_id="m1", queue="mail")
     finish(client, "j0")
 
-    pending = json.loads(assert_ok(cli("list", "--state", "pending", "--json")))
+    pending = json_of(cli("list", "--state", "pending", "--json"), "job-list")
     assert [r["id"] for r in pending] == ["j1", "j2", "j3", "j4", "m1"]
-    mail = json.loads(assert_ok(cli("list", "--queue", "mail", "--json")))
+    mail = json_of(cli("list", "--queue", "mail", "--json"), "job-list")
     assert [r["id"] for r in mail] == ["m1"]
     first = cli("list", "-s", "pending", "--limit", "2", "--json")
-    assert first.code == 0 and [r["id"] for r in json.loads(first.out)] == ["j1", "j2"]
-    assert first.err == "queuectl: more jobs: add --cursor pending:2\n"
-    rest = json.loads(assert_ok(cli("list", "-s", "pending", "--cursor", "pending:2", "--json")))
+    assert first.code == 0 and [r["id"] for r in check(json.loads(first.out), "job-list")] == [
+        "j1", "j2"]
+    # Rows left out are said on stderr, counted from the lists' lengths, with the way on.
+    assert first.err == ("queuectl: showing 2 of 5 pending jobs; "
+                         "for the next page add --cursor pending:2\n")
+    rest = json_of(cli("list", "-s", "pending", "--cursor", "pending:2", "--json"), "job-list")
     assert [r["id"] for r in rest] == ["j3", "j4", "m1"]
     # --limit 0 lists everything; without a state the cursor names where to go on.
-    assert len(json.loads(assert_ok(cli("list", "--limit", "0", "--json")))) == 6
-    assert cli("list", "-n", "5").err == "queuectl: more jobs: add --cursor completed:0\n"
+    assert len(json_of(cli("list", "--limit", "0", "--json"), "job-list")) == 6
+    assert cli("list", "-n", "5").err == ("queuectl: showing 5 of 6 jobs; "
+                                          "for the next page add --cursor completed:0\n")
+    again = cli("list", "-n", "1", "--cursor", "pending:1")
+    assert again.err == ("queuectl: showing 1 of 6 jobs from cursor pending:1; "
+                         "for the next page add --cursor pending:2\n")
+    assert cli("list", "-n", "1", "--queue", "default").err == (
+        "queuectl: showing 1 of 5 jobs of queue default; "
+        "for the next page add --cursor pending:1\n")
     done = json.loads(assert_ok(cli("list", "--state", "completed", "--json")))
     assert [r["id"] for r in done] == ["j0"]
     assert assert_ok(cli("list", "--state", "cancelled")) == "no jobs\n"
@@ -104,10 +120,12 @@ def test_show_every_field(cli: Cli, client: Client) -> None:
     assert fields["finished_at"] != "-"
     assert fields["output"].startswith("3 bytes produced, last 3 kept")
 
-    record = json.loads(assert_ok(cli("show", "shown", "--json")))
+    record = json_of(cli("show", "shown", "--json"), "job")
     assert record["state"] == "failed" and record["exit_code"] == 4
+    assert (record["attempts"], record["max_retries"], record["timeout"]) == (1, 2, 90)
     assert record["log_size"] == 3 and record["log_kept"] == 3
-    assert record["created_at"].endswith("Z")
+    assert record["created_at"].endswith("Z") and record["run_at"].endswith("Z")
+    assert record["started_at"] is None or record["started_at"].endswith("Z")
 
 
 def test_show_errors(cli: Cli) -> None:
@@ -194,6 +212,37 @@ def test_wait_exits_1_when_a_job_did_not_complete(cli: Cli, client: Client) -> N
     result = cli("wait", "ok", "bad", "gone")
     assert result.code == 1 and result.err == ""
     assert result.out == "ok completed\nbad dead\ngone cancelled\n"
+
+
+def test_wait_json(cli: Cli, client: Client) -> None:
+    client.enqueue("true", job_id="ok")
+    finish(client, "ok", b"fine\n")
+    make_dead(client, "bad")
+    result = cli("wait", "--json", "ok", "bad", "ok")
+    assert result.code == 1 and result.err == ""
+    data = check(json.loads(result.out), "wait")
+    assert data["all_completed"] is False
+    assert [(j["id"], j["state"]) for j in data["jobs"]] == [("ok", "completed"), ("bad", "dead")]
+    ok = data["jobs"][0]["job"]
+    assert (ok["exit_code"], ok["log_size"], ok["log_kept"]) == (0, 5, 5)
+    assert ok == json_of(cli("show", "ok", "--json"), "job")
+    assert json_of(cli("wait", "ok", "--json"), "wait")["all_completed"] is True
+
+
+def test_wait_reads_ids_from_stdin(cli: Cli, client: Client) -> None:
+    for name in ("a", "b", "c"):
+        client.enqueue("true", job_id=name)
+        finish(client, name)
+    # One id a line; blanks around an id and blank lines are ignored; '-' mixes with ids.
+    out = assert_ok(cli("wait", "-", input="a\n\n  b  \n\n"))
+    assert out == "a completed\nb completed\n"
+    assert assert_ok(cli("wait", "c", "-", input="a\n")) == "c completed\na completed\n"
+    # An empty pipe (nothing was enqueued) is nothing to wait for.
+    assert assert_ok(cli("wait", "-", input="")) == ""
+    assert json_of(cli("wait", "-", "--json", input="\n"), "wait") == {
+        "all_completed": True, "jobs": []}
+    assert_error(cli("wait", "-", input="a\nno good\n"), 3, "stdin line 2: invalid id")
+    assert_error(cli("wait", "-", input="a\nmissing\n"), 4, "no job missing")
 
 
 def test_wait_blocks_until_the_job_ends(env: dict[str, str], client: Client) -> None:

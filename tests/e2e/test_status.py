@@ -10,6 +10,9 @@ import signal
 from queuectl.core.client import Client
 
 from .helpers import Cli, assert_ok, background, finish, make_dead, register_worker
+from .schemas import check, json_of
+
+NO_TOTALS = {"runs_completed": 0, "runs_failed": 0, "retries": 0, "buried": 0, "runs_lost": 0}
 
 
 def _fill(client: Client) -> None:
@@ -28,28 +31,32 @@ def _fill(client: Client) -> None:
 def test_status_of_an_empty_queue(cli: Cli) -> None:
     out = assert_ok(cli("status"))
     assert "no workers" in out and "no schedulers" in out
-    data = json.loads(assert_ok(cli("status", "--json")))
+    data = json_of(cli("status", "--json"), "status")
     assert set(data["states"].values()) == {0}
     assert data["queues"] == [
         {"name": "default", "pending": 0, "scheduled": 0, "failed": 0, "dead": 0,
-         "completed": 0, "cancelled": 0, "totals": {}}]
+         "completed": 0, "cancelled": 0, "totals": NO_TOTALS}]
+    assert data["totals"] == NO_TOTALS
     assert data["workers"] == [] and data["schedulers"] == []
 
 
 def test_status_counts_queues_workers_and_schedulers(cli: Cli, client: Client) -> None:
     _fill(client)
-    data = json.loads(assert_ok(cli("status", "--json")))
+    data = json_of(cli("status", "--json"), "status")
     assert data["states"] == {"pending": 2, "scheduled": 1, "processing": 1, "failed": 0,
                               "dead": 1, "completed": 1, "cancelled": 0, "quarantined": 0}
     queues = {q["name"]: q for q in data["queues"]}
-    # Jobs in each state now (from the queue's list and indexes), and running totals.
+    # Jobs in each state now (from the queue's list and indexes), and running totals under
+    # names no state has: "failed" 0 (no job waits for a retry) beside runs_failed 1.
+    totals = NO_TOTALS | {"runs_completed": 1, "runs_failed": 1, "buried": 1}
     assert queues["default"] == {"name": "default", "pending": 2, "scheduled": 1, "failed": 0,
-                                 "dead": 1, "completed": 1, "cancelled": 0,
-                                 "totals": {"completed": 1, "failed": 1, "dead": 1}}
-    assert queues["mail"]["pending"] == 0
+                                 "dead": 1, "completed": 1, "cancelled": 0, "totals": totals}
+    assert queues["mail"]["pending"] == 0 and queues["mail"]["totals"] == NO_TOTALS
+    assert data["totals"] == totals
     [worker] = data["workers"]
     assert (worker["id"], worker["alive"], worker["threads"], worker["queues"],
-            worker["jobs"]) == ("w1", True, 2, ["mail", "default"], ["m1"])
+            worker["jobs"], worker["state"]) == ("w1", True, 2, ["mail", "default"], ["m1"],
+                                                 "running")
     assert worker["last_beat"].endswith("Z") and worker["last_beat_age"] >= 0
     assert [s["id"] for s in data["schedulers"]] == ["s1"]
 
@@ -60,9 +67,35 @@ def test_status_counts_queues_workers_and_schedulers(cli: Cli, client: Client) -
     assert tables[1][0].split() == ["QUEUE", "PENDING", "SCHEDULED", "FAILED", "DEAD",
                                     "COMPLETED", "CANCELLED"]
     assert tables[1][1].split() == ["default", "2", "1", "0", "1", "1", "0"]
-    assert tables[2][0].split()[:5] == ["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS"]
-    assert tables[2][1].split()[:5] == ["w1", "yes", "2", "mail,default", "m1"]
-    assert tables[3][1].split()[0] == "s1"
+    assert tables[2] == ["totals: runs_completed 1, runs_failed 1, retries 0, buried 1, "
+                         "runs_lost 0"]
+    assert tables[3][0].split()[:5] == ["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS"]
+    assert tables[3][1].split()[:5] == ["w1", "yes", "2", "mail,default", "m1"]
+    assert tables[4][1].split()[0] == "s1"
+
+
+def test_worker_json_is_typed_whatever_its_status_hash_holds(cli: Cli, client: Client) -> None:
+    register_worker(client, "w1")
+    client.redis.hset(client.keys.worker("w1"), mapping={
+        "pid": "1234", "processed": "7", "failed": "2", "slots_alive": "4",
+        "environment_failures": "0", "started_at": "2026-01-02T03:04:05.678Z", "host": "h"})
+    register_worker(client, "w2")
+    client.redis.hset(client.keys.worker("w2"), mapping={
+        "pid": "abc", "threads": "-1", "state": "\x1b[2Jhacked", "started_at": "yesterday"})
+    workers = json_of(cli("worker", "list", "--json"), "worker-list")
+    # Numbers are numbers, the counters named for what they count; no raw string hash.
+    assert workers[0] == {
+        "id": "w1", "alive": True, "last_beat": workers[0]["last_beat"],
+        "last_beat_age": workers[0]["last_beat_age"], "host": "h", "pid": 1234,
+        "started_at": "2026-01-02T03:04:05.678Z", "state": "running", "threads": 4,
+        "slots_alive": 4, "queues": ["default"], "jobs": [], "runs_finished": 7,
+        "runs_failed": 2, "environment_failures": 0}
+    # What is not a worker's own value is null, not passed through.
+    assert (workers[1]["pid"], workers[1]["threads"], workers[1]["state"],
+            workers[1]["started_at"]) == (None, None, None, None)
+    in_status = json_of(cli("status", "--json"), "status")["workers"]
+    assert [w | {"last_beat_age": 0} for w in in_status] == [
+        w | {"last_beat_age": 0} for w in workers]
 
 
 def test_watch_refreshes_until_ctrl_c(env: dict[str, str], client: Client) -> None:
@@ -86,8 +119,8 @@ def test_watch_json_prints_one_line_per_refresh(env: dict[str, str], client: Cli
     client.enqueue("true", job_id="j1")
     with background(env, "status", "--watch", "--interval", "0.1", "--json") as proc:
         assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
-        second = json.loads(proc.stdout.readline())
+        first = check(json.loads(proc.stdout.readline()), "status")
+        second = check(json.loads(proc.stdout.readline()), "status")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

@@ -78,7 +78,8 @@ def test_a_page_and_its_cursor_cover_a_state_exactly_once(quiet: Client) -> None
     assert sorted(seen) == sorted(ids) and len(seen) == len(ids)
     spent = cost(quiet, lambda: quiet.list_jobs(JobState.COMPLETED, "q", limit=50,
                                                 cursor="completed:60"))
-    assert spent <= 50 + 10, spent  # a record read per job printed, a few range reads
+    # A record and its output's length read per job printed, a few range reads.
+    assert spent <= 2 * 50 + 10, spent
 
 
 def test_many_queue_names_do_not_make_a_short_list_slow(quiet: Client) -> None:
@@ -92,14 +93,14 @@ def test_many_queue_names_do_not_make_a_short_list_slow(quiet: Client) -> None:
     names = [f"empty{i}" for i in range(5000)] + ["aaa"]
     assert quiet.store.prune_queues(names) == 5000
     assert quiet.redis.smembers(quiet.keys.queues) == {b"aaa"}
-    assert cost(quiet, lambda: quiet.list_jobs(limit=5)) < 20
+    assert cost(quiet, lambda: quiet.list_jobs(limit=5)) < 25  # a record and a length a job
 
 
 def test_waiting_on_many_ids_is_one_round_trip_per_thousand(quiet: Client) -> None:
     ids = fill(quiet, "w", BIG, complete=True)
     before = quiet.redis.info("stats")["total_connections_received"]
     spent = cost(quiet, lambda: quiet.wait(ids, timeout=5))
-    # One HGET per id and one ZMSCORE per thousand, then one HGETALL+ZSCORE+HGET per
+    # One HGET per id and one ZMSCORE per thousand, then one HGETALL+STRLEN+ZSCORE+HGET per
     # settled job to report it: linear in what is printed, pipelined.
     assert spent <= BIG * 5 + 10, spent
     assert quiet.redis.info("stats")["total_connections_received"] == before
@@ -112,5 +113,24 @@ def test_status_reads_per_queue_counts_from_the_indexes(quiet: Client) -> None:
     rows = {q.name: q for q in st.queues}
     assert rows["a"].states["completed"] == 4 and rows["a"].pending == 0
     assert rows["b"].pending == 1
-    assert rows["a"].totals == {"completed": 4}
+    assert rows["a"].totals == {"runs_completed": 4, "runs_failed": 0, "retries": 0,
+                                "buried": 0, "runs_lost": 0}
     assert st.states["completed"] == 4
+
+
+def test_counting_what_a_list_left_out_reads_no_record(quiet: Client) -> None:
+    fill(quiet, "big", BIG, complete=True)
+    fill(quiet, "small", 3, complete=False)
+    quiet.store.fetch("w", ["small"])
+    quiet.redis.zadd(quiet.keys.workers, {"w": 1})
+    assert quiet.count_jobs().total == BIG + 3
+    assert quiet.count_jobs(JobState.COMPLETED, "big").total == BIG
+    assert quiet.count_jobs(JobState.PENDING, "small").total == 2
+    # No per-queue index of in-flight jobs: with a queue, every queue's are counted, and
+    # the count says it is an upper bound.
+    assert quiet.count_jobs(JobState.PROCESSING).exact
+    assert not quiet.count_jobs(None, "big").exact
+    assert quiet.count_jobs(None, "big").total == BIG + 1
+    # Lengths only: one command per queue, worker and state, whatever the number of jobs.
+    assert cost(quiet, quiet.count_jobs) < 20
+    assert cost(quiet, lambda: quiet.count_jobs(JobState.COMPLETED, "big")) < 5

@@ -170,3 +170,17 @@ def test_each_attempt_appends_its_header(plain_cfg: ExecConfig, log_dir: Path) -
     written = (log_dir / f"{job_id}.log").read_bytes()
     assert written.count(b"--- attempt") == 2
     assert b"first" not in second.chunk, "only the new run's output is shipped"
+
+
+def test_a_run_after_a_dlq_retry_says_which_run_it_is(plain_cfg: ExecConfig,
+                                                       log_dir: Path) -> None:
+    job_id = new_id()
+    # attempts restart at 0 on a DLQ or quarantine retry; the lease counts every fetch.
+    for lease, attempts in ((1, 1), (2, 1), (3, 2)):
+        Execution(Fetched(job_id, lease, "true", None, attempts, "default", ""), plain_cfg,
+                  lambda *_: None).run()
+    headers = re.findall(rb"^--- (.*) of job \S+ on w-test at \S+ ---$",
+                         (log_dir / f"{job_id}.log").read_bytes(), re.MULTILINE)
+    assert headers == [b"attempt 1",
+                       b"attempt 1 (run 2, after a retry from the DLQ or quarantine)",
+                       b"attempt 2 (run 3, after a retry from the DLQ or quarantine)"]

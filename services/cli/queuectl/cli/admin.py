@@ -11,6 +11,7 @@ import typer
 from queuectl.cli import render
 from queuectl.cli.context import get_client, get_state
 from queuectl.cli.jobs import note_unreadable
+from queuectl.cli.jsonout import config_get_json, config_list_json, job_json, redis_info_json
 from queuectl.core import embedded, policy
 from queuectl.core.errors import (
     CancelledError,
@@ -22,7 +23,7 @@ from queuectl.core.redact import mask_url
 from queuectl.core.settings import NAME_PATTERN
 
 ERROR_WIDTH = 60
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (schemas/*.schema.json).")]
 
 
 # -- dlq -------------------------------------------------------------------------------------
@@ -31,19 +32,29 @@ def dlq_list(
     limit: Annotated[int, typer.Option(
         "--limit", "-n", metavar="N", min=1, help="At most N jobs.",
     )] = 100,
+    cursor: Annotated[str | None, typer.Option(
+        "--cursor", metavar="CURSOR", show_default=False,
+        help="Go on from where a previous dlq list stopped (it prints the cursor).",
+    )] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Jobs that exhausted their retries, oldest first."""
-    page = get_client(ctx).dlq_list(limit)
+    page = get_client(ctx).dlq_list(limit, cursor)
     if as_json:
-        render.emit_json([job.public_dict() for job in page.jobs])
+        render.emit_json([job_json(job) for job in page.jobs])
     elif not page.jobs:
-        print("the dead letter queue is empty")
+        print("the dead letter queue is empty" if not page.total
+              else "no dead jobs from this cursor on")
     else:
         rows = [[j.id, j.queue, j.attempts, _opt_int(j.exit_code), render.ago(j.finished_at),
                  render.clean(j.last_error, ERROR_WIDTH)] for j in page.jobs]
         print(render.table(["ID", "QUEUE", "ATTEMPTS", "EXIT", "DIED", "LAST ERROR"], rows))
+    sys.stdout.flush()
     note_unreadable(page.unreadable)
+    if page.next_cursor is not None:
+        note = render.page_note(len(page.jobs), page.total or 0, "dead jobs", page.next_cursor,
+                                cursor=cursor)
+        print(f"queuectl: {note}", file=sys.stderr)
 
 
 def _opt_int(value: int | None) -> str:
@@ -104,20 +115,18 @@ def config_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Every runtime policy key, its effective value and where it comes from.
 
     A value stored in Redis that does not parse (or is out of bounds) is shown as
-    invalid; every service uses the default instead and warns about it.
+    invalid; every service uses the env or default value instead and warns about it.
     """
-    client = get_client(ctx)
-    values = client.config_list()
-    invalid = client.config_view().invalid
+    view = get_client(ctx).config_view()
+    settings = config_list_json(view)
     if as_json:
-        render.emit_json({name: {"value": value, "source": source,
-                                 **({"invalid": invalid[name]} if name in invalid else {})}
-                          for name, (value, source) in values.items()})
-        return
-    rows = [[name, value, source, policy.POLICY_KEYS[name].help]
-            for name, (value, source) in values.items()]
-    print(render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))
-    for name, why in invalid.items():
+        render.emit_json(settings)
+    else:
+        rows = [[name, policy.format_value(s["value"]), s["source"],
+                 policy.POLICY_KEYS[name].help] for name, s in settings.items()]
+        print(render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))
+    sys.stdout.flush()
+    for name, why in view.invalid.items():
         print(f"queuectl: config {name}: {render.clean(why)}", file=sys.stderr)
 
 
@@ -126,9 +135,14 @@ def config_get(
     key: Annotated[str, typer.Argument(
         metavar="KEY", help="Config key, e.g. max-retries.", show_default=False,
     )],
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the effective value of one key."""
-    print(get_client(ctx).config_get(key))
+    policy.policy_key(key)  # an unknown key is refused before Redis is touched
+    if as_json:
+        render.emit_json(config_get_json(key, get_client(ctx).config_view()))
+    else:
+        print(get_client(ctx).config_get(key))
 
 
 def config_set(
@@ -225,7 +239,8 @@ def redis_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         running = embedded.is_running(settings.data_dir)
     info = state.client.server_info() if running else {}
     if as_json:
-        render.emit_json({"kind": kind, "url": where, "running": running, "info": info,
+        render.emit_json({"kind": kind, "url": where, "running": running,
+                          "info": redis_info_json(info),
                           "data_dir": str(settings.data_dir) if kind == "embedded" else None})
     else:
         rows = [("redis", f"{kind}, {'running' if running else 'not running'}"),

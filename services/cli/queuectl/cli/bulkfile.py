@@ -15,6 +15,7 @@ and which line stopped it.
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +45,30 @@ PROGRESS_MIN = 5000
 SKIPPED_SHOWN = 20
 
 
+class IdSink:
+    """Where the id of each job stored goes as soon as it is stored: stdout one a line
+    (``--quiet``), or the summary's ``"ids"`` array written as it grows (``--json``), so
+    that any number of ids fits in bounded memory; nowhere otherwise."""
+
+    def __init__(self, *, as_json: bool, quiet: bool) -> None:
+        self.as_json = as_json
+        self.quiet = quiet
+        self.count = 0
+
+    def add(self, job_id: str) -> None:
+        if self.as_json:
+            sys.stdout.write(('{\n  "ids": [\n    ' if self.count == 0 else ",\n    ")
+                             + json.dumps(job_id))
+        elif self.quiet:
+            sys.stdout.write(job_id + "\n")
+        self.count += 1
+
+    def close_json(self, rest: dict[str, Any]) -> None:
+        """End the ``--json`` document: the ids array, then the ``rest`` of the summary."""
+        head = "\n  ]" if self.count else '{\n  "ids": []'
+        sys.stdout.write(head + "," + json.dumps(rest, indent=2)[1:] + "\n")
+
+
 @dataclass
 class Tally:
     """What the second pass did, for the summary."""
@@ -55,6 +80,7 @@ class Tally:
     skipped: int = 0
     shown: list[EnqueueResult] = field(default_factory=list)
     sent: int = 0
+    ids: IdSink | None = None
 
     @property
     def enqueued(self) -> int:
@@ -62,6 +88,8 @@ class Tally:
 
     def add(self, results: list[EnqueueResult]) -> None:
         for result in results:
+            if result.state is not None and self.ids is not None:
+                self.ids.add(result.id)
             if result.state is JobState.PENDING:
                 self.pending += 1
             elif result.state is JobState.SCHEDULED:
@@ -190,7 +218,8 @@ def _stop_message(exc: BulkEnqueueError, line: int, tally: Tally, where: str) ->
 def summary(tally: Tally, *, as_json: bool, quiet: bool, stopped: StoppedError | None) -> None:
     """Print what was stored and skipped (even when stopped part-way)."""
     if as_json:
-        render.emit_json({
+        assert tally.ids is not None
+        tally.ids.close_json({
             "enqueued": tally.enqueued, "pending": tally.pending, "scheduled": tally.scheduled,
             "skipped": [{"id": r.id, "reason": r.error} for r in tally.shown],
             "total": tally.total, "error": str(stopped) if stopped else None,
@@ -216,7 +245,8 @@ def enqueue_file(ctx: typer.Context, source: str, *, replace: bool, as_json: boo
             spool: Any = stack.enter_context(tempfile.TemporaryFile(prefix="queuectl-"))
             stream: IO[bytes] = (sys.stdin.buffer if source == "-"
                                  else stack.enter_context(open(source, "rb")))
-            tally = Tally(check(stream, spool), keep_skipped=as_json)  # before Redis is touched
+            tally = Tally(check(stream, spool), keep_skipped=as_json,  # before Redis is touched
+                          ids=IdSink(as_json=as_json, quiet=quiet))
         except OSError as exc:
             what = "stdin" if source == "-" else source
             raise InvalidInputError(f"cannot read {what} (into a temporary file): "

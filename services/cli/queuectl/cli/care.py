@@ -10,10 +10,13 @@ import typer
 from queuectl.cli import render
 from queuectl.cli.admin import report_notes
 from queuectl.cli.context import get_client
-from queuectl.core.errors import EXIT_JOB_FAILED, CancelledError, UsageError
+from queuectl.cli.jsonout import quarantined_json
+from queuectl.core.errors import EXIT_JOB_FAILED, CancelledError, InvalidInputError, UsageError
+from queuectl.core.listing import parse_cursor
+from queuectl.core.models import JobState
 
 REASON_WIDTH = 80
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (schemas/*.schema.json).")]
 Ids = Annotated[list[str] | None, typer.Argument(metavar="ID...", help="Job ids.",
                                                  show_default=False)]
 AllFlag = Annotated[bool, typer.Option("--all", help="Every quarantined job.")]
@@ -23,22 +26,39 @@ def quarantine_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1,
                                        help="At most N jobs.")] = 100,
+    cursor: Annotated[str | None, typer.Option(
+        "--cursor", metavar="CURSOR", show_default=False,
+        help="Go on from where a previous quarantine list stopped (it prints the cursor).",
+    )] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Jobs set aside because their record, or a key they had to move to, cannot be used."""
-    entries, total = get_client(ctx).quarantine_list(limit)
+    start = _start(cursor)
+    entries, total = get_client(ctx).quarantine_list(limit, start)
     if as_json:
-        render.emit_json([{"id": e.id, "since": render.iso_or_none(e.at), "reason": e.reason,
-                           "by": e.by, "state": e.state} for e in entries])
-        return
-    if not entries:
-        print("the quarantine is empty")
-        return
-    rows = [[render.clean(e.id, 40), render.ago(e.at), e.by, render.clean(e.state or "-", 12),
-             render.clean(e.reason, REASON_WIDTH)] for e in entries]
-    print(render.table(["ID", "SINCE", "BY", "STATE", "REASON"], rows))
-    if total > len(entries):
-        print(f"({total - len(entries)} more; --limit to see them)")
+        render.emit_json([quarantined_json(e) for e in entries])
+    elif not entries:
+        print("the quarantine is empty" if not total else "no quarantined jobs from this cursor on")
+    else:
+        rows = [[render.clean(e.id, 40), render.ago(e.at), e.by,
+                 render.clean(e.state or "-", 12), render.clean(e.reason, REASON_WIDTH)]
+                for e in entries]
+        print(render.table(["ID", "SINCE", "BY", "STATE", "REASON"], rows))
+    sys.stdout.flush()
+    if start + limit < total:
+        note = render.page_note(len(entries), total, "quarantined jobs",
+                                f"quarantined:{start + limit}", cursor=cursor)
+        print(f"queuectl: {note}", file=sys.stderr)
+
+
+def _start(cursor: str | None) -> int:
+    """The position a ``quarantined:<position>`` cursor names (0 without one)."""
+    if cursor is None:
+        return 0
+    state, position = parse_cursor(cursor)
+    if state is not JobState.QUARANTINED:
+        raise InvalidInputError(f"the cursor is for {state.value} jobs, not quarantined ones")
+    return position
 
 
 def _ids(ids: list[str] | None, every: bool) -> list[str] | None:

@@ -12,6 +12,7 @@ from queuectl.cli import render
 from queuectl.cli.bulkfile import enqueue_file
 from queuectl.cli.command import Command
 from queuectl.cli.context import get_client
+from queuectl.cli.jsonout import job_json
 from queuectl.core import strictjson
 from queuectl.core.client import Client
 from queuectl.core.durations import parse_duration
@@ -19,7 +20,6 @@ from queuectl.core.errors import InvalidInputError, UsageError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import (
     JobSpec,
-    JobState,
     run_at_value,
     spec_from_json,
     spec_from_mapping,
@@ -36,7 +36,9 @@ A JSON value that is not an object is refused, never run as a command; a lone
 '-' reads one JSON job object from stdin (it may span lines). With --file,
 every line is validated first: one bad line enqueues nothing. A line whose id
 already exists is skipped, so a file can be run again after a failure; the
-summary says how many were enqueued and skipped.
+summary says how many were enqueued and skipped. With --file, --quiet prints
+the id of each job enqueued, one a line, and --json lists them too, so that
+'queuectl enqueue --file jobs.jsonl --quiet | queuectl wait -' works.
 """
 
 EXAMPLES = (
@@ -95,9 +97,11 @@ def enqueue(
         help="JSON-lines file of jobs, one object per line; '-' reads stdin.",
     )] = None,
     as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the stored record as JSON.",
+        "--json", help="Print the stored record (with --file: the summary) as JSON.",
     )] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print only the job id.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="Print only the job id (with --file: each enqueued id, one a line).",
+    )] = False,
 ) -> None:
     """Enqueue a job (see the examples below)."""
     words = words or []
@@ -141,8 +145,12 @@ def enqueue(
 def _store_one(client: Client, spec: JobSpec, *, replace: bool, as_json: bool,
                quiet: bool) -> None:
     state = client.enqueue_spec(spec, replace=replace)
-    record = client.get(spec.id).public_dict() if as_json else {}
-    _print_job(spec.id, state, record, as_json=as_json, quiet=quiet)
+    if as_json:
+        render.emit_json(job_json(client.get(spec.id)))
+    elif quiet:
+        print(spec.id)
+    else:
+        print(f"{spec.id} {state.value}")
 
 
 def parse_lone_argument(text: str) -> JobSpec:
@@ -201,15 +209,3 @@ def parse_env(items: list[str]) -> dict[str, str]:
             raise InvalidInputError(f"invalid --env: {name} is given twice")
         env[name] = value
     return env
-
-
-def _print_job(job_id: str, state: JobState, record: dict[str, Any], *, as_json: bool,
-               quiet: bool) -> None:
-    if as_json:
-        render.emit_json(record)
-    elif quiet:
-        print(job_id)
-    else:
-        print(f"{job_id} {state.value}")
-
-

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 
 from queuectl.cli import render
 from queuectl.cli.context import get_client
+from queuectl.cli.jsonout import job_json, wait_json
 from queuectl.core.client import LogTail, parse_state
 from queuectl.core.durations import format_duration, parse_duration
 from queuectl.core.errors import (
@@ -19,14 +20,15 @@ from queuectl.core.errors import (
     UsageError,
     WaitTimeoutError,
 )
-from queuectl.core.models import CorruptRecordError, Job, JobState
+from queuectl.core.models import CorruptRecordError, Job, JobState, check_job_id
 from queuectl.core.settings import NAME_PATTERN
 
 FOLLOW_POLL = 0.3
 COMMAND_WIDTH = 60
 
 JobId = Annotated[str, typer.Argument(metavar="ID", help="Job id.", show_default=False)]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonFlag = Annotated[bool, typer.Option(
+    "--json", help="Print JSON instead of a table (schemas/*.schema.json).")]
 
 
 def job_row(job: Job, now: float | None = None) -> list[str]:
@@ -64,15 +66,22 @@ def list_jobs(
     wanted = parse_state(state) if state is not None else None
     if queue is not None and not re.fullmatch(NAME_PATTERN, queue):
         raise InvalidInputError(f"invalid queue name {queue!r}")
-    jobs, seen = get_client(ctx).iter_jobs(wanted, queue, limit, cursor)
+    client = get_client(ctx)
+    jobs, seen = client.iter_jobs(wanted, queue, limit, cursor)
     if as_json:
-        render.emit_json_stream(job.public_dict() for job in jobs)
+        render.emit_json_stream(job_json(job) for job in jobs)
     else:
         rows = [job_row(job) for job in jobs]
         print(render.table(JOB_HEADERS, rows) if rows else "no jobs")
+    sys.stdout.flush()
     note_unreadable(seen.unreadable)
     if seen.next_cursor is not None:
-        _note(f"more jobs: add --cursor {seen.next_cursor}")
+        # Counted only when rows were left out, from the structures' lengths.
+        count = client.count_jobs(wanted, queue)
+        what = (f"{wanted.value} " if wanted else "") + "jobs" + (
+            f" of queue {queue}" if queue else "")
+        _note(render.page_note(seen.shown, count.total, what, seen.next_cursor,
+                               exact=count.exact, cursor=cursor))
 
 
 def note_unreadable(ids: list[str]) -> None:
@@ -96,10 +105,9 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
     except CorruptRecordError:
         show_raw(client.find_raw(job_id), client.quarantine_reason(job_id), as_json=as_json)
         raise
-    kept = client.log_kept(job_id)
     reason = client.quarantine_reason(job_id) if job.state is JobState.QUARANTINED else None
     if as_json:
-        render.emit_json(job.public_dict() | {"log_size": job.log_size, "log_kept": kept})
+        render.emit_json(job_json(job))
         return
     t = render.when
     rows = [
@@ -120,7 +128,8 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
         ("exit_code", _opt(job.exit_code)),
         ("last_error", render.clean(job.last_error)),
         ("worker", _opt(job.worker)),
-        ("output", f"{job.log_size} bytes produced, last {kept} kept (queuectl logs {job.id})"),
+        ("output", f"{job.log_size} bytes produced, last {job.log_kept} kept "
+                   f"(queuectl logs {job.id})"),
     ]
     if job.env:
         rows.insert(7, ("env", render.clean(" ".join(f"{k}={v}" for k, v in job.env.items()))))
@@ -198,23 +207,49 @@ def logs(
         printed = tail.total
 
 
+def read_ids(stream: IO[str]) -> list[str]:
+    """Job ids from ``wait -``: one a line, surrounding blanks and blank lines ignored."""
+    ids = []
+    for number, line in enumerate(stream, 1):
+        job_id = line.strip()
+        if not job_id:
+            continue
+        try:
+            ids.append(check_job_id(job_id))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"stdin line {number}: {exc}") from None
+    return ids
+
+
 def wait(
     ctx: typer.Context,
     job_ids: Annotated[list[str], typer.Argument(
-        metavar="ID", help="Job ids.", show_default=False,
+        metavar="ID...", help="Job ids; '-' reads more from stdin, one a line.",
+        show_default=False,
     )],
     timeout: Annotated[str | None, typer.Option(
         "--timeout", "-t", metavar="DURATION", show_default=False,
         help="Give up after this long (seconds, or 30s, 5m ...) and exit 7; "
         "default: wait until every job ends.",
     )] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Block until the jobs end; print each final state; exit 1 unless all completed."""
-    ids = list(dict.fromkeys(job_ids))
+    """Block until the jobs end; print each final state; exit 1 unless all completed.
+
+    'queuectl enqueue --quiet -- CMD | queuectl wait -' waits for what was just enqueued.
+    """
+    given: list[str] = []
+    for job_id in job_ids:
+        given += read_ids(sys.stdin) if job_id == "-" else [job_id]
+    ids = list(dict.fromkeys(given))
     limit = parse_duration(timeout) if timeout is not None else None
-    ended = get_client(ctx).wait(ids, timeout=limit)
-    for job_id in ids:
-        print(f"{job_id} {ended[job_id].state.value}")
+    # Nothing to wait for (an empty pipe) is not an error: every one of none completed.
+    ended = get_client(ctx).wait(ids, timeout=limit) if ids else {}
+    if as_json:
+        render.emit_json(wait_json(ids, ended))
+    else:
+        for job_id in ids:
+            print(f"{job_id} {ended[job_id].state.value}")
     if any(ended[i].state is not JobState.COMPLETED for i in ids):
         raise typer.Exit(EXIT_JOB_FAILED)
 

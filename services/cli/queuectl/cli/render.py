@@ -63,8 +63,13 @@ def when(ts: float | None, now: float | None = None) -> str:
     return f"{iso(ts)} ({ago(ts, now)})"
 
 
-def iso_or_none(ts: float | None) -> str | None:
-    return None if ts is None else iso(ts)
+def page_note(shown: int, total: int, what: str, next_cursor: str, *, exact: bool = True,
+              cursor: str | None = None) -> str:
+    """The stderr line of a page that left rows out: how many of how many, and how to go on."""
+    of = f"{total:,}" if exact else f"at most {total:,}"
+    since = f" from cursor {cursor}" if cursor else ""
+    return (f"showing {shown:,} of {of} {what}{since}; "
+            f"for the next page add --cursor {next_cursor}")
 
 
 def emit_json(value: Any) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from queuectl.cli import render
 from queuectl.cli.context import get_client
+from queuectl.cli.jsonout import status_json, sum_totals, worker_json
 from queuectl.core.keys import INDEXED_STATES
 from queuectl.core.models import iso
 from queuectl.core.overview import Status, WorkerInfo
@@ -18,36 +19,6 @@ JOBS_WIDTH = 40
 # The busiest queues shown by the human form; --json lists every queue.
 QUEUES_SHOWN = 50
 CLEAR = "\x1b[H\x1b[2J"
-
-
-def worker_dict(worker: WorkerInfo, now: float) -> dict[str, Any]:
-    """A worker for ``--json``: its registry entry, held jobs and the status it reports."""
-    return {
-        "id": worker.id,
-        "alive": worker.alive,
-        "last_beat": iso(worker.last_beat),
-        "last_beat_age": round(now - worker.last_beat, 3),
-        "threads": int(worker.fields["threads"]) if worker.fields.get("threads", "").isdigit()
-        else None,
-        "queues": [q for q in worker.fields.get("queues", "").split(",") if q],
-        "jobs": worker.inflight,
-        "status": worker.fields,
-    }
-
-
-def status_dict(st: Status) -> dict[str, Any]:
-    """The whole status for ``--json``."""
-    now = st.server_time
-    return {
-        "server_time": iso(now),
-        "states": st.states,
-        "queues": [{"name": q.name, "pending": q.pending, **q.states, "totals": q.totals}
-                   for q in st.queues],
-        "workers": [worker_dict(w, now) for w in st.workers],
-        "schedulers": [{"id": sid, "last_beat": iso(beat), "last_beat_age": round(now - beat, 3)}
-                       for sid, beat in sorted(st.schedulers.items())],
-        "problems": st.problems,
-    }
 
 
 def workers_table(workers: list[WorkerInfo], now: float) -> str:
@@ -79,6 +50,9 @@ def status_text(st: Status) -> str:
     if len(st.queues) > len(shown):
         queues += (f"\n({len(st.queues) - len(shown)} quieter queues not shown; "
                    "status --json lists them all)")
+    # Counters of runs and moves since counting began, named so that none reads as a
+    # state: "failed" above is jobs waiting for a retry now, runs_failed counts failures.
+    totals = "totals: " + ", ".join(f"{name} {n:,}" for name, n in sum_totals(st).items())
     if st.schedulers:
         schedulers = render.table(
             ["SCHEDULER", "LAST BEAT"],
@@ -89,6 +63,7 @@ def status_text(st: Status) -> str:
     parts = [
         states,
         queues,
+        totals,
         workers_table(st.workers, now),
         schedulers,
     ]
@@ -107,14 +82,15 @@ def status(
         "--interval", metavar="SECONDS", min=0.1, max=3600,
         help="Seconds between refreshes with --watch.",
     )] = 2.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON (schemas/status.schema.json).")] = False,
 ) -> None:
-    """Counts by state and by queue, workers and schedulers."""
+    """Counts by state and by queue, running totals, workers and schedulers."""
     client = get_client(ctx)
     if not watch:
         st = client.status()
         if as_json:
-            render.emit_json(status_dict(st))
+            render.emit_json(status_json(st))
         else:
             print(status_text(st))
         return
@@ -124,7 +100,7 @@ def status(
     while True:
         st = client.status()
         if as_json:
-            render.emit_json_line(status_dict(st))
+            render.emit_json_line(status_json(st))
         else:
             head = CLEAR if in_place else "\n"
             sys.stdout.write(f"{head}queuectl status at {iso(st.server_time)}, every "
@@ -135,11 +111,12 @@ def status(
 
 def worker_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON (schemas/worker-list.schema.json).")] = False,
 ) -> None:
     """Registered workers: alive or not, threads, queues, jobs held, last heartbeat."""
     st = get_client(ctx).status()
     if as_json:
-        render.emit_json([worker_dict(w, st.server_time) for w in st.workers])
+        render.emit_json([worker_json(w, st.server_time) for w in st.workers])
     else:
         print(workers_table(st.workers, st.server_time))

@@ -101,11 +101,12 @@ class AdminOps(ScriptStore):
             total += int(deleted) + int(dropped)
 
     # -- quarantine -----------------------------------------------------------------------
-    def quarantine_list(self, limit: int) -> tuple[list[QuarantineEntry], int]:
-        """The oldest ``limit`` quarantined jobs, and how many there are in all."""
+    def quarantine_list(self, limit: int, start: int = 0) -> tuple[list[QuarantineEntry], int]:
+        """Up to ``limit`` quarantined jobs from position ``start``, oldest first, and how
+        many there are in all."""
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zrange(k.quarantine, 0, limit - 1, withscores=True)
+        pipe.zrange(k.quarantine, start, start + limit - 1, withscores=True)
         pipe.zcard(k.quarantine)
         scored, total = pipe.execute()
         ids = [as_str(m) for m, _ in scored]

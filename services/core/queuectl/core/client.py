@@ -30,15 +30,13 @@ from queuectl.core.errors import (
     WaitTimeoutError,
 )
 from queuectl.core.keys import DEFAULT_QUEUE
-from queuectl.core.listing import Lister, Listing
+from queuectl.core.listing import Count, Lister, Listing, parse_cursor
 from queuectl.core.models import (
-    CorruptRecordError,
     Job,
     JobSpec,
     JobState,
     check_job_id,
     spec_from_options,
-    valid_name,
 )
 from queuectl.core.overview import Inspection
 from queuectl.core.policy import PolicyView
@@ -60,11 +58,13 @@ class Settled:
 
 @dataclass(frozen=True, slots=True)
 class JobPage:
-    """Jobs listed, the ids whose record could not be read (skipped), where to go on."""
+    """Jobs listed, the ids whose record could not be read (skipped), where to go on, and
+    (when known) how many there are in all."""
 
     jobs: list[Job]
     unreadable: list[str]
     next_cursor: str | None = None
+    total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,10 @@ class Client(Inspection):
         raw = self._hgetall(self.keys.job(check_job_id(job_id)))
         if not raw:
             return None
-        job = Job.from_hash(raw, job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.strlen(self.keys.log(job_id))
+        (kept,) = pipe.execute(raise_on_error=False)  # a log key of the wrong type keeps 0
+        job = Job.from_hash(raw, job_id, log_kept=kept if isinstance(kept, int) else 0)
         reason = self.quarantine_reason(job_id)
         return job if reason is None else job.model_copy(update={"state": JobState.QUARANTINED})
 
@@ -153,26 +156,6 @@ class Client(Inspection):
             raise NotFoundError(f"no job {job_id}")
         return job
 
-    def _load(self, ids: Sequence[str], unreadable: list[str] | None = None) -> list[Job]:
-        """Records of ``ids`` that exist and parse; the ids of the others go to ``unreadable``."""
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.keys.job(job_id))
-        out = []
-        for job_id, raw in zip(ids, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(raw, Exception) or (raw and not valid_name(job_id)):
-                if unreadable is not None:
-                    unreadable.append(job_id)
-                continue
-            if not raw:
-                continue
-            try:
-                out.append(Job.from_hash(decoded(raw), job_id))
-            except CorruptRecordError:
-                if unreadable is not None:
-                    unreadable.append(job_id)
-        return out
-
     def iter_jobs(self, state: JobState | None = None, queue: str | None = None,
                   limit: int = 50, cursor: str | None = None) -> tuple[Iterator[Job], Listing]:
         """Jobs in lifecycle order as they are read (0 = no limit); the Listing fills in
@@ -186,6 +169,10 @@ class Client(Inspection):
         jobs, seen = self.iter_jobs(state, queue, limit, cursor)
         listed = list(jobs)
         return JobPage(listed, seen.unreadable, seen.next_cursor)
+
+    def count_jobs(self, state: JobState | None = None, queue: str | None = None) -> Count:
+        """How many jobs ``list_jobs(state, queue)`` covers, from the structures' lengths."""
+        return Lister(self.store).count(state, queue)
 
     def logs(self, job_id: str) -> LogTail:
         """The stored tail of a job's output and how many bytes it produced in all."""
@@ -205,14 +192,6 @@ class Client(Inspection):
         # A quarantined job will not move on by itself: a follower stops there.
         state = JobState.QUARANTINED if isinstance(quarantined, float) else job.state
         return LogTail(tail, job.log_size, state)
-
-    def log_kept(self, job_id: str) -> int:
-        """How many bytes of the job's output are stored (the tail ``logs`` prints)."""
-        try:
-            kept: Any = self.redis.strlen(self.keys.log(check_job_id(job_id)))
-        except redis.ResponseError:
-            return 0  # a log key of the wrong type: nothing usable is kept
-        return int(kept)
 
     def server_info(self) -> dict[str, str]:
         """A few INFO fields of the Redis server (version, mode, uptime, persistence, memory)."""
@@ -286,10 +265,15 @@ class Client(Inspection):
         return self.store.cancel(check_job_id(job_id))
 
     # -- dead letter queue --------------------------------------------------------------
-    def dlq_list(self, limit: int = 100) -> JobPage:
-        ids = [as_str(i) for i in self.redis.lrange(self.keys.dead_letter, 0, limit - 1)]
+    def dlq_list(self, limit: int = 100, cursor: str | None = None) -> JobPage:
+        """Up to ``limit`` dead jobs, oldest first, from ``cursor`` (``dead:<position>``)."""
+        state, start = parse_cursor(cursor) if cursor else (JobState.DEAD, 0)
+        if state is not JobState.DEAD:
+            raise InvalidInputError(f"the cursor is for {state.value} jobs, not dead ones")
         unreadable: list[str] = []
-        return JobPage(self._load(ids, unreadable), unreadable)
+        jobs, total = Lister(self.store).dead(limit, start, unreadable)
+        more = start + limit < total
+        return JobPage(jobs, unreadable, f"dead:{start + limit}" if more else None, total)
 
     def dlq_retry(self, job_id: str) -> Moved:
         job = self.get(job_id)
@@ -312,9 +296,11 @@ class Client(Inspection):
         return self.store.purge_dlq()
 
     # -- quarantine -------------------------------------------------------------------------
-    def quarantine_list(self, limit: int = 100) -> tuple[list[QuarantineEntry], int]:
-        """The oldest ``limit`` quarantined jobs with their reasons, and the total."""
-        return self.store.quarantine_list(limit)
+    def quarantine_list(self, limit: int = 100,
+                        start: int = 0) -> tuple[list[QuarantineEntry], int]:
+        """Up to ``limit`` quarantined jobs from position ``start`` (oldest first) with their
+        reasons, and the total."""
+        return self.store.quarantine_list(limit, start)
 
     def quarantine_retry(self, ids: Sequence[str] | None) -> Moved:
         """Put quarantined jobs (all of them, with None) back on their queues."""
@@ -348,22 +334,11 @@ class Client(Inspection):
         return self.store.policies.refresh()
 
     def config_list(self) -> dict[str, tuple[str, str]]:
-        """Every policy key: (effective value, where it comes from). The source is
-        ``redis`` (config set), ``invalid`` (a stored value that does not parse: the
-        env or default value applies), ``env`` (QUEUECTL_POLICY__*) or ``default``."""
+        """Every policy key: (effective value, where it comes from: PolicyView.source)."""
         view = self.config_view()
-        from_env = self.store.policies.defaults.model_fields_set
-        out = {}
-        for name, key in policy_keys.POLICY_KEYS.items():
-            value = policy_keys.format_value(getattr(view.policy, key.attr))
-            if name in view.invalid:
-                source = "invalid"
-            elif name in view.stored:
-                source = "redis"
-            else:
-                source = "env" if key.attr in from_env else "default"
-            out[name] = (value, source)
-        return out
+        return {name: (policy_keys.format_value(getattr(view.policy, key.attr)),
+                       view.source(name))
+                for name, key in policy_keys.POLICY_KEYS.items()}
 
     def config_get(self, name: str) -> str:
         policy_keys.policy_key(name)

@@ -18,9 +18,10 @@ from typing import Any
 
 import redis
 
-from queuectl.core.errors import InvalidInputError
+from queuectl.core.errors import DataError, InvalidInputError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import CorruptRecordError, Job, JobState, valid_name
+from queuectl.core.scripting import is_wrongtype
 from queuectl.core.store import Store, as_str
 
 PAGE = 500
@@ -33,10 +34,20 @@ NEWEST_FIRST = frozenset({JobState.DEAD, JobState.COMPLETED, JobState.CANCELLED}
 
 @dataclass(slots=True)
 class Listing:
-    """What one ``list`` saw besides the jobs: unreadable records, and where to go on."""
+    """What one ``list`` saw besides the jobs: unreadable records, how many jobs it
+    yielded, and where to go on."""
 
     unreadable: list[str] = field(default_factory=list)
     next_cursor: str | None = None
+    shown: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """How many jobs a listing covers; ``exact`` is False when ``total`` is an upper bound."""
+
+    total: int
+    exact: bool = True
 
 
 def parse_cursor(token: str) -> tuple[JobState, int]:
@@ -111,13 +122,9 @@ class Lister:
                 base += length
 
     def _processing(self, start: int) -> Iterator[tuple[int, str]]:
-        try:
-            workers: Any = self.r.zrange(self.k.workers, 0, -1)
-        except redis.ResponseError:
-            return
         pipe = self.r.pipeline(transaction=False)
-        for worker in workers:
-            pipe.smembers(self.k.inflight(as_str(worker)))
+        for worker in self._worker_ids():
+            pipe.smembers(self.k.inflight(worker))
         held = sorted(as_str(j) for part in pipe.execute(raise_on_error=False)
                       if not _wrongtype(part) for j in part)
         yield from ((pos, job_id) for pos, job_id in enumerate(held) if pos >= start)
@@ -135,26 +142,95 @@ class Lister:
             return self._paged(k.quarantine, "zset", start)
         if queue is not None:
             return self._paged(k.index(queue, state.value), "zset", start, newest)
-        key, kind = {
+        key, kind = self._global(state)
+        return self._paged(key, kind, start, newest)
+
+    # -- how many ------------------------------------------------------------------------
+    def count(self, state: JobState | None, queue: str | None) -> Count:
+        """How many jobs ``jobs(state, queue, ...)`` would list, from the lengths of the
+        structures that hold them (LLEN, ZCARD, SCARD), never from their records.
+
+        In-flight and quarantined jobs have no per-queue index: with a queue, those of
+        every queue are counted, and the total is exact only when there are none.
+        """
+        k = self.k
+        pipe = self.r.pipeline(transaction=False)
+        bound: list[bool] = []  # per command: does it count jobs of other queues too?
+        for st in [state] if state else ORDER:
+            if st is JobState.PENDING:
+                for name in self.queue_names() if queue is None else [queue]:
+                    pipe.llen(k.queue(name))
+                    bound.append(False)
+            elif st is JobState.PROCESSING:
+                for worker in self._worker_ids():
+                    pipe.scard(k.inflight(worker))
+                    bound.append(queue is not None)
+            elif st is JobState.QUARANTINED:
+                pipe.zcard(k.quarantine)
+                bound.append(queue is not None)
+            elif queue is not None:
+                pipe.zcard(k.index(queue, st.value))
+                bound.append(False)
+            else:
+                key, kind = self._global(st)
+                (pipe.llen if kind == "list" else pipe.zcard)(key)
+                bound.append(False)
+        counts = [n if isinstance(n, int) else 0 for n in pipe.execute(raise_on_error=False)]
+        return Count(sum(counts), not any(n for n, b in zip(counts, bound, strict=True) if b))
+
+    def _worker_ids(self) -> list[str]:
+        try:
+            return [as_str(w) for w in self.r.zrange(self.k.workers, 0, -1)]
+        except redis.ResponseError:
+            return []
+
+    def _global(self, state: JobState) -> tuple[str, str]:
+        """The key (and its kind) that holds every job of a time-ordered state."""
+        k = self.k
+        return {
             JobState.SCHEDULED: (k.delayed, "zset"), JobState.FAILED: (k.retry_queue, "zset"),
             JobState.DEAD: (k.dead_letter, "list"), JobState.COMPLETED: (k.completed, "zset"),
             JobState.CANCELLED: (k.cancelled, "zset"),
         }[state]
-        return self._paged(key, kind, start, newest)
+
+    # -- the dead letter queue ------------------------------------------------------------
+    def dead(self, limit: int, start: int, unreadable: list[str]) -> tuple[list[Job], int]:
+        """Up to ``limit`` dead jobs from position ``start`` of the DLQ (oldest first), and
+        how many the DLQ holds."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lrange(self.k.dead_letter, start, start + limit - 1)
+        pipe.llen(self.k.dead_letter)
+        try:
+            raw_ids, total = pipe.execute()
+        except redis.ResponseError as exc:
+            if is_wrongtype(exc):
+                raise DataError(f"key {self.k.dead_letter} has the wrong type "
+                                "(queuectl doctor)") from None
+            raise
+        ids = [as_str(i) for i in raw_ids]
+        records = self.load(ids, unreadable)
+        return [records[i] for i in ids if i in records], int(total)
 
     # -- records --------------------------------------------------------------------------
-    def _load(self, ids: Sequence[str], unreadable: list[str]) -> dict[str, Job]:
+    def load(self, ids: Sequence[str], unreadable: list[str]) -> dict[str, Job]:
+        """The records of ``ids`` that exist and parse, each with the length of its kept
+        output; the ids of records that cannot be read are added to ``unreadable``."""
         pipe = self.r.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.k.job(job_id))
+            pipe.strlen(self.k.log(job_id))
+        replies = pipe.execute(raise_on_error=False)
         out: dict[str, Job] = {}
-        for job_id, raw in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+        for i, job_id in enumerate(ids):
+            raw, kept = replies[2 * i], replies[2 * i + 1]
             if isinstance(raw, Exception) or (raw and not valid_name(job_id)):
                 unreadable.append(job_id)
             elif raw:
                 try:
-                    out[job_id] = Job.from_hash({as_str(a): as_str(b) for a, b in raw.items()},
-                                                job_id)
+                    out[job_id] = Job.from_hash(
+                        {as_str(a): as_str(b) for a, b in raw.items()}, job_id,
+                        # A log key of the wrong type keeps nothing usable.
+                        log_kept=kept if isinstance(kept, int) else 0)
                 except CorruptRecordError:
                     unreadable.append(job_id)
         return out
@@ -167,20 +243,19 @@ class Lister:
         first, start = parse_cursor(cursor) if cursor else (states[0], 0)
         if first not in states:
             raise InvalidInputError(f"the cursor is for {first.value} jobs, not these")
-        shown = [0]  # read by wanted() as the listing goes on
 
         def wanted() -> int:
             # The jobs still to print, plus one to know whether a next page exists.
-            return limit - shown[0] + 1 if limit else 0
+            return limit - seen.shown + 1 if limit else 0
 
         for st in states[states.index(first):]:
             for position, job in self._jobs_of(st, queue, start if st is first else 0,
                                                wanted, seen):
-                if limit and shown[0] == limit:
+                if limit and seen.shown == limit:
                     seen.next_cursor = f"{st.value}:{position}"
                     return
                 yield job
-                shown[0] += 1
+                seen.shown += 1
 
     def _jobs_of(self, state: JobState, queue: str | None, start: int,
                  wanted: Callable[[], int], seen: Listing) -> Iterator[tuple[int, Job]]:
@@ -197,7 +272,7 @@ class Lister:
     def _settle(self, state: JobState, queue: str | None, batch: list[tuple[int, str]],
                 seen: Listing) -> Iterator[tuple[int, Job]]:
         """The jobs of ``batch`` that are still in ``state`` (and of ``queue``)."""
-        records = self._load([job_id for _, job_id in batch], seen.unreadable)
+        records = self.load([job_id for _, job_id in batch], seen.unreadable)
         for position, job_id in batch:
             job = records.get(job_id)
             if job is None:

@@ -9,7 +9,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -328,9 +327,12 @@ class Job(BaseModel):
     log_size: int = 0
     trace_context: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # Not in the record: the bytes of output kept in P:log:<id> when the record was read.
+    log_kept: int = 0
 
     @classmethod
-    def from_hash(cls, raw: dict[str, str], job_id: str | None = None) -> Job:
+    def from_hash(cls, raw: dict[str, str], job_id: str | None = None, *,
+                  log_kept: int = 0) -> Job:
         """Build from an HGETALL reply (decoded strings); CorruptRecordError if it is unusable."""
         job_id = raw.get("id", "") if job_id is None else job_id
         why = record_problem(raw, job_id)
@@ -358,21 +360,8 @@ class Job(BaseModel):
             log_size=int(raw.get("log_size") or 0),
             trace_context=raw.get("trace_context") or None,
             env=json.loads(raw["env"]) if raw.get("env") else {},
+            log_kept=log_kept,
         )
-
-    def public_dict(self) -> dict[str, Any]:
-        """The contract's fields, times as ISO 8601 UTC, for ``--json`` output."""
-        out: dict[str, Any] = {}
-        for name in (
-            "id", "command", "queue", "state", "attempts", "max_retries", "timeout",
-            "run_at", "created_at", "updated_at", "started_at", "finished_at",
-            "exit_code", "last_error", "worker", "interrupted", "lost", "env",
-        ):
-            value = getattr(self, name)
-            if name.endswith("_at") and value is not None:
-                value = iso(value)
-            out[name] = value.value if isinstance(value, JobState) else value
-        return out
 
 
 def iso(ts: float) -> str:

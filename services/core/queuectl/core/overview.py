@@ -27,6 +27,18 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
+# The running totals kept in P:stats (field ``<counter>:<queue>``, written by the scripts),
+# under names that say what was counted: the state words (``failed``, ``dead``) count jobs
+# in a state now everywhere else, so a counter of runs or moves must not reuse them.
+TOTALS = {
+    "completed": "runs_completed",  # runs that exited 0
+    "failed": "runs_failed",        # runs that failed (exit code, timeout, could not start)
+    "retried": "retries",           # failed runs after which a retry was scheduled
+    "dead": "buried",               # jobs moved to the DLQ (retries or max-lost exhausted)
+    "lost": "runs_lost",            # runs whose worker was lost (handed back by the scheduler)
+}
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     id: str
@@ -38,7 +50,8 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """One queue: its jobs in each state now, and its running totals since counting began."""
+    """One queue: its jobs in each state now, and its running totals since counting began
+    (every name of ``TOTALS``' values, 0 when never counted)."""
 
     name: str
     pending: int
@@ -184,8 +197,9 @@ class Inspection:
         totals: dict[str, dict[str, int]] = {}
         for field_name, value in raw_stats.items():
             kind, _, queue = as_str(field_name).partition(":")
-            if as_str(value).isdigit():
-                totals.setdefault(queue, {})[kind] = int(value)
+            if kind in TOTALS and as_str(value).isdigit():
+                totals.setdefault(queue, dict.fromkeys(TOTALS.values(), 0))[TOTALS[kind]] = (
+                    int(value))
         out = []
         for start in range(0, len(queues), 200):
             chunk = queues[start:start + 200]
@@ -202,5 +216,5 @@ class Inspection:
             for i, q in enumerate(chunk):
                 row = counts[i * width:(i + 1) * width]
                 out.append(QueueStats(q, row[0], dict(zip(INDEXED_STATES, row[1:], strict=True)),
-                                      totals.get(q, {})))
+                                      totals.get(q, dict.fromkeys(TOTALS.values(), 0))))
         return out

@@ -161,6 +161,17 @@ class PolicyView:
     policy: Policy
     stored: dict[str, str] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)
+    from_env: frozenset[str] = frozenset()  # Policy attributes set by QUEUECTL_POLICY__*
+
+    def source(self, name: str) -> str:
+        """Where the value of ``name`` in effect comes from: ``redis`` (config set),
+        ``invalid`` (a stored value that does not parse, so the env or default value
+        applies), ``env`` (QUEUECTL_POLICY__*) or ``default``."""
+        if name in self.invalid:
+            return "invalid"
+        if name in self.stored:
+            return "redis"
+        return "env" if POLICY_KEYS[name].attr in self.from_env else "default"
 
 
 def effective(stored: Mapping[str, str], defaults: Policy) -> PolicyView:
@@ -174,7 +185,8 @@ def effective(stored: Mapping[str, str], defaults: Policy) -> PolicyView:
             update[key.attr] = parse_value(name, stored[name])
         except InvalidInputError as exc:
             invalid[name] = f"{exc}; using the default {default_value(name, defaults)}"
-    return PolicyView(defaults.model_copy(update=update), dict(stored), invalid)
+    return PolicyView(defaults.model_copy(update=update), dict(stored), invalid,
+                      frozenset(defaults.model_fields_set))
 
 
 class PolicyCache:
@@ -205,7 +217,8 @@ class PolicyCache:
     def refresh(self) -> PolicyView:
         raw = self._read()
         if isinstance(raw, str):
-            view = PolicyView(self.defaults, {}, {"*": f"{raw}; using every default"})
+            view = PolicyView(self.defaults, {}, {"*": f"{raw}; using every default"},
+                              frozenset(self.defaults.model_fields_set))
         else:
             view = effective(raw, self.defaults)
         with self._lock:

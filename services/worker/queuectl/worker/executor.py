@@ -56,6 +56,18 @@ class ExecConfig:
     base_env: dict[str, str] = field(default_factory=default_base_env)
 
 
+def _attempt(job: Fetched) -> str:
+    """``attempt 2``, or ``attempt 1 (run 4, after a retry from the DLQ or quarantine)``."""
+    # A DLQ or quarantine retry restarts attempts at 0, so three runs of a job revived
+    # twice would all read "attempt 1". Every fetch bumps the lease and only enqueue
+    # resets it, so the lease numbers the runs since the job was enqueued (a cancel
+    # bumps it too, but a cancelled job only runs again when replaced, which resets it).
+    if job.lease > job.attempts:
+        return (f"attempt {job.attempts} (run {job.lease}, "
+                "after a retry from the DLQ or quarantine)")
+    return f"attempt {job.attempts}"
+
+
 def _describe(code: int) -> tuple[int, str]:
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else ""
@@ -86,7 +98,7 @@ class Execution:
 
     def run(self) -> RunResult:
         job, cfg = self.job, self.cfg
-        header = (f"--- attempt {job.attempts} of job {job.id} on {cfg.worker_id} "
+        header = (f"--- {_attempt(job)} of job {job.id} on {cfg.worker_id} "
                   f"at {iso(time.time())} ---\n").encode()
         started = time.monotonic()
         try:
