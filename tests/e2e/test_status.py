@@ -138,3 +138,30 @@ def test_overdue_work_without_a_scheduler_is_said_in_words(cli: Cli, client: Cli
     result = cli("wait", "late", "--timeout", "0.2")
     assert result.code == 7
     assert "no scheduler is running" in result.err
+
+
+def test_pending_work_no_running_worker_takes_is_said_in_words(cli: Cli, client: Client) -> None:
+    client.enqueue("true", job_id="p1")
+    st = json_of(cli("status", "--json"), "status")
+    assert st["problems"] == [
+        "1 pending job and no worker is running: start one (queuectl worker start)"]
+    result = cli("wait", "p1", "--timeout", "0.2")
+    assert result.code == 7
+    assert "e.g. p1; 1 pending job and no worker is running" in result.err
+    # A worker that takes other queues only, or is stopping, takes none of it.
+    register_worker(client, "w-high", queues="high,low")
+    client.enqueue("true", job_id="p2", queue="urgent")
+    hint = ("2 pending jobs in queue(s) no running worker takes (default, urgent): start one "
+            "for them (queuectl worker start --queues default,urgent)")
+    assert json_of(cli("status", "--json"), "status")["problems"] == [hint]
+    assert hint in assert_ok(cli("status"))
+    register_worker(client, "w-default", queues="default")
+    client.redis.hset(client.keys.worker("w-default"), "state", "stopping")
+    assert json_of(cli("status", "--json"), "status")["problems"] == [hint]
+    # With a running worker for each, nothing to say; a wait names only its own jobs' queues.
+    register_worker(client, "w-default", queues="default")
+    result = cli("wait", "p1", "--timeout", "0.2")
+    assert result.code == 7 and "worker" not in result.err
+    assert "(urgent)" in cli("wait", "p2", "--timeout", "0.2").err
+    register_worker(client, "w-urgent", queues="urgent")
+    assert json_of(cli("status", "--json"), "status")["problems"] == []

@@ -253,10 +253,11 @@ class Client(Inspection):
                 return {i: settled[i] for i in ids}
             if deadline is not None and time.monotonic() >= deadline:
                 left = [i for i in ids if i not in settled]
-                hint = self.scheduler_hint()
+                hints = [h for h in (self.scheduler_hint(),
+                                     self.worker_hint_for(left[:WAIT_CHUNK])) if h]
                 raise WaitTimeoutError(
                     f"timed out waiting for {len(left)} job(s), e.g. {left[0]}"
-                    + (f"; {hint}" if hint else "")
+                    + "".join(f"; {h}" for h in hints)
                 )
             time.sleep(poll)
             poll = min(poll * 1.5, 1.0)

@@ -7,7 +7,7 @@ never hides the rest of the picture.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,9 +155,10 @@ class Inspection:
             JobState.CANCELLED.value: int(cancelled or 0),
             JobState.QUARANTINED.value: int(quarantined or 0),
         }
-        hint = self.scheduler_hint()
-        if hint:
-            problems.append(hint)
+        pending = {q.name: q.pending for q in qstats if q.pending}
+        for hint in (self.scheduler_hint(), worker_hint(pending, workers)):
+            if hint:
+                problems.append(hint)
         return Status(states, qstats, workers, {as_str(m): float(s) for m, s in scheds or ()},
                       secs + micros / 1e6, problems)
 
@@ -190,6 +191,25 @@ class Inspection:
             return f"{what} and no scheduler is running: start one (queuectl scheduler)"
         return f"{what} although {alive} scheduler(s) run: see their logs"
 
+    def worker_hint_for(self, ids: Sequence[str]) -> str | None:
+        """worker_hint for the queues of the jobs among ``ids`` that are pending."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), "state", "queue")
+        queues = set()
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, list) and reply[0] == b"pending" and reply[1]:
+                queues.add(as_str(reply[1]))
+        names = sorted(q for q in queues if valid_name(q))
+        if not names:
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+        lengths = pipe.execute(raise_on_error=False)
+        pending = {n: c for n, c in zip(names, lengths, strict=True) if isinstance(c, int) and c}
+        return worker_hint(pending, self.workers()) if pending else None
+
     def _queue_stats(self, queues: list[str], raw_stats: Any,
                      problems: list[str]) -> list[QueueStats]:
         """Per queue: pending (its list) and the other states (its indexes), pipelined."""
@@ -218,3 +238,21 @@ class Inspection:
                 out.append(QueueStats(q, row[0], dict(zip(INDEXED_STATES, row[1:], strict=True)),
                                       totals.get(q, dict.fromkeys(TOTALS.values(), 0))))
         return out
+
+
+def worker_hint(pending: Mapping[str, int], workers: Sequence[WorkerInfo]) -> str | None:
+    """Words for pending jobs that no running worker takes (none runs, or none listens to
+    their queue), else None: such jobs wait until a worker for their queue starts."""
+    taken = {q for w in workers if w.alive and w.fields.get("state") != "stopping"
+             for q in w.fields.get("queues", "").split(",")}
+    idle = {name: count for name, count in pending.items() if name not in taken}
+    if not idle:
+        return None
+    jobs = sum(idle.values())
+    what = f"{jobs} pending job{'s' if jobs != 1 else ''}"
+    if not taken:
+        return f"{what} and no worker is running: start one (queuectl worker start)"
+    names = sorted(idle)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"{what} in queue(s) no running worker takes ({shown}): start one for them "
+            f"(queuectl worker start --queues {','.join(names[:5])})")
