@@ -131,3 +131,25 @@ def test_a_key_of_the_wrong_type_is_exit_8_not_6(cli: Cli, client: Client, raw: 
                                                  key: str, args: list[str]) -> None:
     raw.set(getattr(client.keys, key), "planted by hand")
     assert_error(cli(*args), 8, "WRONGTYPE", "(queuectl doctor)")
+
+
+@pytest.mark.parametrize("args", [
+    ["config", "set", "max-retries", "-1"], ["config", "set", "job-timeout", "10 minutes"],
+    ["config", "set", "colour", "1"], ["config", "unset", "colour"],
+    ["config", "get", "colour"], ["show", "bad/id"], ["cancel", "bad/id"],
+    ["wait", "bad/id"], ["wait", "x", "--timeout", "-1"], ["logs", "x", "--timeout", "xyz"],
+    ["list", "--state", "bogus"], ["list", "--queue", "bad/q"], ["list", "--limit", "-1"],
+    ["list", "--cursor", "zzz"], ["dlq", "list", "--cursor", "zzz"],
+    ["dlq", "retry", "bad/id"], ["quarantine", "retry", "bad/id"],
+    ["quarantine", "purge", "bad/id"], ["enqueue", "{}"],
+    ["enqueue", "--delay", "-5", "--", "true"],
+    ["enqueue", "--queue", "bad/q", "--", "true"], ["worker", "start", "--count", "0"],
+    ["worker", "start", "--queues", "bad/q"], ["worker", "stop", "bad/id"],
+    ["status", "--interval", "0"],
+], ids=" ".join)
+def test_a_bad_value_is_refused_before_redis_is_reached(cli: Cli, env: dict[str, str],
+                                                       args: list[str]) -> None:
+    """Invalid input is exit 3 whether or not Redis answers: it is checked first."""
+    result = cli(*args, env=env | {"QUEUECTL_REDIS_URL": UNREACHABLE})
+    assert result.code == 3, (result.code, result.err)
+    assert result.err.startswith("queuectl: error: ") and result.err.count("\n") == 1

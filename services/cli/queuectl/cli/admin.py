@@ -158,6 +158,7 @@ def config_set(
 
     Times take a number of seconds or a duration (500ms, 90s, 5m, 1h30m, 7d).
     """
+    policy.normalise(key, value)  # a bad key or value is refused before Redis is touched
     stored = get_client(ctx).config_set(key, value)
     print(f"{key} = {stored}")
 
@@ -169,6 +170,7 @@ def config_unset(
     )],
 ) -> None:
     """Drop a stored value: the environment's (QUEUECTL_POLICY__*) or the default applies."""
+    policy.policy_key(key)  # an unknown key is refused before Redis is touched
     print(f"{key} = {get_client(ctx).config_unset(key)}")
 
 
@@ -212,6 +214,8 @@ def worker_stop(
     """Ask workers to stop gracefully: they fetch nothing more and let running jobs finish."""
     if (worker_id is None) == (not stop_all):
         raise UsageError("give a worker id or --all (not both)")
+    if worker_id is not None and not re.fullmatch(NAME_PATTERN, worker_id):
+        raise InvalidInputError("invalid worker id: use 1-128 characters of A-Z a-z 0-9 . _ -")
     stopped = get_client(ctx).stop_workers(worker_id)
     if not stopped:
         print("no live workers")
