@@ -54,7 +54,7 @@ def new_registry(service: str) -> CollectorRegistry:
     """A registry with the process, platform and GC collectors and the build info."""
     # A `_created` sample beside every counter and histogram doubles the series for a
     # timestamp Prometheus does not use.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
