@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from queuectl.core.client import Client
+from queuectl.core.metrics import OUTCOMES
 from tests.redis_server import free_port
 
 from .metrics_scrape import by_state, label_values, merged, scrape, scrape_soon, total
@@ -109,7 +110,12 @@ def test_sums_over_two_workers_and_a_scheduler_match_redis(procs: Procs, client:
     leaked = {v for vs in values.values() for v in vs} & {*ids, "echo ok", "sleep 60"}
     assert not leaked
     assert values["queue"] == {"default", "idle"}
-    assert values["outcome"] <= {"succeeded", "retried", "dead"}
+    # Every outcome's series exists from the start (at 0, so rate() sees a first event);
+    # only those that happened have counts.
+    assert values["outcome"] == set(OUTCOMES)
+    counted = {labels["outcome"] for name, labels, value in everything
+               if name == "queuectl_jobs_finished_total" and value}
+    assert counted == {"succeeded", "retried", "dead"}
 
 
 @pytest.mark.slow

@@ -71,13 +71,22 @@ def _version() -> str:
         return "unknown"
 
 
+# The operations of queuectl_redis_errors_total: the first word of each Backoff's name.
+OPERATIONS = {"worker": ("start", "slot", "report", "ship", "heartbeat"),
+              "scheduler": ("scheduler", "gauges")}
+
+
 class RedisErrors:
     """queuectl_redis_errors_total{operation}: failed Redis calls, whatever their kind."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.counter = Counter("queuectl_redis_errors_total",
                                "Redis calls that failed (outage, timeout, refusal, error reply)",
                                ["operation"], registry=registry)
+        # Every series exists from the start at 0: Prometheus sees a series' first
+        # increase only if it scraped the series before it (rate() misses it otherwise).
+        for operation in OPERATIONS[service]:
+            self.counter.labels(operation)
 
     def count(self, operation: str) -> None:
         self.counter.labels(operation).inc()
@@ -106,7 +115,18 @@ class WorkerMetrics:
                           registry=registry)
         self.output = Counter("queuectl_job_output_bytes_total",
                               "Bytes of output the jobs wrote", ["queue"], registry=registry)
-        self.redis_errors = RedisErrors(registry)
+        self.redis_errors = RedisErrors(registry, "worker")
+
+    def start(self, queues: Iterable[str], slots: int) -> None:
+        """Create every series of ``queues`` at 0 (see RedisErrors), and set the slots."""
+        self.slots.set(slots)
+        for queue in queues:
+            self.started.labels(queue)
+            self.output.labels(queue)
+            self.wait.labels(queue)
+            for outcome in OUTCOMES:
+                self.finished.labels(queue, outcome)
+                self.duration.labels(queue, outcome)
 
     def run_started(self, queue: str, wait: float | None) -> None:
         self.started.labels(queue).inc()
@@ -187,9 +207,15 @@ class SchedulerMetrics:
         self.leader = Gauge("queuectl_scheduler_leader",
                             "1 on the replica that exports the cluster gauges",
                             registry=registry)
-        self.redis_errors = RedisErrors(registry)
+        self.redis_errors = RedisErrors(registry, "scheduler")
         self.cluster = ClusterCollector()
         registry.register(self.cluster)
+
+    def known_queues(self, queues: Iterable[str]) -> None:
+        """Create the promotion series of ``queues`` at 0 (see RedisErrors)."""
+        for queue in queues:
+            for source in PROMOTION_SOURCES:
+                self.promoted.labels(queue, source)
 
     def promoted_job(self, queue: str, source: str, lag: float) -> None:
         self.promoted.labels(queue, source).inc()

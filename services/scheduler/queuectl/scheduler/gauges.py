@@ -92,8 +92,12 @@ class ClusterGauges(threading.Thread):
         self.metrics.leader.set(1 if leading else 0)
         if not leading:
             self.metrics.cluster.snapshot = None
+            # Any replica may promote a job of any queue: its series must exist before.
+            self.metrics.known_queues(self.client.queue_names())
             return
-        self.metrics.cluster.snapshot = snapshot(self.client.status(hints=False))
+        status = self.client.status(hints=False)
+        self.metrics.known_queues(q.name for q in status.queues)
+        self.metrics.cluster.snapshot = snapshot(status)
         self._taken_at = time.monotonic()
 
     def _withdraw_if_stale(self) -> None:

@@ -80,6 +80,7 @@ class Scheduler:
         self.started_at = time.time()
         self._next_beat = 0.0  # monotonic time of the next heartbeat; 0 = beat now
         self._up_since: float | None = None  # monotonic start of the current connected spell
+        self._backoff: Backoff | None = None
 
     # -- one round ---------------------------------------------------------------------
     def promote_due(self) -> float:
@@ -208,9 +209,8 @@ class Scheduler:
         log.info("scheduler %s stopped; promoted %d job(s)", self.id, self.promoted)
 
     def _loop(self) -> None:
-        backoff = Backoff("scheduler", self.url, self.stop, log, self.monitor)
+        backoff = self._backoff = Backoff("scheduler", self.url, self.stop, log, self.monitor)
         failed = 0
-        outages = 0
         while not self.stop.is_set():
             self.health.tick()
             try:
@@ -231,16 +231,16 @@ class Scheduler:
                     raise SchedulerFailedError(f"scheduler cannot work: {type(exc).__name__}: "
                                                f"{exc}") from None
                 self.stop.wait(min(5.0, 0.1 * 2 ** failed))
-            if backoff.outages != outages:
-                # After an outage every worker's last beat looks old: give live workers
-                # one TTL to beat again before calling anyone dead.
-                outages = backoff.outages
-                self._up_since = None
 
     def _round(self) -> bool:
         if not self.health.scripts_loaded:
             self.store.load_scripts()
             self.health.scripts_loaded = True
+        if self._backoff is not None and self._backoff.down_since is not None:
+            # The first round after an outage runs inside Backoff.call, before it says
+            # Redis is back: every worker's last beat looks old now, so live workers get
+            # one TTL to beat again before anyone is called dead.
+            self._up_since = None
         if self._up_since is None:
             self._up_since = time.monotonic()
         self._beat_if_due()

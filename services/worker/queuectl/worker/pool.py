@@ -127,7 +127,7 @@ class Worker:
         if claimed is None:
             return  # stopped before Redis answered: nothing was started
         self._heartbeat.start()
-        self.metrics.slots.set(self.count)
+        self.metrics.start(self.queues, self.count)
         for slot in range(self.count):
             thread = threading.Thread(target=self._slot, args=(slot,), name=f"job-{slot}",
                                       daemon=True)
