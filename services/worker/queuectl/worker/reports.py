@@ -22,7 +22,7 @@ from queuectl.core.errors import (
     LeaseLostError,
     RedisRefusedError,
 )
-from queuectl.core.resilience import Backoff
+from queuectl.core.resilience import Backoff, BackoffMonitor
 from queuectl.core.store import Fetched, Quarantined, Store, as_str
 from queuectl.worker.outcome import Ending, RunResult
 
@@ -37,8 +37,10 @@ class Reporter:
     """The worker's writes about its jobs, and the set of jobs it holds."""
 
     def __init__(self, store: Store, worker_id: str, queues: list[str], url: str,
-                 hard: threading.Event, supervisor: Supervisor) -> None:
+                 hard: threading.Event, supervisor: Supervisor,
+                 monitor: BackoffMonitor | None = None) -> None:
         self.store = store
+        self.monitor = monitor
         self.worker_id = worker_id
         self.queues = queues
         self.url = url
@@ -71,17 +73,26 @@ class Reporter:
             self.store.log_append(job, self.worker_id, chunk, produced)
         except (redis.RedisError, DataError) as exc:
             # The bytes stay in the log file; only the Redis copy misses them.
+            if self.monitor is not None:
+                self.monitor.failed("ship", exc, outage=False)
             self.store.notes([f"could not ship output of {job.id} ({exc})"])
 
-    def report(self, job: Fetched, result: RunResult) -> None:
-        """Write the outcome through outages; never raises."""
-        backoff = Backoff(f"report {job.id}", self.url, self.hard, log)
+    def report(self, job: Fetched, result: RunResult) -> str:
+        """Write the outcome through outages; never raises. Returns what became of the job
+        (one of queuectl.core.metrics.OUTCOMES)."""
+        backoff = Backoff(f"report {job.id}", self.url, self.hard, log, self.monitor)
+        outcome = "failed"  # a failed run whose next step is unknown
         try:
-            if backoff.call(lambda: self._write_outcome(job, result)) is None:
+            written = backoff.call(lambda: self._write_outcome(job, result))
+            if written is None:
                 log.warning("job %s: Redis is away and the worker is stopping: its outcome is "
                             "not written; recovery hands it back", job.id)
+                outcome = "interrupted"
+            else:
+                outcome = written
         except LeaseLostError:
             log.info("job %s was cancelled or taken over; its result is discarded", job.id)
+            outcome = "cancelled"
         except Quarantined as exc:
             log.warning("%s", exc)
         except RedisRefusedError as exc:
@@ -95,24 +106,25 @@ class Reporter:
         finally:
             with self._lock:
                 self._held.pop(job.id, None)
+        return outcome
 
-    def _write_outcome(self, job: Fetched, result: RunResult) -> bool:
+    def _write_outcome(self, job: Fetched, result: RunResult) -> str:
         if result.ending is Ending.LEASE_LOST:
             raise LeaseLostError(job.id)
         if result.ending is Ending.INTERRUPTED:
             self.store.release(job, self.worker_id)
             log.info("job %s handed back to queue %s", job.id, job.queue)
-            return True
+            return "interrupted"
         if result.ending is Ending.ENVIRONMENT:
             # This host could not run it (full disk, no pids...): no retry is spent.
             self.store.release(job, self.worker_id, f"not run on this host: {result.error}")
             log.warning("job %s handed back to queue %s: %s", job.id, job.queue, result.error)
-            return True
+            return "interrupted"
         if result.succeeded:
             self.store.complete(job, self.worker_id, result.chunk, result.produced)
             self.processed += 1
             log.debug("job %s completed in %.3fs", job.id, result.seconds)
-            return True
+            return "succeeded"
         outcome = self.store.fail(job, self.worker_id, result.chunk, result.produced,
                                   result.exit_code, result.error)
         self.processed += 1
@@ -120,10 +132,10 @@ class Reporter:
         if outcome.dead:
             log.warning("job %s failed (%s); no retries left: moved to the DLQ", job.id,
                         result.error)
-        else:
-            delay = (outcome.retry_at or 0) - time.time()
-            log.info("job %s failed (%s); retry in %.1fs", job.id, result.error, delay)
-        return True
+            return "dead"
+        delay = (outcome.retry_at or 0) - time.time()
+        log.info("job %s failed (%s); retry in %.1fs", job.id, result.error, delay)
+        return "timeout" if result.ending is Ending.TIMED_OUT else "retried"
 
     def reconcile(self) -> None:
         """Hand back jobs leased to this worker whose fetch reply never arrived.
