@@ -127,6 +127,7 @@ def test_dashboard_and_rules_against_real_prometheus(
         "sum(queuectl_jobs_finished_total)": runs,
         'sum(queuectl_queue_jobs{state="dead"})': dead,
         'sum(queuectl_queue_jobs{state="pending"})': 1,
+        'sum(queuectl_queue_jobs{state=~"scheduled|retrying|processing"})': 0,
         'sum(queuectl_promoted_total{source="delayed"})': 2,
         "sum(queuectl_worker_busy_slots)": 0,
     }
@@ -161,6 +162,7 @@ def check_dashboard(prom: LocalPrometheus) -> list[str]:
                 problems.append(f"{query.name} ($queue={queue}): {exc}")
                 continue
             problems += check_samples(query, queue, samples)
+            print(f"{query.name} ($queue={queue}): {describe(samples)}")
             if queue == ".*":
                 results[query.name] = samples
     problems += check_known_values(results)
@@ -183,6 +185,14 @@ def check_samples(query: PanelQuery, queue: str, samples: list[Sample]) -> list[
     if not any(math.isfinite(float(s["value"][1])) for s in samples):
         out.append(f"{where}: only NaN/Inf: {samples}")
     return out
+
+
+def describe(samples: list[Sample]) -> str:
+    """The result in short, for the log of a run: series count, then label values = value."""
+    shown = [",".join(f"{v}" for k, v in sorted(s["metric"].items()) if k != "instance")
+             + f"={float(s['value'][1]):.3g}" for s in samples[:6]]
+    more = f" (+{len(samples) - 6})" if len(samples) > 6 else ""
+    return f"{len(samples)} series: {'; '.join(shown)}{more}"
 
 
 def _labels(samples: list[Sample], name: str) -> set[str]:
@@ -229,6 +239,7 @@ def check_alert_expressions(prom: LocalPrometheus) -> list[str]:
             continue
         for i, leaf in enumerate(alert_leaves(alert.expr)):
             samples = prom.query(leaf)
+            print(f"{alert.name}: {leaf}: {describe(samples)}")
             if not samples:
                 problems.append(f"{alert.name}: no data for {leaf}")
                 continue
