@@ -15,12 +15,13 @@ import logging
 import threading
 import time
 
+import redis
+
 from queuectl.core.client import Client
-from queuectl.core.errors import RedisRefusedError
 from queuectl.core.health import Monitor
 from queuectl.core.metrics import ClusterSnapshot, QueueGauges, SchedulerMetrics
 from queuectl.core.overview import Status
-from queuectl.core.resilience import Backoff
+from queuectl.core.resilience import Failure, classify
 from queuectl.core.store import Store
 
 log = logging.getLogger("queuectl.scheduler")
@@ -48,14 +49,13 @@ class ClusterGauges(threading.Thread):
     """Refreshes ``metrics.cluster`` every ``interval`` seconds while this replica leads."""
 
     def __init__(self, store: Store, holder: str, interval: float, metrics: SchedulerMetrics,
-                 stop: threading.Event, url: str, monitor: Monitor) -> None:
+                 stop: threading.Event, monitor: Monitor) -> None:
         super().__init__(name="gauges", daemon=True)
         self.client = Client(store)
         self.holder = holder
         self.interval = interval
         self.metrics = metrics
         self.stop = stop
-        self.url = url
         self.monitor = monitor
         self.leading = False
         self._taken_at = 0.0
@@ -63,17 +63,18 @@ class ClusterGauges(threading.Thread):
     def run(self) -> None:
         with self.monitor.health.watching():
             # One attempt per round, never a retry loop: while Redis is away the rounds
-            # go on, so that the stale numbers are withdrawn.
-            backoff = Backoff("gauges", self.url, self.stop, log, self.monitor)
+            # go on, so that the stale numbers are withdrawn. Outages and refusals are
+            # not logged here: the scheduler's own loop meets them too and says so once.
             while not self.stop.is_set():
                 self.monitor.waited()
                 try:
                     self.refresh()
-                    backoff.recovered()
-                except RedisRefusedError:
-                    pass  # the scheduler's own loop meets it too, and stops the process
+                    self.monitor.recovered("gauges")
                 except Exception as exc:
-                    if not backoff.failed(exc):
+                    kind = classify(exc)
+                    if kind is not Failure.OTHER or isinstance(exc, redis.RedisError):
+                        self.monitor.failed("gauges", exc, kind is Failure.OUTAGE)
+                    if kind is Failure.OTHER:
                         # A bug or a key of the wrong type: the gauges go stale, never the
                         # scheduler; said at most once a minute, and tried again.
                         self.client.store.notes([f"cluster gauges not refreshed: "

@@ -73,7 +73,7 @@ def run(settings: Settings) -> int:
                          health)
         interval = min(GAUGES_MAX_INTERVAL, settings.heartbeat_interval)
         gauges = ClusterGauges(store, f"{scheduler.id}/{scheduler.instance}", interval,
-                               metrics, stop, url, scheduler.monitor)
+                               metrics, stop, scheduler.monitor)
         gauges.start()
         try:
             scheduler.run()
