@@ -18,7 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from queuectl.core import wording
 from queuectl.core.errors import InvalidInputError
+from queuectl.core.logs import LogFormat
 from queuectl.core.policy import Policy
+from queuectl.core.tracing import TraceMode
 
 # The environment gives the runtime policy's defaults (QUEUECTL_POLICY__*).
 PolicyDefaults = Policy
@@ -117,6 +119,11 @@ class Settings(BaseSettings):
         default_factory=list, description="names or globs removed after job_env_allow",
     )
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
+    log_format: LogFormat = Field(
+        LogFormat.TEXT, description="service log lines: text, or json (one object per line)")
+    trace_mode: TraceMode = Field(
+        TraceMode.PARENT, description="parent: every attempt joins the job's trace; link: "
+                                      "every attempt starts a trace linked to it")
 
     @field_validator("queues", mode="before")
     @classmethod
