@@ -35,7 +35,8 @@ def test_status_of_an_empty_queue(cli: Cli) -> None:
     assert set(data["states"].values()) == {0}
     assert data["queues"] == [
         {"name": "default", "pending": 0, "scheduled": 0, "failed": 0, "dead": 0,
-         "completed": 0, "cancelled": 0, "totals": NO_TOTALS}]
+         "completed": 0, "cancelled": 0, "processing": 0, "retries_due": 0,
+         "oldest_ready_age": 0, "totals": NO_TOTALS}]
     assert data["totals"] == NO_TOTALS
     assert data["workers"] == [] and data["schedulers"] == []
 
@@ -49,9 +50,14 @@ def test_status_counts_queues_workers_and_schedulers(cli: Cli, client: Client) -
     # Jobs in each state now (from the queue's list and indexes), and running totals under
     # names no state has: "failed" 0 (no job waits for a retry) beside runs_failed 1.
     totals = NO_TOTALS | {"runs_completed": 1, "runs_failed": 1, "buried": 1}
+    oldest = queues["default"].pop("oldest_ready_age")
     assert queues["default"] == {"name": "default", "pending": 2, "scheduled": 1, "failed": 0,
-                                 "dead": 1, "completed": 1, "cancelled": 0, "totals": totals}
+                                 "dead": 1, "completed": 1, "cancelled": 0, "processing": 0,
+                                 "retries_due": 0, "totals": totals}
+    assert 0 < oldest < 60  # p1 and p2 wait since their enqueue a moment ago
     assert queues["mail"]["pending"] == 0 and queues["mail"]["totals"] == NO_TOTALS
+    # m1 is held by w1: processing counts it under its own queue.
+    assert (queues["mail"]["processing"], queues["mail"]["oldest_ready_age"]) == (1, 0)
     assert data["totals"] == totals
     [worker] = data["workers"]
     assert (worker["id"], worker["alive"], worker["threads"], worker["queues"],
@@ -64,9 +70,12 @@ def test_status_counts_queues_workers_and_schedulers(cli: Cli, client: Client) -
     tables = [block.splitlines() for block in out.split("\n\n")]
     states = dict(line.split() for line in tables[0][1:])
     assert states == {name: str(n) for name, n in data["states"].items()}
-    assert tables[1][0].split() == ["QUEUE", "PENDING", "SCHEDULED", "FAILED", "DEAD",
-                                    "COMPLETED", "CANCELLED"]
-    assert tables[1][1].split() == ["default", "2", "1", "0", "1", "1", "0"]
+    assert tables[1][0].split() == ["QUEUE", "PENDING", "OLDEST", "PROCESSING", "SCHEDULED",
+                                    "FAILED", "DEAD", "COMPLETED", "CANCELLED"]
+    name, pending, oldest_text, *rest = tables[1][1].split()
+    assert (name, pending, rest) == ("default", "2", ["0", "1", "0", "1", "1", "0"])
+    assert oldest_text.endswith("s")
+    assert tables[1][2].split() == ["mail", "0", "-", "1", "0", "0", "0", "0", "0"]
     assert tables[2] == ["totals: runs_completed 1, runs_failed 1, retries 0, buried 1, "
                          "runs_lost 0"]
     assert tables[3][0].split()[:5] == ["WORKER", "ALIVE", "THREADS", "QUEUES", "JOBS"]

@@ -24,9 +24,14 @@ def test_fetch_leases_the_job(store: Store, raw: redis.Redis, now: Now) -> None:
     store.enqueue(JobSpec(id="j1", command="echo hi", queue="q"), trace_context="tc-1")
     before = now()
     job = store.fetch("w1", ["q"])
-    assert job == Fetched(id="j1", lease=1, command="echo hi", timeout=3600.0, attempts=1,
-                          queue="q", trace_context="tc-1")
+    assert job is not None
     record = raw.hgetall(k.job("j1"))
+    assert job == Fetched(id="j1", lease=1, command="echo hi", timeout=3600.0, attempts=1,
+                          queue="q", trace_context="tc-1",
+                          ready_at=float(record["created_at"]), fetched_at=job.fetched_at)
+    # Ready since enqueue; the fetch's own time is the record's started_at.
+    assert job.fetched_at == float(record["started_at"])
+    assert job.wait is not None and 0 <= job.wait < 60
     assert record["state"] == "processing"
     assert record["worker"] == "w1"
     assert record["attempts"] == "1"

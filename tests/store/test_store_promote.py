@@ -61,6 +61,17 @@ def test_only_due_items_of_both_sets_are_promoted(store: Store, raw: redis.Redis
         record = raw.hgetall(k.job(job_id))
         assert record["state"] == "pending"
         assert float(record["updated_at"]) == pytest.approx(result.now, abs=1e-3)
+    # Each moved job is reported (metrics, spans); it has been ready since its due time, so
+    # the promotion lag counts as waiting and the back-off or delay does not.
+    report = {m.id: m for m in result.jobs}
+    assert set(report) == {"retry-due", "delayed-due"}
+    assert (report["retry-due"].queue, report["retry-due"].source) == ("q", "retry")
+    assert (report["delayed-due"].queue, report["delayed-due"].source) == ("default", "delayed")
+    assert report["retry-due"].due == pytest.approx(t - 1, abs=1e-3)
+    assert report["delayed-due"].due == pytest.approx(t - 2, abs=1e-3)
+    assert float(raw.hget(k.job("retry-due"), "ready_at") or 0) == pytest.approx(t - 1, abs=1e-3)
+    assert float(raw.hget(k.job("delayed-due"), "ready_at") or 0) == pytest.approx(t - 2,
+                                                                                  abs=1e-3)
     assert raw.hget(k.job("retry-later"), "state") == "failed"
     assert raw.hget(k.job("delayed-later"), "state") == "scheduled"
     assert raw.zrange(k.retry_queue, 0, -1) == ["retry-later"]
@@ -113,8 +124,8 @@ def test_job_cancelled_after_the_read_is_not_promoted(store: Store, raw: redis.R
     k = store.keys
     scheduled(store, "c", now() - 1)
     store.cancel("c")
-    moved, next_due, _, _ = lua("promote")(promote_keys(store, "c"), ["c", "default"])
-    assert moved == 0 and next_due == b""
+    moved, next_due, _, _, jobs = lua("promote")(promote_keys(store, "c"), ["c", "default"])
+    assert moved == 0 and next_due == b"" and jobs == []
     assert raw.hget(k.job("c"), "state") == "cancelled"
     assert raw.llen(k.queue("default")) == 0
 
@@ -159,7 +170,7 @@ def test_not_yet_due_in_the_script_is_left_alone(store: Store, raw: redis.Redis,
     # A caller passing an id that is not due (clock skew, a rescheduled retry) moves nothing.
     k = store.keys
     scheduled(store, "later", now() + 60)
-    moved, next_due, server_now, _ = lua("promote")(promote_keys(store, "later"),
+    moved, next_due, server_now, _, _ = lua("promote")(promote_keys(store, "later"),
                                                     ["later", "default"])
     assert moved == 0
     assert float(next_due) - float(server_now) > 55

@@ -101,11 +101,16 @@ def test_a_job_that_keeps_killing_its_worker_is_buried(
     kill(store, "w1")
     first = store.reap_worker("w1", 5.0)
     assert first is not None and first.requeued == 1
+    assert [(m.id, m.queue, m.source) for m in first.jobs] == [("poison", "default", "requeued")]
+    secs, micros = raw.time()
+    assert float(raw.hget(k.job("poison"), "ready_at") or 0) == pytest.approx(
+        secs + micros / 1e6, abs=5)
     again = store.fetch("w2", ["default"])
     assert again is not None and again.id == "poison"
     kill(store, "w2")
     second = store.reap_worker("w2", 5.0)
     assert second is not None and (second.requeued, second.buried) == (0, 1)
+    assert [(m.id, m.source) for m in second.jobs] == [("poison", "buried")]
     record = raw.hgetall(k.job("poison"))
     assert record["state"] == "dead"
     assert record["lost"] == "2"

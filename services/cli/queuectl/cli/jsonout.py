@@ -172,6 +172,9 @@ class QueueJson(TypedDict):
     dead: int
     completed: int
     cancelled: int
+    processing: int
+    retries_due: int
+    oldest_ready_age: float
     totals: TotalsJson
 
 
@@ -201,6 +204,8 @@ def status_json(st: Status) -> StatusJson:
         "queues": [{"name": q.name, "pending": q.pending, "scheduled": q.states["scheduled"],
                     "failed": q.states["failed"], "dead": q.states["dead"],
                     "completed": q.states["completed"], "cancelled": q.states["cancelled"],
+                    "processing": q.processing, "retries_due": q.retries_due,
+                    "oldest_ready_age": q.oldest_ready_age,
                     "totals": totals_json(q.totals)} for q in st.queues],
         "workers": [worker_json(w, now) for w in st.workers],
         "schedulers": [{"id": sid, "last_beat": _time(beat),

@@ -13,7 +13,7 @@ from queuectl.cli.context import get_client
 from queuectl.cli.jsonout import status_json, sum_totals, worker_json
 from queuectl.core.keys import INDEXED_STATES
 from queuectl.core.models import iso
-from queuectl.core.overview import Status, WorkerInfo
+from queuectl.core.overview import Status, WorkerInfo, format_seconds
 
 JOBS_WIDTH = 40
 # The busiest queues shown by the human form; --json lists every queue.
@@ -43,8 +43,11 @@ def status_text(st: Status) -> str:
     shown = sorted(st.queues, key=lambda q: (-(q.pending + q.states["failed"]
                                                + q.states["dead"]), q.name))[:QUEUES_SHOWN]
     queues = render.table(
-        ["QUEUE", "PENDING", "SCHEDULED", "FAILED", "DEAD", "COMPLETED", "CANCELLED"],
-        [[q.name, q.pending, *(q.states[s] for s in INDEXED_STATES)]
+        ["QUEUE", "PENDING", "OLDEST", "PROCESSING", "SCHEDULED", "FAILED", "DEAD",
+         "COMPLETED", "CANCELLED"],
+        # OLDEST: how long the longest-waiting pending job has been ready to run.
+        [[q.name, q.pending, format_seconds(q.oldest_ready_age) if q.pending else "-",
+          q.processing, *(q.states[s] for s in INDEXED_STATES)]
          for q in sorted(shown, key=lambda q: q.name)],
     )
     if len(st.queues) > len(shown):

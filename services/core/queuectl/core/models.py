@@ -241,7 +241,7 @@ _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _EXIT = re.compile(r"-?[0-9]+")
 _NAME = re.compile(NAME_PATTERN)
 COUNT_FIELDS = ("attempts", "lease", "interrupted", "lost", "log_size")
-TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at")
+TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "ready_at")
 
 
 def _decimal(raw: str) -> bool:
@@ -318,6 +318,8 @@ class Job(BaseModel):
     updated_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    # Since when the job has been ready to run (on its queue); None before that.
+    ready_at: float | None = None
     exit_code: int | None = None
     last_error: str | None = None
     worker: str | None = None
@@ -351,6 +353,7 @@ class Job(BaseModel):
             updated_at=float(raw.get("updated_at") or 0),
             started_at=_opt_float(raw.get("started_at")),
             finished_at=_opt_float(raw.get("finished_at")),
+            ready_at=_opt_float(raw.get("ready_at")),
             exit_code=_opt_int(raw.get("exit_code")),
             last_error=raw.get("last_error") or None,
             worker=raw.get("worker") or None,

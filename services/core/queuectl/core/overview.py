@@ -7,6 +7,7 @@ never hides the rest of the picture.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from queuectl.core.store import Store, as_str
 # A retry or delayed job this long past its due time is overdue: a running scheduler
 # promotes within a second (QUEUECTL_SCHEDULER_INTERVAL caps its sleep).
 OVERDUE_AFTER = 5.0
+# How many ids at the head of a queue are looked at for its oldest ready job.
+OLDEST_SCAN = 10
 
 
 def format_seconds(seconds: float) -> str:
@@ -51,12 +54,21 @@ class WorkerInfo:
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     """One queue: its jobs in each state now, and its running totals since counting began
-    (every name of ``TOTALS``' values, 0 when never counted)."""
+    (every name of ``TOTALS``' values, 0 when never counted).
+
+    ``processing`` counts its jobs held by registered workers; ``oldest_ready_age`` is how
+    long its longest-waiting pending job has been ready (0 when none; a retry's back-off
+    or a ``--delay`` is not waiting); ``retries_due`` counts its retries and delayed jobs
+    whose time has come but that no scheduler has moved back yet.
+    """
 
     name: str
     pending: int
     states: dict[str, int]
     totals: dict[str, int]
+    processing: int = 0
+    oldest_ready_age: float = 0.0
+    retries_due: int = 0
 
 
 @dataclass(slots=True)
@@ -143,8 +155,10 @@ class Inspection:
         names += [k.stats, k.schedulers]
         head = self._read(pipe, problems, names)
         secs, micros = head[0]
+        now = secs + micros / 1e6
         scheduled, failed, dead, completed, cancelled, quarantined, raw_stats, scheds = head[1:]
-        qstats = self._queue_stats(queues, raw_stats or {}, problems)
+        held = self._held_by_queue(workers)
+        qstats = self._queue_stats(queues, raw_stats or {}, problems, now, held)
         states = {
             JobState.PENDING.value: sum(q.pending for q in qstats),
             JobState.SCHEDULED.value: int(scheduled or 0),
@@ -160,7 +174,7 @@ class Inspection:
             if hint:
                 problems.append(hint)
         return Status(states, qstats, workers, {as_str(m): float(s) for m, s in scheds or ()},
-                      secs + micros / 1e6, problems)
+                      now, problems)
 
     def scheduler_hint(self) -> str | None:
         """Words for retries or delayed jobs that are overdue because no scheduler runs (or
@@ -210,9 +224,23 @@ class Inspection:
         pending = {n: c for n, c in zip(names, lengths, strict=True) if isinstance(c, int) and c}
         return worker_hint(pending, self.workers()) if pending else None
 
-    def _queue_stats(self, queues: list[str], raw_stats: Any,
-                     problems: list[str]) -> list[QueueStats]:
-        """Per queue: pending (its list) and the other states (its indexes), pipelined."""
+    def _held_by_queue(self, workers: Sequence[WorkerInfo]) -> dict[str, int]:
+        """How many jobs registered workers hold, by the queue in each job's record."""
+        ids = [job_id for w in workers for job_id in w.inflight]
+        held: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids[start:start + 500]:
+                pipe.hget(self.keys.job(job_id), "queue")
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, bytes | str) and valid_name(as_str(reply)):
+                    held[as_str(reply)] = held.get(as_str(reply), 0) + 1
+        return held
+
+    def _queue_stats(self, queues: list[str], raw_stats: Any, problems: list[str],
+                     now: float, held: Mapping[str, int]) -> list[QueueStats]:
+        """Per queue: pending (its list), the other states (its indexes), what is due and
+        how long its oldest pending job has waited, pipelined."""
         k = self.keys
         totals: dict[str, dict[str, int]] = {}
         for field_name, value in raw_stats.items():
@@ -221,6 +249,7 @@ class Inspection:
                 totals.setdefault(queue, dict.fromkeys(TOTALS.values(), 0))[TOTALS[kind]] = (
                     int(value))
         out = []
+        width = 3 + len(INDEXED_STATES)
         for start in range(0, len(queues), 200):
             chunk = queues[start:start + 200]
             pipe = self.redis.pipeline(transaction=False)
@@ -231,13 +260,52 @@ class Inspection:
                 for state in INDEXED_STATES:
                     pipe.zcard(k.index(q, state))
                     names.append(k.index(q, state))
+                for state in ("failed", "scheduled"):
+                    pipe.zcount(k.index(q, state), "-inf", now)
+                names += [k.index(q, "failed"), k.index(q, "scheduled")]
             counts = [int(n or 0) for n in self._read(pipe, problems, names)]
-            width = 1 + len(INDEXED_STATES)
+            ages = self._oldest_ready_ages(chunk, now)
             for i, q in enumerate(chunk):
                 row = counts[i * width:(i + 1) * width]
-                out.append(QueueStats(q, row[0], dict(zip(INDEXED_STATES, row[1:], strict=True)),
-                                      totals.get(q, dict.fromkeys(TOTALS.values(), 0))))
+                states = dict(zip(INDEXED_STATES, row[1:1 + len(INDEXED_STATES)], strict=True))
+                out.append(QueueStats(q, row[0], states,
+                                      totals.get(q, dict.fromkeys(TOTALS.values(), 0)),
+                                      held.get(q, 0), ages[i], row[-2] + row[-1]))
         return out
+
+    def _oldest_ready_ages(self, queues: Sequence[str], now: float) -> list[float]:
+        """Per queue, how long its longest-ready pending job has waited (0 when none).
+
+        Workers take from the head, and new jobs join the tail, so the oldest is near the
+        head; jobs handed back go to the very front with a fresh ready time, hence a look
+        at the first OLDEST_SCAN ids rather than the first alone.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.lrange(self.keys.queue(q), 0, OLDEST_SCAN - 1)
+        heads = [r if isinstance(r, list) else [] for r in pipe.execute(raise_on_error=False)]
+        pipe = self.redis.pipeline(transaction=False)
+        for ids in heads:
+            for job_id in ids:
+                pipe.hget(self.keys.job(as_str(job_id)), "ready_at")
+        times = iter(pipe.execute(raise_on_error=False) if any(heads) else [])
+        ages = []
+        for ids in heads:
+            ready = [_time_or_none(next(times)) for _ in ids]
+            known = [t for t in ready if t is not None]
+            ages.append(round(max(0.0, now - min(known)), 3) if known else 0.0)
+        return ages
+
+
+def _time_or_none(reply: Any) -> float | None:
+    """A stored time, or None for a missing, unreadable or non-finite one."""
+    if not isinstance(reply, bytes | str):
+        return None
+    try:
+        value = float(as_str(reply))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def worker_hint(pending: Mapping[str, int], workers: Sequence[WorkerInfo]) -> str | None:

@@ -8,6 +8,7 @@ import redis
 
 from queuectl.core.scripting import (
     PIPELINE_CHUNK,
+    Moved,
     PromoteResult,
     ReapResult,
     ScriptStore,
@@ -37,10 +38,13 @@ class RecoveryOps(ScriptStore):
         keys, args = self.job_queue_keys([m for _, m in due], ("failed", "scheduled"))
         reply = self._run("promote", [k.retry_queue, k.delayed, k.quarantine,
                                       k.quarantine_why, k.queues, *keys], args)
-        moved, next_due, server_now, notes = reply
+        moved, next_due, server_now, notes, jobs = reply
         self.notes(notes)
         nd = as_str(next_due)
-        return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)))
+        return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)),
+                             [Moved(as_str(jobs[i]), as_str(jobs[i + 1]), as_str(jobs[i + 2]),
+                                    float(as_str(jobs[i + 3])), as_str(jobs[i + 4]))
+                              for i in range(0, len(jobs), 5)])
 
     def dead_workers(self, ttl: float) -> list[str]:
         """Registered workers whose last heartbeat is older than ``ttl`` (by Redis's clock)."""
@@ -60,6 +64,7 @@ class RecoveryOps(ScriptStore):
         k = self.keys
         requeued = buried = 0
         notes: list[str] = []
+        moved: list[Moved] = []
         fixed = [k.workers, k.inflight(worker_id), k.worker(worker_id), k.control(worker_id),
                  k.wakeup(worker_id), k.dead_letter, k.stats, k.quarantine, k.quarantine_why,
                  k.queues]
@@ -80,4 +85,7 @@ class RecoveryOps(ScriptStore):
             requeued += int(reply[0])
             buried += int(reply[1])
             notes += self.notes(reply[3])
-        return ReapResult(requeued, buried, notes)
+            jobs = reply[4]
+            moved += [Moved(as_str(jobs[i]), as_str(jobs[i + 1]), as_str(jobs[i + 2]), None,
+                            as_str(jobs[i + 3])) for i in range(0, len(jobs), 4)]
+        return ReapResult(requeued, buried, notes, moved)

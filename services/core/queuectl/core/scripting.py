@@ -69,6 +69,16 @@ class Fetched:
     queue: str
     trace_context: str
     env: str = ""
+    # Server times: since when the job was ready to run (None if unknown) and of the fetch.
+    ready_at: float | None = None
+    fetched_at: float = 0.0
+
+    @property
+    def wait(self) -> float | None:
+        """Seconds from ready to fetched, by Redis's clock (no skew between hosts)."""
+        if self.ready_at is None or not self.fetched_at:
+            return None
+        return max(0.0, self.fetched_at - self.ready_at)
 
 
 class Quarantined(Exception):  # noqa: N818 - an outcome, not a failure of the caller
@@ -90,10 +100,23 @@ class EnqueueResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Moved:
+    """One job a scheduler script moved: promoted (source retry/delayed, due time) or
+    recovered from a dead worker (source requeued/buried, due None)."""
+
+    id: str
+    queue: str
+    source: str
+    due: float | None
+    trace_context: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReapResult:
     requeued: int
     buried: int
     notes: list[str] = field(default_factory=list)
+    jobs: list[Moved] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +124,7 @@ class PromoteResult:
     moved: int
     next_due: float | None
     now: float
+    jobs: list[Moved] = field(default_factory=list)
 
 
 class NoteLog:

@@ -49,10 +49,12 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
         if int(reply[0]) == 0:
             return None
         timeout = float(as_str(reply[5]) or 0)
+        ready = as_str(reply[10])
         return Fetched(
             id=as_str(reply[2]), lease=int(reply[3]), command=as_str(reply[4]),
             timeout=timeout if timeout > 0 else None, attempts=int(reply[6]),
             queue=as_str(reply[7]), trace_context=as_str(reply[8]), env=as_str(reply[9]),
+            ready_at=float(ready) if ready else None, fetched_at=float(as_str(reply[11])),
         )
 
     def _finish_code(self, job: Fetched, reply: Sequence[Any]) -> int:

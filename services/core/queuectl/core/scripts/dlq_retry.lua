@@ -58,7 +58,7 @@ for i = 1, #ARGV / 2 do
         'updated_at', nows, 'exit_code', '', 'last_error', '', 'finished_at', '',
         'started_at', '', 'worker', '', 'run_at', '')
       if key_type(dead_idx) == 'zset' then redis.call('ZREM', dead_idx, id) end
-      push_job(queue, wake, id, false)
+      push_job(queue, wake, id, false, job, nows)
       note_queue(queues, qname)
       moved = moved + 1
     end

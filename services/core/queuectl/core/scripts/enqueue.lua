@@ -120,5 +120,5 @@ if later then
   end
   return {1}
 end
-push_job(queue, wake, id, false)
+push_job(queue, wake, id, false, job, nows)
 return {0}

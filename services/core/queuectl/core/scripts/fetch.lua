@@ -10,8 +10,10 @@ KEYS[5+n .. 4+2n] their wake lists, same order
 
 ARGV[1] worker id   ARGV[2] n (number of queues)   ARGV[3] job-timeout policy ("0" = none)
 
-Returns {1, notes, id, lease, command, timeout, attempts, queue, trace_context, env}:
-          a job, leased; timeout is the job's own, else ARGV[3] ("0" = none);
+Returns {1, notes, id, lease, command, timeout, attempts, queue, trace_context, env,
+          ready_at, now}:
+          a job, leased; timeout is the job's own, else ARGV[3] ("0" = none); since
+          when it was ready ("" if unknown) and the server's time of this fetch;
         {0, notes}   every queue is empty (or unusable);
         {2, notes}   nothing taken yet but this call stopped early: call again;
         {-90, why}   the in-flight set has the wrong type; {-91, why} NOPERM.
@@ -98,7 +100,7 @@ for i = 1, n do
         end
         local timeout = rec.timeout ~= '' and rec.timeout or ARGV[3]
         return {1, notes, id, lease, rec.command, timeout, attempts, rec.queue,
-          rec.trace_context, rec.env}
+          rec.trace_context, rec.env, rec.ready_at, nows}
       end
     end
   end

@@ -15,9 +15,11 @@ KEYS[5i+5] its scheduled index P:idx:<name>:scheduled
 ARGV[2i-1] job id, ARGV[2i] the queue name the caller built its keys from;
            at most a batch, as read by the caller (ZRANGE ... WITHSCORES).
 
-Returns {promoted, next_due, now, notes}: how many moved; the earliest score left
+Returns {promoted, next_due, now, notes, moved}: how many moved; the earliest score left
 in either set ("" when both are empty or unusable); the server's time; what was set
-aside on the way (ids moved to quarantine, a set of the wrong type skipped).
+aside on the way (ids moved to quarantine, a set of the wrong type skipped); and for
+each job moved, five entries: id, queue, source ("retry" or "delayed"), due time, trace
+context (for the scheduler's metrics and spans). A moved job's ready_at is its due time.
 A scheduler sleeps until next_due. Or {-91, why} NOPERM, nothing written.
 
 Writes: * : 1 2 3 4 5 rest | -91: none
@@ -57,6 +59,7 @@ if why then return {NO_PERM, why} end
 local quarantine_why = quarantine_unusable(qzset, qwhy)
 
 local moved = 0
+local jobs = {}
 -- Drop the id from its queue's failed and scheduled indexes (those of the wrong type
 -- are left alone: doctor reports them).
 local function unindex(id, failed_idx, scheduled_idx)
@@ -66,7 +69,7 @@ local function unindex(id, failed_idx, scheduled_idx)
 end
 
 -- One due entry of set z: promote it, quarantine it, drop it, or leave it be.
-local function settle(z, id, qname, job, queue, wake, failed_idx, scheduled_idx)
+local function settle(z, score, id, qname, job, queue, wake, failed_idx, scheduled_idx)
   local rec, bad
   if is_name(id) then rec, bad = read_job(job, id) else bad = 'invalid job id' end
   if rec and rec.queue ~= qname then
@@ -78,9 +81,13 @@ local function settle(z, id, qname, job, queue, wake, failed_idx, scheduled_idx)
       redis.call('ZREM', z, id)
       unindex(id, failed_idx, scheduled_idx)
       redis.call('HSET', job, 'state', 'pending', 'updated_at', nows)
-      push_job(queue, wake, id, false)
+      push_job(queue, wake, id, false, job, score)
       note_queue(queues, qname)
       moved = moved + 1
+      for _, v in ipairs({id, qname, z == KEYS[1] and 'retry' or 'delayed', score,
+          rec.trace_context}) do
+        jobs[#jobs + 1] = v
+      end
       return
     end
   end
@@ -103,7 +110,7 @@ for i = 1, #ARGV / 2 do
     local id = ARGV[2 * i - 1]
     local score = redis.call('ZSCORE', z, id)
     if score and tonumber(score) <= now then
-      settle(z, id, ARGV[2 * i], KEYS[5 * i + 1], KEYS[5 * i + 2], KEYS[5 * i + 3],
+      settle(z, score, id, ARGV[2 * i], KEYS[5 * i + 1], KEYS[5 * i + 2], KEYS[5 * i + 3],
         KEYS[5 * i + 4], KEYS[5 * i + 5])
     end
   end
@@ -116,4 +123,4 @@ for _, z in ipairs(sets) do
     next_due = first[2]
   end
 end
-return {moved, next_due, nows, notes}
+return {moved, next_due, nows, notes, jobs}

@@ -66,7 +66,7 @@ for i = 1, #ARGV / 2 do
         fields[#fields + 1] = value
       end
       redis.call('HSET', job, unpack(fields))
-      push_job(queue, wake, id, false)
+      push_job(queue, wake, id, false, job, nows)
       note_queue(queues, qname)
       moved = moved + 1
     end

@@ -20,10 +20,11 @@ ARGV[1] worker id   ARGV[2] worker TTL in seconds   ARGV[3] max-lost policy
 ARGV[2+2i] job id, ARGV[3+2i] the queue name the caller built its keys from
            (ids read by the caller from the in-flight set)
 
-Returns {requeued, buried, left, notes}: jobs put back at the front of their queue,
+Returns {requeued, buried, left, notes, moved}: jobs put back at the front of their queue,
 jobs moved to the DLQ because they lost their worker max-lost times (a job that
-kills its workers must not loop forever), ids still in the in-flight set, and what
-was set aside (ids moved to quarantine); or {-1} when the worker is alive (it beat
+kills its workers must not loop forever), ids still in the in-flight set, what
+was set aside (ids moved to quarantine), and for each job handed back or buried, four
+entries: id, queue, "requeued" or "buried", trace context; or {-1} when the worker is alive (it beat
 within the TTL), and nothing is changed; or {-90, why} when the registry or the
 in-flight set has the wrong type; or {-91, why} NOPERM.
 
@@ -66,7 +67,7 @@ why = denied(checks)
 if why then return {NO_PERM, why} end
 local quarantine_why = quarantine_unusable(qzset, qwhy)
 local max_lost = tonumber(ARGV[3])
-local requeued, buried, notes = 0, 0, {}
+local requeued, buried, notes, moved = 0, 0, {}, {}
 
 -- One id of the dead worker's in-flight set, which the caller saw there.
 local function hand_back(id, qname, job, queue, wake, dead_idx)
@@ -111,8 +112,11 @@ local function hand_back(id, qname, job, queue, wake, dead_idx)
     buried = buried + 1
   else
     redis.call('HSET', job, 'state', 'pending', 'last_error', why_lost)
-    push_job(queue, wake, id, true)
+    push_job(queue, wake, id, true, job, nows)
     requeued = requeued + 1
+  end
+  for _, v in ipairs({id, rec.queue, burying and 'buried' or 'requeued', rec.trace_context}) do
+    moved[#moved + 1] = v
   end
   bump(stats, 'lost:' .. rec.queue)
   note_queue(queues, rec.queue)
@@ -128,4 +132,4 @@ if left == 0 then
   redis.call('ZREM', registry, worker)
   redis.call('DEL', control, wakeup)
 end
-return {requeued, buried, left, notes}
+return {requeued, buried, left, notes, moved}

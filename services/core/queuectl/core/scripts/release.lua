@@ -57,6 +57,6 @@ if reply then return reply end
 redis.call('HSET', job, 'state', 'pending', 'updated_at', nows, 'last_error', ARGV[4],
   'interrupted', tonumber(rec.interrupted) + 1)
 redis.call('SREM', inflight, id)
-push_job(queue, wake, id, true)
+push_job(queue, wake, id, true, job, nows)
 note_queue(queues, rec.queue)
 return {0}

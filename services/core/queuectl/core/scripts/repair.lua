@@ -154,7 +154,8 @@ elseif action == 'handback' then
   redis.call('HSET', job, 'state', 'pending', 'updated_at', nows,
     'last_error', 'worker ' .. rec.worker .. ' lost (found by doctor)',
     'lost', tonumber(rec.lost) + 1, 'interrupted', tonumber(rec.interrupted) + 1)
-  push_job(places['queue:' .. rec.queue].key, places['wake:' .. rec.queue].key, id, true)
+  push_job(places['queue:' .. rec.queue].key, places['wake:' .. rec.queue].key, id, true,
+    job, nows)
 end
 for kind in pairs(expect) do
   local p = places[kind]
@@ -162,7 +163,9 @@ for kind in pairs(expect) do
     redis.call('LREM', p.key, 1 - p.count, id)
   elseif p.count == 0 then
     if p.class == 'queue' then
-      push_job(p.key, places['wake:' .. rec.queue].key, id, false)
+      -- Still waiting since it first became ready: keep that time when it is known.
+      push_job(p.key, places['wake:' .. rec.queue].key, id, false, job,
+        rec.ready_at ~= '' and rec.ready_at or nows)
     elseif p.class == 'dead' then
       redis.call('RPUSH', p.key, id)
     else

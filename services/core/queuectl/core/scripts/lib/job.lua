@@ -5,7 +5,7 @@
 -- same rules are in queuectl.core.models.record_problem, which the tests keep equal.
 local JOB_FIELDS = {'id', 'command', 'queue', 'state', 'attempts', 'max_retries', 'timeout',
   'run_at', 'lease', 'interrupted', 'lost', 'log_size', 'worker', 'exit_code',
-  'created_at', 'updated_at', 'started_at', 'finished_at', 'trace_context', 'env'}
+  'created_at', 'updated_at', 'started_at', 'finished_at', 'ready_at', 'trace_context', 'env'}
 local JOB_STATES = {pending = true, scheduled = true, processing = true, completed = true,
   failed = true, dead = true, cancelled = true}
 local MAX_TIMEOUT = 30 * 86400
@@ -66,7 +66,8 @@ local function read_job(key, id, reset)
       and tonumber(rec.timeout) <= MAX_TIMEOUT) then
     return nil, 'field timeout is not a number of seconds'
   end
-  for _, name in ipairs({'run_at', 'created_at', 'updated_at', 'started_at', 'finished_at'}) do
+  for _, name in ipairs({'run_at', 'created_at', 'updated_at', 'started_at', 'finished_at',
+      'ready_at'}) do
     if rec[name] ~= '' and not is_decimal(rec[name]) then
       return nil, 'field ' .. name .. ' is not a time'
     end
