@@ -19,8 +19,7 @@ import os
 import re
 import sys
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,6 +34,8 @@ if TYPE_CHECKING:
 
 SYSTEM = "queuectl"
 SCOPE = "queuectl"
+# The event a job's last span gets when the job is moved to the dead letter queue.
+DEAD_LETTER_EVENT = "queuectl.dead_letter"
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("http/protobuf", "grpc")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -392,37 +393,16 @@ class Tracing:
         tracer = self._get()
         if tracer is None:
             return JobSpan(None, carrier)
-        from opentelemetry import context as otel_context
         from opentelemetry import trace
 
-        parent: Context = otel_context.Context()  # never the thread's current span
-        links = []
-        if carrier is not None:
-            if self.mode is TraceMode.LINK:
-                links.append(trace.Link(_span_context(carrier)))
-            else:
-                parent = trace.set_span_in_context(trace.NonRecordingSpan(_span_context(carrier)))
+        link = carrier is not None and self.mode is TraceMode.LINK
+        # Never the thread's current span: the job's context, or a new trace.
+        parent = _context_of(None if link else carrier)
+        links = [trace.Link(_span_context(carrier))] if carrier is not None and link else []
         span = tracer.start_span(f"{operation} {queue}", parent, trace.SpanKind[kind.upper()],
                                  _job_attributes(operation, queue, job_id, attributes), links,
                                  start_time=start_ns)
         return JobSpan(span, None)
-
-    def moved(self, operation: str, jobs: Sequence[Any], start_ns: int,
-              attributes: Mapping[str, str | int | float | bool]) -> list[JobSpan]:
-        """One ended ``<operation> <queue>`` span per job a scheduler script moved, timed
-        by that script call; each job needs ``id``, ``queue``, ``source``, ``trace_context``."""
-        if self._get() is None:
-            return []
-        end = time.time_ns()
-        spans = []
-        for job in jobs:
-            span = self.consume(operation, job.queue, job.id, job.trace_context,
-                                {**attributes, "messaging.queuectl.source": job.source},
-                                kind="internal", start_ns=start_ns)
-            spans.append(span)
-        for span in spans:
-            span.end(end)
-        return spans
 
 
 # Off whatever the environment says: the default of a Store nobody configured.

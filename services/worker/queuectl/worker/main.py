@@ -21,6 +21,7 @@ from queuectl.core.errors import QueueCtlError
 from queuectl.core.logs import setup_logging
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings, load_settings
+from queuectl.core.tracing import Tracing
 from queuectl.worker.heartbeat import EXIT_CANNOT_WORK
 from queuectl.worker.pool import Worker
 
@@ -28,6 +29,9 @@ from queuectl.worker.pool import Worker
 SOCKET_TIMEOUT = 30.0
 # How stale the runtime policy (P:config) may be: `config set` reaches workers within it.
 POLICY_MAX_AGE = 1.0
+# The longest the exit waits for the last spans to be exported (a collector that is down
+# must not keep a stopping pod past its termination grace period).
+TRACE_FLUSH_TIMEOUT = 5.0
 
 
 def _wait_for_redis(worker: Worker, url: str) -> bool:
@@ -59,7 +63,19 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     0 after a stop (signal or ``worker stop``); otherwise the code of what stopped it
     (README "Exit codes of the services").
     """
-    log = setup_logging(settings.log_level, "worker")
+    log = setup_logging(settings.log_level, "worker", settings.log_format)
+    # Checked before anything starts: a bad OTEL_* value is exit 3, like any bad setting.
+    tracing = Tracing("queuectl-worker", mode=settings.trace_mode)
+    tracing.check()
+    try:
+        return _run(settings, log, tracing, count, queues)
+    finally:
+        if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
+            log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
+
+
+def _run(settings: Settings, log: logging.Logger, tracing: Tracing, count: int | None,
+         queues: list[str] | None) -> int:
     url = redis_url(settings)
     # Idle job threads block in BLPOP for idle_wait, the heartbeat for heartbeat_interval.
     # The socket must outwait both, or a quiet queue reads as a Redis timeout (which
@@ -67,7 +83,7 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=max(
         SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0))
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues,
-                    url)
+                    url, tracing)
     grace_ends: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -34,6 +34,7 @@ from queuectl.core.errors import (
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import LogTarget, Settings
 from queuectl.core.store import Fetched, Store
+from queuectl.core.tracing import NO_TRACING, Tracing
 from queuectl.worker.executor import ExecConfig, Execution
 from queuectl.worker.heartbeat import EXIT_CANNOT_WORK, Heartbeat, status_fields
 from queuectl.worker.jobenv import base_env
@@ -41,6 +42,7 @@ from queuectl.worker.logdir import LogDir
 from queuectl.worker.outcome import Ending, RunResult, describe
 from queuectl.worker.remains import ProcessControl
 from queuectl.worker.reports import Reporter
+from queuectl.worker.spans import Attempt
 
 log = logging.getLogger("queuectl.worker")
 # Runs this host could not start, in a row and across slots, before the worker gives
@@ -66,8 +68,9 @@ class Worker:
     """One worker process: ``count`` job slots over ``queues`` in strict priority order."""
 
     def __init__(self, store: Store, settings: Settings, count: int, queues: list[str],
-                 url: str = "") -> None:
+                 url: str = "", tracing: Tracing = NO_TRACING) -> None:
         self.store = store
+        self.tracing = tracing
         self.settings = settings
         self.count = count
         self.queues = queues
@@ -238,7 +241,8 @@ class Worker:
             self.stopping.wait(1.0)
 
     def _run(self, slot: int, job: Fetched) -> None:
-        execution = Execution(job, self._cfg, self.reports.ship)
+        attempt = Attempt(self.tracing, job, self.id)  # process span, log fields (spans.py)
+        execution = Execution(job, self._cfg, self.reports.ship, attempt.env())
         with self._lock:
             self._running[slot] = execution
         if self.hard.is_set():
@@ -254,7 +258,7 @@ class Worker:
         finally:
             with self._lock:
                 del self._running[slot]
-        self.reports.report(job, result)
+        attempt.end(result, self.reports.report(job, result))
         self.stopping.wait(self._count_environment(result))
 
     def _count_environment(self, result: RunResult) -> float:

@@ -22,6 +22,7 @@ from queuectl.core.errors import (
     LeaseLostError,
     RedisRefusedError,
 )
+from queuectl.core.logs import job_extra
 from queuectl.core.resilience import Backoff
 from queuectl.core.store import Fetched, Quarantined, Store, as_str
 from queuectl.worker.outcome import Ending, RunResult
@@ -73,14 +74,21 @@ class Reporter:
             # The bytes stay in the log file; only the Redis copy misses them.
             self.store.notes([f"could not ship output of {job.id} ({exc})"])
 
-    def report(self, job: Fetched, result: RunResult) -> None:
-        """Write the outcome through outages; never raises."""
+    def report(self, job: Fetched, result: RunResult) -> str:
+        """Write the outcome through outages; never raises. Returns the run's outcome:
+        succeeded, retried, timeout, dead, cancelled, interrupted, or failed (its next
+        step is unknown: not written, or the job went to quarantine)."""
         backoff = Backoff(f"report {job.id}", self.url, self.hard, log)
+        outcome = "failed"
         try:
-            if backoff.call(lambda: self._write_outcome(job, result)) is None:
+            written = backoff.call(lambda: self._write_outcome(job, result))
+            if written is None:
                 log.warning("job %s: Redis is away and the worker is stopping: its outcome is "
                             "not written; recovery hands it back", job.id)
+            else:
+                outcome = written
         except LeaseLostError:
+            outcome = "cancelled"
             log.info("job %s was cancelled or taken over; its result is discarded", job.id)
         except Quarantined as exc:
             log.warning("%s", exc)
@@ -95,24 +103,25 @@ class Reporter:
         finally:
             with self._lock:
                 self._held.pop(job.id, None)
+        return outcome
 
-    def _write_outcome(self, job: Fetched, result: RunResult) -> bool:
+    def _write_outcome(self, job: Fetched, result: RunResult) -> str:
         if result.ending is Ending.LEASE_LOST:
             raise LeaseLostError(job.id)
         if result.ending is Ending.INTERRUPTED:
             self.store.release(job, self.worker_id)
             log.info("job %s handed back to queue %s", job.id, job.queue)
-            return True
+            return "interrupted"
         if result.ending is Ending.ENVIRONMENT:
             # This host could not run it (full disk, no pids...): no retry is spent.
             self.store.release(job, self.worker_id, f"not run on this host: {result.error}")
             log.warning("job %s handed back to queue %s: %s", job.id, job.queue, result.error)
-            return True
+            return "interrupted"
         if result.succeeded:
             self.store.complete(job, self.worker_id, result.chunk, result.produced)
             self.processed += 1
             log.debug("job %s completed in %.3fs", job.id, result.seconds)
-            return True
+            return "succeeded"
         outcome = self.store.fail(job, self.worker_id, result.chunk, result.produced,
                                   result.exit_code, result.error)
         self.processed += 1
@@ -120,10 +129,10 @@ class Reporter:
         if outcome.dead:
             log.warning("job %s failed (%s); no retries left: moved to the DLQ", job.id,
                         result.error)
-        else:
-            delay = (outcome.retry_at or 0) - time.time()
-            log.info("job %s failed (%s); retry in %.1fs", job.id, result.error, delay)
-        return True
+            return "dead"
+        delay = (outcome.retry_at or 0) - time.time()
+        log.info("job %s failed (%s); retry in %.1fs", job.id, result.error, delay)
+        return "timeout" if result.ending is Ending.TIMED_OUT else "retried"
 
     def reconcile(self) -> None:
         """Hand back jobs leased to this worker whose fetch reply never arrived.
@@ -152,7 +161,8 @@ class Reporter:
                             "", None, 0, self.store.queue_of(job_id) if queue else "default", "")
             try:
                 self.store.release(ghost, self.worker_id, "the fetch reply was lost; handed back")
-                log.warning("job %s was leased but the fetch reply was lost; handed back", job_id)
+                log.warning("job %s was leased but the fetch reply was lost; handed back", job_id,
+                            extra=job_extra(job_id, ghost.queue))
             except LeaseLostError:
                 pass
             except Quarantined as exc:
