@@ -23,6 +23,8 @@ from queuectl.core.redact import mask_url
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings
 from queuectl.core.store import Store, as_str
+from queuectl.core.tracing import NO_TRACING, Tracing
+from queuectl.scheduler import spans
 
 log = logging.getLogger("queuectl.scheduler")
 
@@ -58,8 +60,10 @@ class Scheduler:
     """One scheduler replica; ``run()`` returns once ``stop`` is set."""
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event,
-                 scheduler_id: str | None = None, url: str = "") -> None:
+                 scheduler_id: str | None = None, url: str = "",
+                 tracing: Tracing = NO_TRACING) -> None:
         self.store = store
+        self.tracing = tracing
         self.settings = settings
         self.stop = stop
         self.id = scheduler_id or default_scheduler_id()
@@ -77,7 +81,9 @@ class Scheduler:
         """Promote everything due now; return how long to sleep before the next round."""
         batch = self.settings.scheduler_batch
         while True:
+            started = time.time_ns()
             result = self.store.promote_due(batch)
+            spans.promoted(self.tracing, self.id, result.jobs, started)
             self.promoted += result.moved
             if result.moved:
                 log.debug("promoted %d job(s)", result.moved)
@@ -113,6 +119,7 @@ class Scheduler:
         ttl = self.settings.worker_ttl
         moved = 0
         for worker_id in self.store.dead_workers(ttl):
+            started = time.time_ns()
             try:
                 result = self.store.reap_worker(worker_id, ttl)
             except DataError as exc:
@@ -121,6 +128,7 @@ class Scheduler:
                 continue
             if result is None:
                 continue  # it beat again meanwhile (a paused process resumed)
+            spans.recovered(self.tracing, self.id, worker_id, result.jobs, started)
             moved += result.requeued + result.buried
             if result.requeued or result.buried:
                 log.warning("worker %s is gone (no heartbeat for %gs): %d job(s) handed "

@@ -14,6 +14,7 @@ from queuectl.core.entrypoint import ServiceHelp, handle_arguments
 from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError
 from queuectl.core.logs import setup_logging
 from queuectl.core.settings import Settings, load_settings
+from queuectl.core.tracing import Tracing
 from queuectl.scheduler.loop import Scheduler, log
 
 # The socket timeout must outlast the longest BLPOP the loop issues (MAX_BLOCK),
@@ -21,6 +22,9 @@ from queuectl.scheduler.loop import Scheduler, log
 SOCKET_TIMEOUT = 30.0
 # How stale the runtime policy (P:config) may be: `config set` reaches schedulers within it.
 POLICY_MAX_AGE = 1.0
+# The longest the exit waits for the last spans to be exported (a collector that is down
+# must not keep a stopping pod past its termination grace period).
+TRACE_FLUSH_TIMEOUT = 5.0
 
 
 @contextmanager
@@ -51,13 +55,24 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def run(settings: Settings) -> int:
     """Run the scheduler in the foreground until stopped; returns the process exit code."""
-    setup_logging(settings.log_level, "scheduler")
+    setup_logging(settings.log_level, "scheduler", settings.log_format)
+    # Checked before anything starts: a bad OTEL_* value is exit 3, like any bad setting.
+    tracing = Tracing("queuectl-scheduler", mode=settings.trace_mode)
+    tracing.check()
+    try:
+        return _run(settings, tracing)
+    finally:
+        if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
+            log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
+
+
+def _run(settings: Settings, tracing: Tracing) -> int:
     stop = threading.Event()
     with stop_on_signals(stop):
         url = redis_url(settings)  # starts the embedded server when no URL is set
         store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=SOCKET_TIMEOUT)
         try:
-            Scheduler(store, settings, stop, url=url).run()
+            Scheduler(store, settings, stop, url=url, tracing=tracing).run()
         finally:
             store.redis.close()
     return EXIT_OK
