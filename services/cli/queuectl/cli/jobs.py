@@ -22,7 +22,7 @@ from queuectl.core.errors import (
 )
 from queuectl.core.models import CorruptRecordError, Job, JobState, check_job_id
 from queuectl.core.settings import NAME_PATTERN
-from queuectl.core.tracing import trace_id_of
+from queuectl.core.tracecontext import trace_id_of
 
 FOLLOW_POLL = 0.3
 COMMAND_WIDTH = 60

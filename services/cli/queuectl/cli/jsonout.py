@@ -18,7 +18,7 @@ from queuectl.core.client import Settled
 from queuectl.core.models import Job, iso
 from queuectl.core.overview import TOTALS, Status, WorkerInfo
 from queuectl.core.policy import POLICY_KEYS, PolicyView
-from queuectl.core.tracing import trace_id_of
+from queuectl.core.tracecontext import trace_id_of
 
 
 def _time(ts: float | None) -> str | None:

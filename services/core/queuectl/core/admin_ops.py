@@ -13,7 +13,8 @@ from queuectl.core.errors import ConflictError, NotFoundError
 from queuectl.core.keys import DEFAULT_QUEUE, INDEXED_STATES
 from queuectl.core.models import JobState, valid_name
 from queuectl.core.scripting import PIPELINE_CHUNK, ScriptStore, as_str
-from queuectl.core.tracing import NO_TRACING, JobSpan, Tracing, read_context
+from queuectl.core.tracecontext import read_context
+from queuectl.core.tracing import NO_TRACING, JobSpan, Tracing
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,8 @@ for every command, and its start-up time is what its users feel. On, each proces
 owns a private ``TracerProvider`` (never the global one) that exports over OTLP
 (HTTP or gRPC) or to stderr, and ``shutdown`` flushes it within a bounded time.
 
-The context travels in the job record (``trace_context``): the traceparent of the
-``send`` span, then a space and its tracestate when it has one. Whatever else a record
-holds there is ignored, never an error: a record is anyone's to write.
+The context travels in the job record (``trace_context``, see tracecontext.py): the
+``send`` span's, which every consumer continues (``TraceMode``).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -26,6 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from queuectl.core.errors import InvalidInputError
+from queuectl.core.tracecontext import Carrier, carrier_of, env_context, read_context
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -38,79 +37,11 @@ SCOPE = "queuectl"
 DEAD_LETTER_EVENT = "queuectl.dead_letter"
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("http/protobuf", "grpc")
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 class TraceMode(StrEnum):
     PARENT = "parent"  # every attempt is a child of the send span: one trace per job
     LINK = "link"  # every attempt starts a trace of its own, linked to the send span
-
-
-@dataclass(frozen=True, slots=True)
-class Carrier:
-    """A W3C trace context: a valid traceparent and the tracestate that goes with it."""
-
-    traceparent: str
-    tracestate: str = ""
-
-    @property
-    def trace_id(self) -> str:
-        return self.traceparent[3:35]
-
-    @property
-    def span_id(self) -> str:
-        return self.traceparent[36:52]
-
-    def stored(self) -> str:
-        """The form kept in the job record's ``trace_context`` field."""
-        return f"{self.traceparent} {self.tracestate}" if self.tracestate else self.traceparent
-
-    def env(self) -> dict[str, str]:
-        """``TRACEPARENT`` and ``TRACESTATE``, the environment carriers of OpenTelemetry."""
-        out = {"TRACEPARENT": self.traceparent}
-        if self.tracestate:
-            out["TRACESTATE"] = self.tracestate
-        return out
-
-
-def parse_traceparent(value: str) -> str | None:
-    """``value`` if it is a W3C traceparent QueueCTL can continue, else None.
-
-    Version 00 is exactly 55 characters; a later version may append fields, which are
-    dropped (the spec: read the first 55 characters). ``ff`` and all-zero ids are
-    invalid.
-    """
-    head = value[:55]
-    match = _TRACEPARENT.fullmatch(head)
-    if match is None or match.group(1) == "ff":
-        return None
-    if len(value) > 55 and (match.group(1) == "00" or value[55] != "-"):
-        return None
-    if match.group(2) == _ZERO_TRACE or match.group(3) == _ZERO_SPAN:
-        return None
-    return head
-
-
-def read_context(stored: str | None) -> Carrier | None:
-    """The carrier of a record's ``trace_context``; None for "" and for anything invalid."""
-    if not stored:
-        return None
-    traceparent, _, tracestate = stored.partition(" ")
-    valid = parse_traceparent(traceparent)
-    return Carrier(valid, tracestate.strip()) if valid else None
-
-
-def env_context(environ: Mapping[str, str]) -> Carrier | None:
-    """The context a parent process handed down in ``TRACEPARENT`` / ``TRACESTATE``."""
-    valid = parse_traceparent(environ.get("TRACEPARENT", "").strip())
-    return Carrier(valid, environ.get("TRACESTATE", "").strip()) if valid else None
-
-
-def trace_id_of(stored: str | None) -> str | None:
-    """The trace id of a record's ``trace_context``, None when it holds none."""
-    carrier = read_context(stored)
-    return carrier.trace_id if carrier else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +90,6 @@ def export_config(environ: Mapping[str, str]) -> ExportConfig | None:
     return ExportConfig(wanted, protocol)
 
 
-def _carrier_of(context: SpanContext) -> Carrier:
-    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-    return Carrier(parent, context.trace_state.to_header())
-
-
 class JobSpan:
     """A span about one job, or no span at all (every method then does nothing).
 
@@ -176,11 +102,7 @@ class JobSpan:
 
     def __init__(self, span: Span | None = None, carrier: Carrier | None = None) -> None:
         self._span = span
-        self.carrier = _carrier_of(span.get_span_context()) if span is not None else carrier
-
-    @property
-    def recording(self) -> bool:
-        return self._span is not None
+        self.carrier = carrier_of(span.get_span_context()) if span is not None else carrier
 
     @property
     def context(self) -> str:
@@ -222,9 +144,6 @@ class JobSpan:
         if self._span is not None:
             self._span.end(end_time=end_ns)
             self._span = None
-
-
-NO_SPAN = JobSpan()
 
 
 def _job_attributes(operation: str, queue: str, job_id: str,
