@@ -213,8 +213,7 @@ def test_a_value_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_log_format_and_trace_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    from queuectl.core.logs import LogFormat
-    from queuectl.core.tracing import TraceMode
+    from queuectl.core.settings import LogFormat, TraceMode
 
     settings = load_settings()
     assert (settings.log_format, settings.trace_mode) == (LogFormat.TEXT, TraceMode.PARENT)

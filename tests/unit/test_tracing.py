@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from queuectl.core.errors import EXIT_INVALID, InvalidInputError
+from queuectl.core.settings import TraceMode
 from queuectl.core.tracecontext import Carrier, read_context
-from queuectl.core.tracing import NO_TRACING, ExportConfig, TraceMode, Tracing, export_config
+from queuectl.core.tracing import NO_TRACING, ExportConfig, Tracing, export_config
 
 CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}

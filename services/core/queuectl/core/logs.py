@@ -13,15 +13,9 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from queuectl.core.display import escape
-
-
-class LogFormat(StrEnum):
-    TEXT = "text"
-    JSON = "json"
-
+from queuectl.core.settings import LogFormat
 
 # The fields that tie a line to a job and its trace, in the order text lines show them.
 JOB_FIELDS = ("job_id", "queue", "attempt", "trace_id", "span_id")
@@ -35,8 +29,9 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 _JSON_BASE = ("time", "level", "service", "logger", "message")
 # JSON escapes C0 controls itself; these are what it leaves raw that a terminal or a log
 # viewer would act on (see display.escape), and lone surrogates, which cannot be
-# encoded: escaped as \\uXXXX, the line is still the exact value in valid JSON.
-_JSON_UNSAFE = re.compile(
+# encoded: escaped as \\uXXXX, the line is still the exact value in valid JSON. Compiled
+# at first use (re's cache): the CLI imports this module and never logs JSON.
+_JSON_UNSAFE = (
     "[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]")
 
 _job: ContextVar[Mapping[str, object] | None] = ContextVar("queuectl_job_fields", default=None)
@@ -140,7 +135,7 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
         text = json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
-        return _JSON_UNSAFE.sub(_json_safe, text)
+        return re.sub(_JSON_UNSAFE, _json_safe, text)
 
 
 def setup_logging(level: str, service: str,

@@ -18,9 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from queuectl.core import wording
 from queuectl.core.errors import InvalidInputError
-from queuectl.core.logs import LogFormat
 from queuectl.core.policy import Policy
-from queuectl.core.tracing import TraceMode
 
 # The environment gives the runtime policy's defaults (QUEUECTL_POLICY__*).
 PolicyDefaults = Policy
@@ -66,6 +64,16 @@ class LogTarget(StrEnum):
 class JobCgroup(StrEnum):
     AUTO = "auto"  # one cgroup v2 per run where the hierarchy is writable, else fall back
     OFF = "off"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"  # one escaped line per event (core/logs.py)
+    JSON = "json"  # one JSON object per line
+
+
+class TraceMode(StrEnum):
+    PARENT = "parent"  # every attempt is a child of the send span: one trace per job
+    LINK = "link"  # every attempt starts a trace of its own, linked to the send span
 
 
 def default_data_dir() -> Path:

@@ -10,22 +10,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext
 
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# Compiled at first use (re's cache), and no dataclass here: every CLI command imports this
+# module, and its start-up time must not grow while tracing is off.
+_TRACEPARENT = r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})"
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
-@dataclass(frozen=True, slots=True)
 class Carrier:
     """A W3C trace context: a valid traceparent and the tracestate that goes with it."""
 
-    traceparent: str
-    tracestate: str = ""
+    __slots__ = ("traceparent", "tracestate")
+
+    def __init__(self, traceparent: str, tracestate: str = "") -> None:
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Carrier) and self.traceparent == other.traceparent
+                and self.tracestate == other.tracestate)
+
+    def __hash__(self) -> int:
+        return hash((self.traceparent, self.tracestate))
+
+    def __repr__(self) -> str:
+        return f"Carrier({self.traceparent!r}, {self.tracestate!r})"
 
     @property
     def trace_id(self) -> str:
@@ -55,7 +68,7 @@ def parse_traceparent(value: str) -> str | None:
     invalid.
     """
     head = value[:55]
-    match = _TRACEPARENT.fullmatch(head)
+    match = re.fullmatch(_TRACEPARENT, head)
     if match is None or match.group(1) == "ff":
         return None
     if len(value) > 55 and (match.group(1) == "00" or value[55] != "-"):

@@ -19,11 +19,10 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from queuectl.core.errors import InvalidInputError
+from queuectl.core.settings import TraceMode
 from queuectl.core.tracecontext import Carrier, carrier_of, env_context, read_context
 
 if TYPE_CHECKING:
@@ -39,13 +38,7 @@ EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("http/protobuf", "grpc")
 
 
-class TraceMode(StrEnum):
-    PARENT = "parent"  # every attempt is a child of the send span: one trace per job
-    LINK = "link"  # every attempt starts a trace of its own, linked to the send span
-
-
-@dataclass(frozen=True, slots=True)
-class ExportConfig:
+class ExportConfig(NamedTuple):
     exporters: tuple[str, ...]
     protocol: str
 
