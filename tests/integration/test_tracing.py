@@ -108,7 +108,7 @@ def test_fail_fail_succeed_is_one_trace(procs: Procs, client: Client, env: dict[
 
 
 @pytest.mark.slow
-def test_a_job_that_dies_gets_the_dlq_event_on_its_last_attempt(
+def test_a_job_that_dies_gets_the_dlq_event_and_a_dlq_retry_continues_its_trace(
         procs: Procs, client: Client, env: dict[str, str], fast_retries: None) -> None:
     with receiving("grpc") as otlp:
         traced = {**env, **otel_env(otlp, "grpc")}
@@ -118,15 +118,26 @@ def test_a_job_that_dies_gets_the_dlq_event_on_its_last_attempt(
         assert wait_ended(client, ["doomed"])["doomed"].state is JobState.DEAD
         spans = otlp.wait_for(lambda got: sum(s.name == "process default" for s in got) == 2,
                               what="2 process spans")
-    send = one(spans, "send default")
-    first, last = sorted((s for s in spans if s.name == "process default"),
-                         key=lambda s: s.attributes["messaging.queuectl.attempt"])
-    assert first.events == [] and first.attributes["messaging.queuectl.outcome"] == "retried"
-    assert last.parent_id == send.span_id and last.status == "error"
-    assert last.attributes["messaging.queuectl.outcome"] == "dead"
-    assert last.attributes["process.exit.code"] == 7
-    assert [name for name, _ in last.events] == ["queuectl.dead_letter"]
-    assert last.events[0][1]["queuectl.reason"].startswith("exit code 7")
+        send = one(spans, "send default")
+        first, last = sorted((s for s in spans if s.name == "process default"),
+                             key=lambda s: s.attributes["messaging.queuectl.attempt"])
+        assert first.events == []
+        assert first.attributes["messaging.queuectl.outcome"] == "retried"
+        assert last.parent_id == send.span_id and last.status == "error"
+        assert last.attributes["messaging.queuectl.outcome"] == "dead"
+        assert last.attributes["process.exit.code"] == 7
+        assert [name for name, _ in last.events] == ["queuectl.dead_letter"]
+        assert last.events[0][1]["queuectl.reason"].startswith("exit code 7")
+
+        # dlq retry: a send span in the job's trace; its next attempts stay in it.
+        assert run_cli(traced, ["dlq", "retry", "doomed"]).code == 0
+        spans = otlp.wait_for(lambda got: sum(s.name == "process default" for s in got) == 4,
+                              what="4 process spans")
+    (retry,) = [s for s in spans if s.attributes.get("messaging.operation.name") == "dlq_retry"]
+    assert (retry.name, retry.kind, retry.service) == ("send default", "producer", "queuectl-cli")
+    assert (retry.trace_id, retry.parent_id) == (send.trace_id, send.span_id)
+    assert {(s.trace_id, s.parent_id) for s in spans if s.name == "process default"} == {
+        (send.trace_id, send.span_id)}
 
 
 @pytest.mark.slow
