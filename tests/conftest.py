@@ -41,6 +41,9 @@ def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str]:
         "QUEUECTL_LOG_DIR": str(tmp_path / "logs"),
         "QUEUECTL_HEARTBEAT_INTERVAL": "0.5",
         "QUEUECTL_WORKER_TTL": "3",
+        # Many services run at once in the suite: a test that wants an endpoint picks a
+        # free port itself.
+        "QUEUECTL_METRICS_PORT": "0",
     })
     return out
 

@@ -17,7 +17,7 @@ from queuectl.core.errors import InvalidInputError
 SCRIPTS: dict[str, tuple[str, ...]] = {
     "worker": ("fetch", "complete", "fail", "log_append", "release", "heartbeat",
                "unregister"),
-    "scheduler": ("promote", "reap", "heartbeat", "prune", "prune_queues"),
+    "scheduler": ("promote", "reap", "heartbeat", "prune", "prune_queues", "gauges_lease"),
     "cli": ("enqueue", "cancel", "dlq_retry", "purge", "quarantine_retry", "quarantine_purge",
             "repair"),
 }
@@ -30,8 +30,10 @@ COMMON = ("ping", "select", "evalsha", "script|load", "script|exists", "hgetall"
 # Commands a service sends directly, outside scripts.
 DIRECT: dict[str, tuple[str, ...]] = {
     "worker": ("blpop", "smembers", "hmget", "hget", "rpush", "expire"),
+    # The cluster gauges read what `queuectl status` reads (llen, zcard, zcount, lrange).
     "scheduler": ("time", "zrange", "zrangebyscore", "smembers", "hget", "blpop", "multi",
-                  "exec", "del", "zrem", "zremrangebyscore", "sscan"),
+                  "exec", "del", "zrem", "zremrangebyscore", "sscan", "llen", "zcard",
+                  "zcount", "lrange"),
     "cli": ("time", "hget", "hmget", "get", "strlen", "lrange", "llen", "zrange", "zrevrange",
             "zcard", "zcount", "zscore", "zmscore", "smembers", "sscan", "zscan", "scan",
             "type", "info", "hset", "rpush", "expire", "multi", "exec", "del"),
@@ -56,6 +58,7 @@ SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
              "hget", "hincrby", "lpush", "rpush", "zrem", "del", "sadd", "time"),
     "prune": ("type", "zrangebyscore", "hmget", "zrem", "del", "time"),
     "prune_queues": ("type", "exists", "srem"),
+    "gauges_lease": ("type", "get", "set"),
     "enqueue": ("type", "hmget", "hget", "zscore", "lrem", "zrem", "hdel", "del", "hset",
                 "sadd", "zadd", "zrange", "lpush", "rpush", "time"),
     "cancel": ("type", "hmget", "zscore", "lrem", "zrem", "srem", "hset", "zadd", "sadd",

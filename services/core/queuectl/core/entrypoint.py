@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -19,6 +19,7 @@ from queuectl.core.display import escape
 from queuectl.core.errors import EXIT_OK, EXIT_USAGE
 
 WIDTH = 79
+CHECKS = ("live", "ready")
 
 # The services' exit codes (README "Exit codes", second table); every service prints them.
 SERVICE_EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -64,7 +65,7 @@ class ServiceHelp:
     def text(self) -> str:
         """The full help, ending with the exit codes."""
         lines = [
-            f"Usage: {self.prog} [--help | --version]",
+            f"Usage: {self.prog} [--help | --version | --check [live|ready]]",
             "",
             textwrap.fill(self.purpose, WIDTH),
             "",
@@ -72,6 +73,10 @@ class ServiceHelp:
                           "environment variables (README, Configuration). The main ones:",
                           WIDTH),
             *_rows(COMMON_VARIABLES + self.variables),
+            "",
+            textwrap.fill("--check asks the service running on this host whether it is live "
+                          "(/healthz: not hung) or ready (/readyz: Redis reachable, not "
+                          "draining), for exec probes: exit 0 yes, 1 no.", WIDTH),
             "",
             "Example:",
             f"  {self.example}",
@@ -92,9 +97,20 @@ def _rows(rows: Sequence[tuple[str, str]]) -> list[str]:
     return out
 
 
-def handle_arguments(service: ServiceHelp, argv: Sequence[str]) -> int | None:
+def handle_arguments(service: ServiceHelp, argv: Sequence[str],
+                     check: Callable[[str], int] | None = None) -> int | None:
     """None when the service should start; else the exit code, after printing the help,
-    the version or a one-line usage error (arguments are taken in order, like Click)."""
+    the version, the answer of ``--check [live|ready]`` (asks the running service: an exec
+    probe), or a one-line usage error (arguments are taken in order, like Click)."""
+    if check is not None and argv and argv[0].split("=", 1)[0] == "--check":
+        what = argv[0].partition("=")[2] or (argv[1] if len(argv) > 1 else "live")
+        extra = argv[1:] if "=" in argv[0] else argv[2:]
+        if what in CHECKS and not extra:
+            return check(what)
+        bad = extra[0] if what in CHECKS else what
+        sys.stderr.write(f"{service.prog}: error: --check takes 'live' or 'ready', not "
+                         f"'{escape(bad)}'\n")
+        return EXIT_USAGE
     for arg in argv:
         if arg in ("-h", "--help"):
             sys.stdout.write(service.text())

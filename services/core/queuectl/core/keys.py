@@ -95,6 +95,11 @@ class Keys:
         """Marker list a sleeping scheduler blocks on; armed when an earlier due time appears."""
         return f"{self.prefix}:scheduler_wake"
 
+    @property
+    def gauges_lease(self) -> str:
+        """The scheduler replica that exports the cluster gauges (gauges_lease.lua)."""
+        return f"{self.prefix}:gauges_lease"
+
     def scheduler(self, scheduler_id: str) -> str:
         """Status hash of one scheduler replica (expires when its beats stop)."""
         return f"{self.prefix}:scheduler:{scheduler_id}"

@@ -134,8 +134,9 @@ class Inspection:
             ))
         return out
 
-    def status(self) -> Status:
-        """Counts by state and by queue, workers and schedulers."""
+    def status(self, *, hints: bool = True) -> Status:
+        """Counts by state and by queue, workers and schedulers; with ``hints``, words in
+        ``problems`` for work that waits on a missing scheduler or worker."""
         k = self.keys
         problems: list[str] = []
         view = self.store.policies.refresh()
@@ -170,7 +171,7 @@ class Inspection:
             JobState.QUARANTINED.value: int(quarantined or 0),
         }
         pending = {q.name: q.pending for q in qstats if q.pending}
-        for hint in (self.scheduler_hint(), worker_hint(pending, workers)):
+        for hint in (self.scheduler_hint(), worker_hint(pending, workers)) if hints else ():
             if hint:
                 problems.append(hint)
         return Status(states, qstats, workers, {as_str(m): float(s) for m, s in scheds or ()},

@@ -46,6 +46,12 @@ class RecoveryOps(ScriptStore):
                                     float(as_str(jobs[i + 3])), as_str(jobs[i + 4]))
                               for i in range(0, len(jobs), 5)])
 
+    def gauges_lease(self, holder: str, seconds: float) -> bool:
+        """Take or renew the cluster-gauges lease for ``holder``; False if another holds it."""
+        reply = self._run("gauges_lease", [self.keys.gauges_lease],
+                          [holder, max(1, round(seconds * 1000))])
+        return int(reply[0]) == 1
+
     def dead_workers(self, ttl: float) -> list[str]:
         """Registered workers whose last heartbeat is older than ``ttl`` (by Redis's clock)."""
         secs, micros = self.redis.time()

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from enum import Enum
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import redis
 from redis.exceptions import AuthorizationError, NoPermissionError
@@ -34,6 +34,15 @@ from queuectl.core.errors import (
 from queuectl.core.redact import mask_url, redact
 
 T = TypeVar("T")
+
+
+class BackoffMonitor(Protocol):
+    """Told of every failed call, every recovery and every wait (health and metrics)."""
+
+    def failed(self, what: str, exc: BaseException, outage: bool) -> None: ...
+    def recovered(self, what: str) -> None: ...
+    def waited(self) -> None: ...
+
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 
@@ -90,11 +99,12 @@ class Backoff:
     """
 
     def __init__(self, what: str, url: str, stop: threading.Event,
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, monitor: BackoffMonitor | None = None) -> None:
         self.what = what
         self.url = url
         self.stop = stop
         self.log = log
+        self.monitor = monitor
         self.delay = BACKOFF_MIN
         self.down_since: float | None = None
         self.outages = 0  # how many outages began; a caller can tell one happened
@@ -108,6 +118,8 @@ class Backoff:
                     raise
                 if self.stop.wait(self.delay):
                     return None
+                if self.monitor is not None:
+                    self.monitor.waited()
                 self.delay = min(self.delay * 2, BACKOFF_MAX)
                 continue
             self.recovered()
@@ -116,6 +128,9 @@ class Backoff:
     def failed(self, exc: BaseException) -> bool:
         """Note a failure; True if it is an outage worth waiting out (raises Refused)."""
         kind = classify(exc)
+        if self.monitor is not None and (kind is not Failure.OTHER
+                                         or isinstance(exc, redis.RedisError)):
+            self.monitor.failed(self.what, exc, kind is Failure.OUTAGE)
         if kind is Failure.REFUSED:
             raise RedisRefusedError(redis_error_message(exc, self.url)) from None
         if kind is not Failure.OUTAGE:
@@ -129,6 +144,8 @@ class Backoff:
         return True
 
     def recovered(self) -> None:
+        if self.monitor is not None:
+            self.monitor.recovered(self.what)
         if self.down_since is not None:
             self.log.info("%s: Redis is back after %.1fs", self.what,
                           time.monotonic() - self.down_since)

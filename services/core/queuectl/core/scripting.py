@@ -185,6 +185,14 @@ class ScriptStore:
             raise
         return {as_str(a): as_str(b) for a, b in raw.items()}
 
+    def load_scripts(self) -> None:
+        """Load every script now (SCRIPT LOAD), so the first job does not pay for it and a
+        service is ready only once they are in (redis-py reloads them after a restart)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for script in self._scripts.values():
+            pipe.script_load(script.script)
+        pipe.execute()
+
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any],
              client: Any = None) -> Any:
         reply = self._scripts[name](keys=list(keys), args=list(args), client=client)

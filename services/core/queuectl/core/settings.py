@@ -98,7 +98,11 @@ class Settings(BaseSettings):
     log_dir: Path | None = Field(None, description="default: <data_dir>/logs")
     log_target: LogTarget = LogTarget.FILE
     log_tail_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
-    metrics_port: int = Field(0, ge=0, le=65535, description="0 = no metrics endpoint")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="/metrics, /healthz, /readyz; default 9750 (worker), 9751 (scheduler); 0 = off")
+    # Every interface, as a pod's probes and Prometheus reach it by the pod's address.
+    metrics_addr: str = Field("0.0.0.0", min_length=1, max_length=255)  # noqa: S104
     # Every duration is finite and bounded: each ends up in an Event.wait, a socket
     # timeout or a PEXPIRE, where inf or 1e300 is an OverflowError, and a value near 0
     # turns a wait into a busy loop.

@@ -18,6 +18,8 @@ import time
 import redis
 
 from queuectl.core.errors import ConflictError, DataError, QueueCtlError, RedisRefusedError
+from queuectl.core.health import Health, Monitor
+from queuectl.core.metrics import SchedulerMetrics, new_registry
 from queuectl.core.models import valid_name
 from queuectl.core.redact import mask_url
 from queuectl.core.resilience import Backoff
@@ -44,6 +46,9 @@ QUEUES_PER_BEAT = 200
 # Registry entries of replicas that stopped beating this long ago are forgotten; pod
 # names change on every restart, so without this the registry only ever grows.
 REGISTRY_RETENTION = 3600.0
+# The loop ticks every round (at most MAX_BLOCK apart) and while it waits out an outage;
+# one Redis call may block for the socket timeout on each of redis-py's retries.
+STUCK_AFTER = 150.0
 
 
 class SchedulerFailedError(QueueCtlError):
@@ -60,10 +65,14 @@ class Scheduler:
     """One scheduler replica; ``run()`` returns once ``stop`` is set."""
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event,
-                 scheduler_id: str | None = None, url: str = "",
+                 scheduler_id: str | None = None, url: str = "", *,
+                 metrics: SchedulerMetrics | None = None, health: Health | None = None,
                  tracing: Tracing = NO_TRACING) -> None:
         self.store = store
         self.tracing = tracing
+        self.metrics = metrics or SchedulerMetrics(new_registry("scheduler"))
+        self.health = health or Health(STUCK_AFTER)
+        self.monitor = Monitor(self.health, self.metrics.redis_errors.count)
         self.settings = settings
         self.stop = stop
         self.id = scheduler_id or default_scheduler_id()
@@ -85,6 +94,8 @@ class Scheduler:
             result = self.store.promote_due(batch)
             spans.promoted(self.tracing, self.id, result.jobs, started)
             self.promoted += result.moved
+            for job in result.jobs:
+                self.metrics.promoted_job(job.queue, job.source, result.now - (job.due or 0))
             if result.moved:
                 log.debug("promoted %d job(s)", result.moved)
             # A full batch means more may be due. On stop the batch in hand is
@@ -130,6 +141,7 @@ class Scheduler:
                 continue  # it beat again meanwhile (a paused process resumed)
             spans.recovered(self.tracing, self.id, worker_id, result.jobs, started)
             moved += result.requeued + result.buried
+            self.metrics.recovered.inc(result.requeued + result.buried)
             if result.requeued or result.buried:
                 log.warning("worker %s is gone (no heartbeat for %gs): %d job(s) handed "
                             "back, %d moved to the DLQ after losing their worker too often",
@@ -198,10 +210,17 @@ class Scheduler:
         log.info("scheduler %s started (redis %s, prefix %s, batch %d, interval %gs)",
                  self.id, self.redis_description, self.settings.key_prefix,
                  self.settings.scheduler_batch, self.settings.scheduler_interval)
-        backoff = Backoff("scheduler", self.url, self.stop, log)
+        with self.health.watching():
+            self._loop()
+        self._deregister()
+        log.info("scheduler %s stopped; promoted %d job(s)", self.id, self.promoted)
+
+    def _loop(self) -> None:
+        backoff = Backoff("scheduler", self.url, self.stop, log, self.monitor)
         failed = 0
         outages = 0
         while not self.stop.is_set():
+            self.health.tick()
             try:
                 backoff.call(self._round)
                 failed = 0
@@ -225,10 +244,11 @@ class Scheduler:
                 # one TTL to beat again before calling anyone dead.
                 outages = backoff.outages
                 self._up_since = None
-        self._deregister()
-        log.info("scheduler %s stopped; promoted %d job(s)", self.id, self.promoted)
 
     def _round(self) -> bool:
+        if not self.health.scripts_loaded:
+            self.store.load_scripts()
+            self.health.scripts_loaded = True
         if self._up_since is None:
             self._up_since = time.monotonic()
         self._beat_if_due()

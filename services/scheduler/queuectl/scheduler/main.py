@@ -12,16 +12,25 @@ from types import FrameType
 from queuectl.core.connection import open_store, redis_url
 from queuectl.core.entrypoint import ServiceHelp, handle_arguments
 from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError
+from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
+from queuectl.core.metrics import SchedulerMetrics, new_registry
 from queuectl.core.settings import Settings, load_settings
 from queuectl.core.tracing import Tracing
-from queuectl.scheduler.loop import Scheduler, log
+from queuectl.scheduler.gauges import ClusterGauges
+from queuectl.scheduler.loop import STUCK_AFTER, Scheduler, log
 
 # The socket timeout must outlast the longest BLPOP the loop issues (MAX_BLOCK),
 # with room for a slow server; 30 s is what every QueueCTL service uses.
 SOCKET_TIMEOUT = 30.0
 # How stale the runtime policy (P:config) may be: `config set` reaches schedulers within it.
 POLICY_MAX_AGE = 1.0
+# /metrics, /healthz and /readyz unless QUEUECTL_METRICS_PORT says otherwise (the worker's
+# default is 9750: both run side by side on one host).
+METRICS_PORT = 9751
+# How often the lease holder reads the cluster gauges: fresher than any scrape interval
+# worth having, and cheap (a few pipelined reads per 200 queues).
+GAUGES_MAX_INTERVAL = 5.0
 # The longest the exit waits for the last spans to be exported (a collector that is down
 # must not keep a stopping pod past its termination grace period).
 TRACE_FLUSH_TIMEOUT = 5.0
@@ -59,22 +68,31 @@ def run(settings: Settings) -> int:
     # Checked before anything starts: a bad OTEL_* value is exit 3, like any bad setting.
     tracing = Tracing("queuectl-scheduler", mode=settings.trace_mode)
     tracing.check()
-    try:
-        return _run(settings, tracing)
-    finally:
-        if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
-            log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
-
-
-def _run(settings: Settings, tracing: Tracing) -> int:
     stop = threading.Event()
     with stop_on_signals(stop):
         url = redis_url(settings)  # starts the embedded server when no URL is set
         store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=SOCKET_TIMEOUT)
+        registry = new_registry("scheduler")
+        metrics = SchedulerMetrics(registry)
+        health = Health(STUCK_AFTER)
+        scheduler = Scheduler(store, settings, stop, url=url, metrics=metrics, health=health,
+                              tracing=tracing)
+        endpoint = serve(settings.metrics_port, METRICS_PORT, settings.metrics_addr, registry,
+                         health)
+        interval = min(GAUGES_MAX_INTERVAL, settings.heartbeat_interval)
+        gauges = ClusterGauges(store, f"{scheduler.id}/{scheduler.instance}", interval,
+                               metrics, stop, scheduler.monitor)
+        gauges.start()
         try:
-            Scheduler(store, settings, stop, url=url, tracing=tracing).run()
+            scheduler.run()
         finally:
+            stop.set()
+            gauges.join(SOCKET_TIMEOUT)
+            if endpoint is not None:
+                endpoint.close()
             store.redis.close()
+            if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
+                log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
     return EXIT_OK
 
 
@@ -96,7 +114,8 @@ HELP = ServiceHelp(
 
 def main() -> None:
     """Console script ``queuectl-scheduler``: configured by the environment only."""
-    code = handle_arguments(HELP, sys.argv[1:])
+    code = handle_arguments(HELP, sys.argv[1:], check=lambda path: probe(
+        "queuectl-scheduler", path, METRICS_PORT, load_settings))
     if code is not None:
         raise SystemExit(code)
     try:

@@ -54,6 +54,8 @@ class ExecConfig:
     procs: ProcessControl
     # Filtered once (jobenv.py): the settings' allow/deny lists, else the default list.
     base_env: dict[str, str] = field(default_factory=default_base_env)
+    # Called whenever a run's watch loop wakes (at least once a second): liveness.
+    tick: Callable[[], None] = lambda: None
 
 
 def _attempt(job: Fetched) -> str:
@@ -200,6 +202,7 @@ class Execution:
     def _watch(self, proc: subprocess.Popen[bytes], watch: _Watch, capture: Capture) -> Ending:
         while True:
             watch.wait()
+            self.cfg.tick()
             if exited(proc.pid):
                 watch.drain()
                 return Ending.EXITED

@@ -29,6 +29,7 @@ from queuectl.core.errors import (
     DataError,
     RedisRefusedError,
 )
+from queuectl.core.health import Monitor
 from queuectl.core.models import iso
 from queuectl.core.resilience import Backoff
 from queuectl.core.store import Store
@@ -42,7 +43,8 @@ class Heartbeat(threading.Thread):
                  ttl: float, status: Callable[[], dict[str, str]],
                  on_stop: Callable[[], None], done: threading.Event,
                  on_beat: Callable[[], None],
-                 on_fatal: Callable[[str, int], None]) -> None:
+                 on_fatal: Callable[[str, int], None],
+                 monitor: Monitor | None = None) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.store = store
         self.worker_id = worker_id
@@ -55,6 +57,7 @@ class Heartbeat(threading.Thread):
         self.done = done
         self.on_beat = on_beat
         self.on_fatal = on_fatal
+        self.monitor = monitor
         self.started_at = iso(time.time())
         self.host = socket.gethostname()
 
@@ -86,8 +89,17 @@ class Heartbeat(threading.Thread):
                 stop.wait(min(0.5, self.interval))
 
     def run(self) -> None:
-        backoff = Backoff("heartbeat", self.url, self.done, log)
+        if self.monitor is None:
+            self._run()
+            return
+        with self.monitor.health.watching():
+            self._run()
+
+    def _run(self) -> None:
+        backoff = Backoff("heartbeat", self.url, self.done, log, self.monitor)
         while not self.done.is_set():
+            if self.monitor is not None:
+                self.monitor.waited()  # a beat, or a wait for a stop command: progress
             try:
                 backoff.call(self._beat_and_listen)
             except ConflictError as exc:

@@ -18,17 +18,22 @@ from types import FrameType
 from queuectl.core.connection import open_store, redis_url
 from queuectl.core.entrypoint import ServiceHelp, handle_arguments
 from queuectl.core.errors import QueueCtlError
+from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
+from queuectl.core.metrics import WorkerMetrics, new_registry
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings, load_settings
 from queuectl.core.tracing import Tracing
 from queuectl.worker.heartbeat import EXIT_CANNOT_WORK
-from queuectl.worker.pool import Worker
+from queuectl.worker.pool import STUCK_AFTER, Worker
 
 # The default socket timeout of every QueueCTL service (queuectl.core.connection.connect).
 SOCKET_TIMEOUT = 30.0
 # How stale the runtime policy (P:config) may be: `config set` reaches workers within it.
 POLICY_MAX_AGE = 1.0
+# Where /metrics, /healthz and /readyz are served unless QUEUECTL_METRICS_PORT says otherwise
+# (the scheduler's default is the next port, so both run side by side on one host).
+METRICS_PORT = 9750
 # The longest the exit waits for the last spans to be exported (a collector that is down
 # must not keep a stopping pod past its termination grace period).
 TRACE_FLUSH_TIMEOUT = 5.0
@@ -40,7 +45,15 @@ def _wait_for_redis(worker: Worker, url: str) -> bool:
     Refused credentials or permissions raise RedisRefusedError (exit 6).
     """
     log = logging.getLogger("queuectl.worker")
-    answer = Backoff("start", url, worker.stopping, log).call(worker.store.redis.ping)
+
+    def ready() -> bool:
+        worker.store.redis.ping()
+        worker.store.load_scripts()
+        return True
+
+    answer = Backoff("start", url, worker.stopping, log, worker.monitor).call(ready)
+    if answer is not None:
+        worker.health.scripts_loaded = True
     return answer is not None
 
 
@@ -67,23 +80,28 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     # Checked before anything starts: a bad OTEL_* value is exit 3, like any bad setting.
     tracing = Tracing("queuectl-worker", mode=settings.trace_mode)
     tracing.check()
-    try:
-        return _run(settings, log, tracing, count, queues)
-    finally:
-        if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
-            log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
-
-
-def _run(settings: Settings, log: logging.Logger, tracing: Tracing, count: int | None,
-         queues: list[str] | None) -> int:
     url = redis_url(settings)
     # Idle job threads block in BLPOP for idle_wait, the heartbeat for heartbeat_interval.
     # The socket must outwait both, or a quiet queue reads as a Redis timeout (which
     # redis-py retries, so an idle_wait >= 30 s turned each idle poll into 90 s and a warning).
     store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=max(
         SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0))
+    registry = new_registry("worker")
+    health = Health(STUCK_AFTER)
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues,
-                    url, tracing)
+                    url, metrics=WorkerMetrics(registry), health=health, tracing=tracing)
+    endpoint = serve(settings.metrics_port, METRICS_PORT, settings.metrics_addr, registry, health)
+    try:
+        return _run(worker, settings, log)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+        if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
+            log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
+
+
+def _run(worker: Worker, settings: Settings, log: logging.Logger) -> int:
+    url = worker.url
     grace_ends: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -102,7 +120,19 @@ def _run(settings: Settings, log: logging.Logger, tracing: Tracing, count: int |
     if not _wait_for_redis(worker, url):
         return 0
     worker.start()
+    with worker.health.watching():
+        _supervise(worker, settings, grace_ends, log)
+    worker.close()
+    if worker.fatal is not None:
+        raise WorkerStoppedError(worker.fatal.reason, worker.fatal.code)
+    return 0
+
+
+def _supervise(worker: Worker, settings: Settings, grace_ends: list[float],
+               log: logging.Logger) -> None:
+    """The main thread until every slot has ended: reap orphans, time the grace period."""
     while worker.alive():
+        worker.health.tick()
         worker.join(0.2)
         worker.tend()
         if worker.stopping.is_set() and not grace_ends:
@@ -112,10 +142,6 @@ def _run(settings: Settings, log: logging.Logger, tracing: Tracing, count: int |
         if grace_ends and time.monotonic() > grace_ends[0] and not worker.hard.is_set():
             log.warning("grace period over")
             worker.hard_stop()
-    worker.close()
-    if worker.fatal is not None:
-        raise WorkerStoppedError(worker.fatal.reason, worker.fatal.code)
-    return 0
 
 
 class WorkerStoppedError(QueueCtlError):
@@ -149,7 +175,8 @@ HELP = ServiceHelp(
 
 def main() -> None:
     """Console script ``queuectl-worker``: configured by the environment only."""
-    code = handle_arguments(HELP, sys.argv[1:])
+    code = handle_arguments(HELP, sys.argv[1:], check=lambda path: probe(
+        "queuectl-worker", path, METRICS_PORT, load_settings))
     if code is not None:
         sys.exit(code)
     try:

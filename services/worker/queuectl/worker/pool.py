@@ -31,6 +31,8 @@ from queuectl.core.errors import (
     DataError,
     RedisRefusedError,
 )
+from queuectl.core.health import Health, Monitor
+from queuectl.core.metrics import WorkerMetrics, new_registry
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import LogTarget, Settings
 from queuectl.core.store import Fetched, Store
@@ -49,6 +51,11 @@ log = logging.getLogger("queuectl.worker")
 # up (a full disk, an unusable log directory): it stops fetching and exits 1 rather
 # than hand the same jobs back forever.
 ENVIRONMENT_FAILURE_LIMIT = 5
+# A loop of this worker (a job slot, the heartbeat, the main thread) that made no progress
+# for this long is hung: /healthz fails. Each ticks at least every few seconds, also while
+# it runs a job or waits out an outage; one Redis call can block for the socket timeout
+# (30 s) on each of redis-py's retries, hence the margin.
+STUCK_AFTER = 150.0
 
 
 def default_worker_id() -> str:
@@ -68,8 +75,12 @@ class Worker:
     """One worker process: ``count`` job slots over ``queues`` in strict priority order."""
 
     def __init__(self, store: Store, settings: Settings, count: int, queues: list[str],
-                 url: str = "", tracing: Tracing = NO_TRACING) -> None:
+                 url: str = "", *, metrics: WorkerMetrics | None = None,
+                 health: Health | None = None, tracing: Tracing = NO_TRACING) -> None:
         self.store = store
+        self.metrics = metrics or WorkerMetrics(new_registry("worker"))
+        self.health = health or Health(STUCK_AFTER)
+        self.monitor = Monitor(self.health, self.metrics.redis_errors.count)
         self.tracing = tracing
         self.settings = settings
         self.count = count
@@ -88,14 +99,14 @@ class Worker:
                       if settings.log_target is not LogTarget.STDOUT else None)
         self._procs = ProcessControl(settings.kill_grace)
         self._cfg = ExecConfig(self.id, self._logs, settings.log_target, store.log_cap,
-                               self._procs, base_env(settings))
+                               self._procs, base_env(settings), self.health.tick)
         # Tells this process apart from any other that was given the same worker id.
         self.instance = secrets.token_hex(8)
-        self.reports = Reporter(store, self.id, queues, self.url, self.hard, self)
+        self.reports = Reporter(store, self.id, queues, self.url, self.hard, self, self.monitor)
         self._heartbeat = Heartbeat(store, self.id, self.instance, self.url,
                                     settings.heartbeat_interval, settings.worker_ttl,
                                     self._status, self.request_stop, self._done,
-                                    self.reports.reconcile, self.fail)
+                                    self.reports.reconcile, self.fail, self.monitor)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -114,11 +125,12 @@ class Worker:
         self._procs.setup(self.settings.job_cgroup)
         # A pod restarted under the same id finds its old status alive for up to a TTL.
         wait = self.settings.worker_ttl + self.settings.heartbeat_interval
-        claimed = Backoff("start", self.url, self.stopping, log).call(
+        claimed = Backoff("start", self.url, self.stopping, log, self.monitor).call(
             lambda: self._heartbeat.claim(wait, self.stopping))
         if claimed is None:
             return  # stopped before Redis answered: nothing was started
         self._heartbeat.start()
+        self.metrics.slots.set(self.count)
         for slot in range(self.count):
             thread = threading.Thread(target=self._slot, args=(slot,), name=f"job-{slot}",
                                       daemon=True)
@@ -144,6 +156,7 @@ class Worker:
         if self.stopping.is_set():
             return
         self.stopping.set()
+        self.health.draining = True
         log.info("stopping: no new jobs; waiting for %d running", len(self._running))
         try:
             # Idle slots block on the wake lists; one marker each wakes them now.
@@ -209,8 +222,13 @@ class Worker:
 
     # -- job slots ----------------------------------------------------------------------
     def _slot(self, slot: int) -> None:
-        fetching = Backoff(f"slot {slot}", self.url, self.stopping, log)
+        with self.health.watching():
+            self._fetch_and_run(slot)
+
+    def _fetch_and_run(self, slot: int) -> None:
+        fetching = Backoff(f"slot {slot}", self.url, self.stopping, log, self.monitor)
         while not self.stopping.is_set():
+            self.health.tick()
             try:
                 job = fetching.call(self.reports.fetch)
                 if job is None:
@@ -243,6 +261,8 @@ class Worker:
     def _run(self, slot: int, job: Fetched) -> None:
         attempt = Attempt(self.tracing, job, self.id)  # process span, log fields (spans.py)
         execution = Execution(job, self._cfg, self.reports.ship, attempt.env())
+        self.metrics.run_started(job.queue, job.wait)
+        self.metrics.busy.inc()
         with self._lock:
             self._running[slot] = execution
         if self.hard.is_set():
@@ -258,7 +278,10 @@ class Worker:
         finally:
             with self._lock:
                 del self._running[slot]
-        attempt.end(result, self.reports.report(job, result))
+        outcome = self.reports.report(job, result)
+        attempt.end(result, outcome)
+        self.metrics.busy.dec()
+        self.metrics.run_finished(job.queue, outcome, result.seconds, result.produced)
         self.stopping.wait(self._count_environment(result))
 
     def _count_environment(self, result: RunResult) -> float:

@@ -23,7 +23,7 @@ from queuectl.core.errors import (
     RedisRefusedError,
 )
 from queuectl.core.logs import job_extra
-from queuectl.core.resilience import Backoff
+from queuectl.core.resilience import Backoff, BackoffMonitor
 from queuectl.core.store import Fetched, Quarantined, Store, as_str
 from queuectl.worker.outcome import Ending, RunResult
 
@@ -38,8 +38,10 @@ class Reporter:
     """The worker's writes about its jobs, and the set of jobs it holds."""
 
     def __init__(self, store: Store, worker_id: str, queues: list[str], url: str,
-                 hard: threading.Event, supervisor: Supervisor) -> None:
+                 hard: threading.Event, supervisor: Supervisor,
+                 monitor: BackoffMonitor | None = None) -> None:
         self.store = store
+        self.monitor = monitor
         self.worker_id = worker_id
         self.queues = queues
         self.url = url
@@ -72,24 +74,26 @@ class Reporter:
             self.store.log_append(job, self.worker_id, chunk, produced)
         except (redis.RedisError, DataError) as exc:
             # The bytes stay in the log file; only the Redis copy misses them.
+            if self.monitor is not None:
+                self.monitor.failed("ship", exc, outage=False)
             self.store.notes([f"could not ship output of {job.id} ({exc})"])
 
     def report(self, job: Fetched, result: RunResult) -> str:
-        """Write the outcome through outages; never raises. Returns the run's outcome:
-        succeeded, retried, timeout, dead, cancelled, interrupted, or failed (its next
-        step is unknown: not written, or the job went to quarantine)."""
-        backoff = Backoff(f"report {job.id}", self.url, self.hard, log)
-        outcome = "failed"
+        """Write the outcome through outages; never raises. Returns what became of the job
+        (one of queuectl.core.metrics.OUTCOMES)."""
+        backoff = Backoff(f"report {job.id}", self.url, self.hard, log, self.monitor)
+        outcome = "failed"  # a failed run whose next step is unknown
         try:
             written = backoff.call(lambda: self._write_outcome(job, result))
             if written is None:
                 log.warning("job %s: Redis is away and the worker is stopping: its outcome is "
                             "not written; recovery hands it back", job.id)
+                outcome = "interrupted"
             else:
                 outcome = written
         except LeaseLostError:
-            outcome = "cancelled"
             log.info("job %s was cancelled or taken over; its result is discarded", job.id)
+            outcome = "cancelled"
         except Quarantined as exc:
             log.warning("%s", exc)
         except RedisRefusedError as exc:
