@@ -1,7 +1,7 @@
 """OpenTelemetry traces: one trace per job, from its enqueue to its last attempt.
 
 Tracing is off unless the standard ``OTEL_*`` variables turn it on (``export_config``).
-Off, nothing of the SDK is imported and every span is ``NO_SPAN``: ``queuectl`` starts
+Off, nothing of the SDK is imported and every ``JobSpan`` is empty: ``queuectl`` starts
 for every command, and its start-up time is what its users feel. On, each process
 owns a private ``TracerProvider`` (never the global one) that exports over OTLP
 (HTTP or gRPC) or to stderr, and ``shutdown`` flushes it within a bounded time.
