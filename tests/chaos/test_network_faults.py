@@ -32,8 +32,8 @@ def proxy(chaos: Chaos) -> Iterator[CutProxy]:
 def test_a_job_whose_fetch_reply_was_lost_still_runs(chaos: Chaos, proxy: CutProxy) -> None:
     chaos.start_scheduler()
     [stranded] = chaos.enqueue([chaos.spec("cut", chaos.record())])
-    # "*10": the reply of a fetch that leased a job (an empty queue answers "*2").
-    proxy.arm(script_sha("fetch"), b"*10\r\n")
+    # "*12": the reply of a fetch that leased a job (an empty queue answers "*2").
+    proxy.arm(script_sha("fetch"), b"*12\r\n")
     worker = chaos.start_worker(concurrency=1, env={"QUEUECTL_REDIS_URL": proxy.url})
     eventually(proxy.cut.is_set, 30, what="a fetch reply was cut")
 
