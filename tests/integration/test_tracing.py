@@ -147,7 +147,7 @@ def test_link_mode_starts_a_trace_per_attempt_linked_to_the_send_span(
     with receiving("http/protobuf") as otlp:
         traced = {**env, **otel_env(otlp, "http/protobuf")}
         linked = {**traced, "QUEUECTL_TRACE_MODE": "link"}
-        procs.worker(linked)
+        procs.worker({**linked, "OTEL_SERVICE_NAME": "batch-runner"})
         procs.scheduler({**linked, "QUEUECTL_SCHEDULER_INTERVAL": "0.1"})
         enqueue(traced, "--id", "flaky", "--max-retries", "3", "--env",
                 f"COUNT={tmp_path / 'runs'}", "--", FLAKY)
@@ -164,6 +164,7 @@ def test_link_mode_starts_a_trace_per_attempt_linked_to_the_send_span(
     assert len({s.trace_id for s in others}) == len(others), "a trace per attempt"
     runs = [s for s in others if s.name == "process default"]
     assert sorted(s.status for s in runs) == ["error", "error", "ok"]
+    assert {s.service for s in runs} == {"batch-runner"}  # OTEL_SERVICE_NAME wins
 
 
 @pytest.mark.slow
