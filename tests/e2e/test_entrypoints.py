@@ -58,7 +58,8 @@ def test_help_says_what_the_service_is_and_starts_nothing(
         assert proc.stderr() == ""
         text = proc.stdout().decode()
         words = " ".join(text.split())
-        assert text.startswith(f"Usage: {program} [--help | --version]\n"), text
+        usage = f"Usage: {program} [--help | --version | --check [live|ready]]\n"
+        assert text.startswith(usage), text
         assert "configured only by QUEUECTL_* environment variables" in words
         for name in ["QUEUECTL_REDIS_URL", "QUEUECTL_KEY_PREFIX", *OWN_VARIABLES[program]]:
             assert f"\n  {name} " in text, name

@@ -310,6 +310,12 @@ def _(w: World) -> Call:
     return capture(w.store, "prune_queues", lambda: w.store.prune_queues(["busy", "idle"]))
 
 
+@situation("gauges_lease renew")
+def _(w: World) -> Call:
+    w.store.gauges_lease("s1/a", 5.0)
+    return capture(w.store, "gauges_lease", lambda: w.store.gauges_lease("s1/a", 5.0))
+
+
 @situation("repair")
 def _(w: World) -> Call:
     w.job("j")
