@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import redis
@@ -113,9 +114,12 @@ class EnqueueOps(ScriptStore):
                 trace_context: str = "") -> JobState:
         """Store one job; raises ConflictError if its id is taken.
 
-        ``trace_context`` is stored as given when set; else a send span's is.
+        ``trace_context`` is stored as given when set (the caller traced the send); else
+        a send span's is.
         """
-        with self.tracing.sending(spec.queue, spec.id) as span:
+        sending = nullcontext(JobSpan()) if trace_context else self.tracing.sending(
+            spec.queue, spec.id)
+        with sending as span:
             reply = self._enqueue_one(spec, replace, trace_context or span.context)
             result = self._enqueue_result(spec.id, reply)
             if result.state is None:

@@ -46,6 +46,11 @@ def unbind_job(token: Token[Mapping[str, object] | None]) -> None:
     _job.reset(token)
 
 
+def bound_job() -> Mapping[str, object] | None:
+    """The fields bound in this thread, if any."""
+    return _job.get()
+
+
 def job_extra(job_id: str, queue: str, attempt: int | None = None,
               trace_id: str | None = None) -> dict[str, object]:
     """The ``extra=`` of a line about a job logged outside the thread that runs it."""
