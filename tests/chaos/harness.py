@@ -52,6 +52,8 @@ FAST_ENV = {
     "QUEUECTL_SHUTDOWN_GRACE": "1",
     "QUEUECTL_KILL_GRACE": "0.5",
     "QUEUECTL_SCHEDULER_INTERVAL": "0.5",
+    # Several workers run at once: none binds the default metrics port.
+    "QUEUECTL_METRICS_PORT": "0",
 }
 
 # How long Redis may still be running commands that a killed or frozen worker had already
