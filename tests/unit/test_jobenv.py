@@ -127,3 +127,24 @@ def test_bad_lists_are_one_line(monkeypatch: pytest.MonkeyPatch, name: str, valu
     assert reason in message
     assert "\n" not in message
     assert info.value.exit_code == EXIT_INVALID
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_run_gets_its_own_trace_context_never_the_workers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's own TRACEPARENT (the context it was started in) never reaches a job,
+    even with everything allowed; the run's context replaces both variables of the job's
+    own env, so a TRACESTATE never pairs with another traceparent."""
+    monkeypatch.setenv("QUEUECTL_JOB_ENV_ALLOW", "*")
+    base = base_env(load_settings(), {**WORKER_ENV, "TRACEPARENT": "00-worker",
+                                      "TRACESTATE": "w=1"})
+    assert "TRACEPARENT" not in base and "TRACESTATE" not in base
+    own = {"TRACEPARENT": "mine", "TRACESTATE": "mine=1"}
+    assert job_env(base, "j", "q", 1, own)["TRACEPARENT"] == "mine"  # no context: its own
+    env = job_env(base, "j", "q", 1, own, {"TRACEPARENT": TRACEPARENT})
+    assert env["TRACEPARENT"] == TRACEPARENT and "TRACESTATE" not in env
+    env = job_env(base, "j", "q", 1, None, {"TRACEPARENT": TRACEPARENT, "TRACESTATE": "v=2"})
+    assert (env["TRACEPARENT"], env["TRACESTATE"]) == (TRACEPARENT, "v=2")
+    assert env["QUEUECTL_JOB_ID"] == "j"

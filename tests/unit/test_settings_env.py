@@ -210,3 +210,27 @@ def test_a_value_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -
         load_settings()
     assert str(caught.value) == ("invalid environment QUEUECTL_POLICY: not valid JSON (set "
                                  "QUEUECTL_POLICY__<KEY> variables one by one instead)")
+
+
+def test_log_format_and_trace_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from queuectl.core.settings import LogFormat, TraceMode
+
+    settings = load_settings()
+    assert (settings.log_format, settings.trace_mode) == (LogFormat.TEXT, TraceMode.PARENT)
+    monkeypatch.setenv("QUEUECTL_LOG_FORMAT", "json")
+    monkeypatch.setenv("QUEUECTL_TRACE_MODE", "link")
+    settings = load_settings()
+    assert (settings.log_format, settings.trace_mode) == (LogFormat.JSON, TraceMode.LINK)
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), [
+    ("LOG_FORMAT", "xml", "must be 'text' or 'json'"),
+    ("LOG_FORMAT", "", "must be 'text' or 'json'"),
+    ("TRACE_MODE", "child", "must be 'parent' or 'link'"),
+])
+def test_invalid_log_format_and_trace_mode(name: str, value: str, reason: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"QUEUECTL_{name}", value)
+    with pytest.raises(InvalidInputError) as caught:
+        load_settings()
+    assert str(caught.value) == f"invalid environment QUEUECTL_{name}: {reason}"

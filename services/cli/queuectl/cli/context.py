@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import typer
@@ -9,8 +10,14 @@ import typer
 from queuectl.core import embedded
 from queuectl.core.client import Client
 from queuectl.core.connection import redis_url
+from queuectl.core.display import escape
 from queuectl.core.errors import RedisUnavailableError
 from queuectl.core.settings import Settings, load_settings
+from queuectl.core.tracing import Tracing
+
+# The longest a command waits at exit for its spans to be exported: an unreachable
+# collector costs a command this much, not the exporter's own timeout (10 s) or more.
+TRACE_FLUSH_TIMEOUT = 2.0
 
 
 @dataclass
@@ -52,7 +59,8 @@ class State:
             self.url = redis_url(self.settings)
             # Resolve the URL once: Client.connect would otherwise probe the embedded socket again.
             resolved = self.settings.model_copy(update={"redis_url": self.url})
-            self._client = Client.connect(resolved)
+            # quiet: the SDK's export errors become one warning line at exit (close).
+            self._client = Client.connect(resolved, Tracing("queuectl-cli", quiet=True))
         return self._client
 
     def redis_description(self) -> str:
@@ -66,10 +74,16 @@ class State:
         return embedded.socket_url(self.settings.data_dir)
 
     def close(self) -> None:
-        """Drop the connection pool, if a command opened one."""
+        """Drop the connection pool, if a command opened one; export its spans."""
         if self._client is not None:
+            tracing = self._client.store.tracing
             self._client.redis.close()
             self._client = None
+            flushed = tracing.shutdown(TRACE_FLUSH_TIMEOUT)
+            if not flushed or tracing.dropped:
+                why = f" within {TRACE_FLUSH_TIMEOUT:g}s" if not flushed else ""
+                first = f": {tracing.dropped[0]}" if tracing.dropped else ""
+                sys.stderr.write(f"queuectl: warning: traces not exported{why}{escape(first)}\n")
 
 
 def get_state(ctx: typer.Context) -> State:

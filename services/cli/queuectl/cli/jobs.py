@@ -22,6 +22,7 @@ from queuectl.core.errors import (
 )
 from queuectl.core.models import CorruptRecordError, Job, JobState, check_job_id
 from queuectl.core.settings import NAME_PATTERN
+from queuectl.core.tracecontext import trace_id_of
 
 FOLLOW_POLL = 0.3
 COMMAND_WIDTH = 60
@@ -128,6 +129,7 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
         ("exit_code", _opt(job.exit_code)),
         ("last_error", render.clean(job.last_error)),
         ("worker", _opt(job.worker)),
+        ("trace_id", trace_id_of(job.trace_context) or "-"),
         ("output", f"{job.log_size} bytes produced, last {job.log_kept} kept "
                    f"(queuectl logs {job.id})"),
     ]

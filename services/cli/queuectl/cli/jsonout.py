@@ -18,6 +18,7 @@ from queuectl.core.client import Settled
 from queuectl.core.models import Job, iso
 from queuectl.core.overview import TOTALS, Status, WorkerInfo
 from queuectl.core.policy import POLICY_KEYS, PolicyView
+from queuectl.core.tracecontext import trace_id_of
 
 
 def _time(ts: float | None) -> str | None:
@@ -61,6 +62,7 @@ class JobJson(TypedDict):
     env: dict[str, str]
     log_size: int
     log_kept: int
+    trace_id: str | None
 
 
 def job_json(job: Job) -> JobJson:
@@ -73,7 +75,7 @@ def job_json(job: Job) -> JobJson:
         "finished_at": _time(job.finished_at), "exit_code": job.exit_code,
         "last_error": job.last_error, "worker": job.worker, "interrupted": job.interrupted,
         "lost": job.lost, "env": dict(job.env), "log_size": job.log_size,
-        "log_kept": job.log_kept,
+        "log_kept": job.log_kept, "trace_id": trace_id_of(job.trace_context),
     }
 
 

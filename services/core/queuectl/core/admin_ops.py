@@ -13,6 +13,8 @@ from queuectl.core.errors import ConflictError, NotFoundError
 from queuectl.core.keys import DEFAULT_QUEUE, INDEXED_STATES
 from queuectl.core.models import JobState, valid_name
 from queuectl.core.scripting import PIPELINE_CHUNK, ScriptStore, as_str
+from queuectl.core.tracecontext import read_context
+from queuectl.core.tracing import NO_TRACING, JobSpan, Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +40,65 @@ def _chunks(ids: Sequence[str]) -> list[list[str]]:
     return [list(ids[i:i + PIPELINE_CHUNK]) for i in range(0, len(ids), PIPELINE_CHUNK)]
 
 
+def _settle_spans(spans: dict[str, JobSpan], moved: int, notes: list[str]) -> None:
+    """Fail the spans of jobs a DLQ retry did not move: those its notes name (``quarantined
+    ID: why``, ``left ID in the DLQ ...``), or every one when it moved none."""
+    named = set()
+    for note in notes:
+        words = note.split(" ", 2)
+        job_id = words[1].rstrip(":") if len(words) > 1 else ""
+        if job_id in spans:
+            named.add(job_id)
+            spans[job_id].error("set_aside", note)
+    if moved == 0:
+        for job_id, span in spans.items():
+            if job_id not in named:
+                span.error("not_moved", "not in the dead letter queue")
+
+
 class AdminOps(ScriptStore):
     """Operator commands over the scripts; mixed into ``Store``."""
 
+    tracing: Tracing = NO_TRACING
+
     def dlq_retry(self, ids: Sequence[str]) -> Moved:
-        """Requeue dead jobs with fresh retries."""
+        """Requeue dead jobs with fresh retries; each gets a send span in its own trace."""
         moved, notes = 0, []
         for part in _chunks(ids):
-            keys, args = self.job_queue_keys(part, ("dead",))
-            reply = self._run("dlq_retry", [self.keys.dead_letter, self.keys.quarantine,
-                                            self.keys.quarantine_why, self.keys.queues, *keys],
-                              args)
+            spans = self._retry_spans(part)
+            try:
+                keys, args = self.job_queue_keys(part, ("dead",))
+                reply = self._run("dlq_retry", [self.keys.dead_letter, self.keys.quarantine,
+                                                self.keys.quarantine_why, self.keys.queues,
+                                                *keys], args)
+                _settle_spans(spans, int(reply[0]), [as_str(n) for n in reply[1]])
+            except Exception as exc:
+                for span in spans.values():
+                    span.error(type(exc).__name__, str(exc))
+                raise
+            finally:
+                for span in spans.values():
+                    span.end()
             moved += int(reply[0])
             notes += [as_str(n) for n in reply[1]]
         return Moved(moved, notes)
+
+    def _retry_spans(self, ids: Sequence[str]) -> dict[str, JobSpan]:
+        """A send span per job a DLQ retry puts back, a child of the job's own context
+        (the job keeps that context: its next attempts join the same trace)."""
+        if not ids or not self.tracing.check():
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), ["queue", "trace_context"])
+        spans = {}
+        for job_id, row in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+            queue, context = row if isinstance(row, list) else (None, None)
+            name = as_str(queue) if queue else DEFAULT_QUEUE
+            spans[job_id] = self.tracing.send(
+                name if valid_name(name) else DEFAULT_QUEUE, job_id,
+                read_context(as_str(context) if context else None), operation="dlq_retry")
+        return spans
 
     def cancel(self, job_id: str) -> JobState:
         """Cancel a job that has not ended; returns the state it was in."""

@@ -43,6 +43,7 @@ from queuectl.core.policy import PolicyView
 from queuectl.core.scripting import decoded, is_wrongtype
 from queuectl.core.settings import Settings
 from queuectl.core.store import EnqueueResult, Store, as_str
+from queuectl.core.tracing import Tracing
 
 WAIT_CHUNK = 1000
 
@@ -83,8 +84,12 @@ class Client(Inspection):
         self.redis = store.redis
 
     @classmethod
-    def connect(cls, settings: Settings) -> Client:
-        return cls(open_store(settings))
+    def connect(cls, settings: Settings, tracing: Tracing | None = None) -> Client:
+        """A client of the Redis ``settings`` name; ``tracing`` makes the send spans of
+        enqueue and DLQ retry (default: Tracing.for_client)."""
+        store = open_store(settings)
+        store.tracing = tracing if tracing is not None else Tracing.for_client()
+        return cls(store)
 
     # -- enqueue ------------------------------------------------------------------
     def enqueue(self, command: str, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import redis
@@ -23,6 +24,7 @@ from queuectl.core.scripting import (
     check_reply,
     num,
 )
+from queuectl.core.tracing import NO_TRACING, JobSpan, Tracing
 
 # A pipeline is also cut at this many bytes of commands: 1000 jobs of 128 KiB each would
 # be a 128 MiB request (and as much memory in the client and in Redis's query buffer).
@@ -57,7 +59,13 @@ class BulkEnqueueError(QueueCtlError):
 
 
 class EnqueueOps(ScriptStore):
-    """Enqueueing; mixed into ``Store``."""
+    """Enqueueing; mixed into ``Store``.
+
+    Each job enqueued gets a ``send`` span (when ``tracing`` is on) whose context is
+    stored in its record, so that every attempt of the job joins that trace.
+    """
+
+    tracing: Tracing = NO_TRACING
 
     def _enqueue_call(self, spec: JobSpec, replace: bool, trace_context: str,
                       client: Any = None, old_queue: str = "", token: str = "") -> Any:
@@ -104,11 +112,19 @@ class EnqueueOps(ScriptStore):
 
     def enqueue(self, spec: JobSpec, *, replace: bool = False,
                 trace_context: str = "") -> JobState:
-        """Store one job; raises ConflictError if its id is taken."""
-        result = self._enqueue_result(spec.id, self._enqueue_one(spec, replace, trace_context))
-        if result.state is None:
-            raise ConflictError(result.error or "conflict")
-        return result.state
+        """Store one job; raises ConflictError if its id is taken.
+
+        ``trace_context`` is stored as given when set (the caller traced the send); else
+        a send span's is.
+        """
+        sending = nullcontext(JobSpan()) if trace_context else self.tracing.sending(
+            spec.queue, spec.id)
+        with sending as span:
+            reply = self._enqueue_one(spec, replace, trace_context or span.context)
+            result = self._enqueue_result(spec.id, reply)
+            if result.state is None:
+                raise ConflictError(result.error or "conflict")
+            return result.state
 
     def _old_queues(self, chunk: Sequence[JobSpec]) -> list[str]:
         """For a replace, the queue each existing record names ("" when none), in one round
@@ -145,27 +161,43 @@ class EnqueueOps(ScriptStore):
     def _send(self, chunk: Sequence[JobSpec], replace: bool,
               results: list[EnqueueResult]) -> None:
         """One pipeline of enqueue scripts; every reply is read, in order, before raising."""
-        start = len(results)
         olds = self._old_queues(chunk) if replace else [""] * len(chunk)
+        spans = [self.tracing.send(spec.queue, spec.id) for spec in chunk]
+        try:
+            self._send_traced(chunk, olds, spans, replace, results)
+        finally:
+            for span in spans:
+                span.end()
+
+    def _send_traced(self, chunk: Sequence[JobSpec], olds: Sequence[str],
+                     spans: Sequence[JobSpan], replace: bool,
+                     results: list[EnqueueResult]) -> None:
+        start = len(results)
         pipe = self.redis.pipeline(transaction=False)
-        for spec, old in zip(chunk, olds, strict=True):
-            self._enqueue_call(spec, replace, "", pipe, old_queue=old)
+        for spec, old, span in zip(chunk, olds, spans, strict=True):
+            self._enqueue_call(spec, replace, span.context, pipe, old_queue=old)
         try:
             # redis-py re-sends the whole pipeline after a dropped connection: safe, because
             # each call carries its own token and the script answers a repeat as it did first.
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
+            for span in spans:
+                span.error(type(exc).__name__, f"reply lost: {exc}")
             raise BulkEnqueueError(exc, results, start, unsure=len(chunk)) from None
         first: tuple[int, Exception] | None = None
         for offset, (spec, reply) in enumerate(zip(chunk, replies, strict=True)):
+            span = spans[offset]
             try:
                 if isinstance(reply, Exception):
                     raise reply
                 done = check_reply(reply)
                 if int(done[0]) == -4:  # the record changed since its queue was read
-                    done = self._enqueue_one(spec, replace, "")
+                    done = self._enqueue_one(spec, replace, span.context)
                 results.append(self._enqueue_result(spec.id, done))
+                if results[-1].state is None:
+                    span.error("ConflictError", results[-1].error or "conflict")
             except (redis.RedisError, QueueCtlError) as exc:
+                span.error(type(exc).__name__, str(exc))
                 # A script runs whole or writes nothing (under maxmemory Redis refuses its
                 # first write, and enqueue writes nothing before that), but a job after a
                 # refused one in the same pipeline may still be stored: count every reply.

@@ -66,6 +66,16 @@ class JobCgroup(StrEnum):
     OFF = "off"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"  # one escaped line per event (core/logs.py)
+    JSON = "json"  # one JSON object per line
+
+
+class TraceMode(StrEnum):
+    PARENT = "parent"  # every attempt is a child of the send span: one trace per job
+    LINK = "link"  # every attempt starts a trace of its own, linked to the send span
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "queuectl"
@@ -121,6 +131,11 @@ class Settings(BaseSettings):
         default_factory=list, description="names or globs removed after job_env_allow",
     )
     policy: PolicyDefaults = Field(default_factory=PolicyDefaults)
+    log_format: LogFormat = Field(
+        LogFormat.TEXT, description="service log lines: text, or json (one object per line)")
+    trace_mode: TraceMode = Field(
+        TraceMode.PARENT, description="parent: every attempt joins the job's trace; link: "
+                                      "every attempt starts a trace linked to it")
 
     @field_validator("queues", mode="before")
     @classmethod

@@ -25,6 +25,8 @@ from queuectl.core.redact import mask_url
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings
 from queuectl.core.store import Store, as_str
+from queuectl.core.tracing import NO_TRACING, Tracing
+from queuectl.scheduler import spans
 
 log = logging.getLogger("queuectl.scheduler")
 
@@ -64,8 +66,10 @@ class Scheduler:
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event,
                  scheduler_id: str | None = None, url: str = "", *,
-                 metrics: SchedulerMetrics | None = None, health: Health | None = None) -> None:
+                 metrics: SchedulerMetrics | None = None, health: Health | None = None,
+                 tracing: Tracing = NO_TRACING) -> None:
         self.store = store
+        self.tracing = tracing
         self.metrics = metrics or SchedulerMetrics(new_registry("scheduler"))
         self.health = health or Health(STUCK_AFTER)
         self.monitor = Monitor(self.health, self.metrics.redis_errors.count)
@@ -87,7 +91,9 @@ class Scheduler:
         """Promote everything due now; return how long to sleep before the next round."""
         batch = self.settings.scheduler_batch
         while True:
+            started = time.time_ns()
             result = self.store.promote_due(batch)
+            spans.promoted(self.tracing, self.id, result.jobs, started)
             self.promoted += result.moved
             for job in result.jobs:
                 self.metrics.promoted_job(job.queue, job.source, result.now - (job.due or 0))
@@ -125,6 +131,7 @@ class Scheduler:
         ttl = self.settings.worker_ttl
         moved = 0
         for worker_id in self.store.dead_workers(ttl):
+            started = time.time_ns()
             try:
                 result = self.store.reap_worker(worker_id, ttl)
             except DataError as exc:
@@ -133,6 +140,7 @@ class Scheduler:
                 continue
             if result is None:
                 continue  # it beat again meanwhile (a paused process resumed)
+            spans.recovered(self.tracing, self.id, worker_id, result.jobs, started)
             moved += result.requeued + result.buried
             self.metrics.recovered.inc(result.requeued + result.buried)
             if result.requeued or result.buried:

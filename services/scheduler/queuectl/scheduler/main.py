@@ -16,6 +16,7 @@ from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
 from queuectl.core.metrics import SchedulerMetrics, new_registry
 from queuectl.core.settings import Settings, load_settings
+from queuectl.core.tracing import Tracing
 from queuectl.scheduler.gauges import ClusterGauges
 from queuectl.scheduler.loop import STUCK_AFTER, Scheduler, log
 
@@ -30,6 +31,9 @@ METRICS_PORT = 9751
 # How often the lease holder reads the cluster gauges: fresher than any scrape interval
 # worth having, and cheap (a few pipelined reads per 200 queues).
 GAUGES_MAX_INTERVAL = 5.0
+# The longest the exit waits for the last spans to be exported (a collector that is down
+# must not keep a stopping pod past its termination grace period).
+TRACE_FLUSH_TIMEOUT = 5.0
 
 
 @contextmanager
@@ -60,7 +64,10 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def run(settings: Settings) -> int:
     """Run the scheduler in the foreground until stopped; returns the process exit code."""
-    setup_logging(settings.log_level, "scheduler")
+    setup_logging(settings.log_level, "scheduler", settings.log_format)
+    # Checked before anything starts: a bad OTEL_* value is exit 3, like any bad setting.
+    tracing = Tracing("queuectl-scheduler", mode=settings.trace_mode)
+    tracing.check()
     stop = threading.Event()
     with stop_on_signals(stop):
         url = redis_url(settings)  # starts the embedded server when no URL is set
@@ -68,7 +75,8 @@ def run(settings: Settings) -> int:
         registry = new_registry("scheduler")
         metrics = SchedulerMetrics(registry)
         health = Health(STUCK_AFTER)
-        scheduler = Scheduler(store, settings, stop, url=url, metrics=metrics, health=health)
+        scheduler = Scheduler(store, settings, stop, url=url, metrics=metrics, health=health,
+                              tracing=tracing)
         endpoint = serve(settings.metrics_port, METRICS_PORT, settings.metrics_addr, registry,
                          health)
         interval = min(GAUGES_MAX_INTERVAL, settings.heartbeat_interval)
@@ -83,6 +91,8 @@ def run(settings: Settings) -> int:
             if endpoint is not None:
                 endpoint.close()
             store.redis.close()
+            if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
+                log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from queuectl.core.errors import LeaseLostError
@@ -81,9 +81,11 @@ class Execution:
     """One run of one job; ``interrupt()`` may be called from another thread."""
 
     def __init__(self, job: Fetched, cfg: ExecConfig,
-                 ship: Callable[[Fetched, bytes, int], None]) -> None:
+                 ship: Callable[[Fetched, bytes, int], None],
+                 trace_env: Mapping[str, str] | None = None) -> None:
         self.job = job
         self.cfg = cfg
+        self._trace_env = trace_env  # TRACEPARENT/TRACESTATE of this run (worker/spans.py)
         self._ship = ship
         self._interrupted = False
         self._lock = threading.Lock()
@@ -127,7 +129,8 @@ class Execution:
         """Spawn the job's main process; SetupError when it cannot be."""
         job = self.job
         own = json.loads(job.env) if job.env else None
-        env = {**job_env(self.cfg.base_env, job.id, job.queue, job.attempts, own), **run.env()}
+        env = {**job_env(self.cfg.base_env, job.id, job.queue, job.attempts, own,
+                         self._trace_env), **run.env()}
 
         def start(argv: list[str]) -> subprocess.Popen[bytes]:
             # start_new_session (not a preexec_fn) keeps vfork, and puts the

@@ -23,6 +23,7 @@ from queuectl.core.logs import setup_logging
 from queuectl.core.metrics import WorkerMetrics, new_registry
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings, load_settings
+from queuectl.core.tracing import Tracing
 from queuectl.worker.heartbeat import EXIT_CANNOT_WORK
 from queuectl.worker.pool import STUCK_AFTER, Worker
 
@@ -33,6 +34,9 @@ POLICY_MAX_AGE = 1.0
 # Where /metrics, /healthz and /readyz are served unless QUEUECTL_METRICS_PORT says otherwise
 # (the scheduler's default is the next port, so both run side by side on one host).
 METRICS_PORT = 9750
+# The longest the exit waits for the last spans to be exported (a collector that is down
+# must not keep a stopping pod past its termination grace period).
+TRACE_FLUSH_TIMEOUT = 5.0
 
 
 def _wait_for_redis(worker: Worker, url: str) -> bool:
@@ -72,7 +76,10 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     0 after a stop (signal or ``worker stop``); otherwise the code of what stopped it
     (README "Exit codes of the services").
     """
-    log = setup_logging(settings.log_level, "worker")
+    log = setup_logging(settings.log_level, "worker", settings.log_format)
+    # Checked before anything starts: a bad OTEL_* value is exit 3, like any bad setting.
+    tracing = Tracing("queuectl-worker", mode=settings.trace_mode)
+    tracing.check()
     url = redis_url(settings)
     # Idle job threads block in BLPOP for idle_wait, the heartbeat for heartbeat_interval.
     # The socket must outwait both, or a quiet queue reads as a Redis timeout (which
@@ -82,13 +89,15 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     registry = new_registry("worker")
     health = Health(STUCK_AFTER)
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues,
-                    url, metrics=WorkerMetrics(registry), health=health)
+                    url, metrics=WorkerMetrics(registry), health=health, tracing=tracing)
     endpoint = serve(settings.metrics_port, METRICS_PORT, settings.metrics_addr, registry, health)
     try:
         return _run(worker, settings, log)
     finally:
         if endpoint is not None:
             endpoint.close()
+        if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
+            log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
 
 
 def _run(worker: Worker, settings: Settings, log: logging.Logger) -> int:

@@ -36,6 +36,7 @@ from queuectl.core.metrics import WorkerMetrics, new_registry
 from queuectl.core.resilience import Backoff
 from queuectl.core.settings import LogTarget, Settings
 from queuectl.core.store import Fetched, Store
+from queuectl.core.tracing import NO_TRACING, Tracing
 from queuectl.worker.executor import ExecConfig, Execution
 from queuectl.worker.heartbeat import EXIT_CANNOT_WORK, Heartbeat, status_fields
 from queuectl.worker.jobenv import base_env
@@ -43,6 +44,7 @@ from queuectl.worker.logdir import LogDir
 from queuectl.worker.outcome import Ending, RunResult, describe
 from queuectl.worker.remains import ProcessControl
 from queuectl.worker.reports import Reporter
+from queuectl.worker.spans import Attempt
 
 log = logging.getLogger("queuectl.worker")
 # Runs this host could not start, in a row and across slots, before the worker gives
@@ -74,11 +76,12 @@ class Worker:
 
     def __init__(self, store: Store, settings: Settings, count: int, queues: list[str],
                  url: str = "", *, metrics: WorkerMetrics | None = None,
-                 health: Health | None = None) -> None:
+                 health: Health | None = None, tracing: Tracing = NO_TRACING) -> None:
         self.store = store
         self.metrics = metrics or WorkerMetrics(new_registry("worker"))
         self.health = health or Health(STUCK_AFTER)
         self.monitor = Monitor(self.health, self.metrics.redis_errors.count)
+        self.tracing = tracing
         self.settings = settings
         self.count = count
         self.queues = queues
@@ -256,7 +259,8 @@ class Worker:
             self.stopping.wait(1.0)
 
     def _run(self, slot: int, job: Fetched) -> None:
-        execution = Execution(job, self._cfg, self.reports.ship)
+        attempt = Attempt(self.tracing, job, self.id)  # process span, log fields (spans.py)
+        execution = Execution(job, self._cfg, self.reports.ship, attempt.env())
         self.metrics.run_started(job.queue, job.wait)
         self.metrics.busy.inc()
         with self._lock:
@@ -275,6 +279,7 @@ class Worker:
             with self._lock:
                 del self._running[slot]
         outcome = self.reports.report(job, result)
+        attempt.end(result, outcome)
         self.metrics.busy.dec()
         self.metrics.run_finished(job.queue, outcome, result.seconds, result.produced)
         self.stopping.wait(self._count_environment(result))

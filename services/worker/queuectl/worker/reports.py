@@ -22,8 +22,10 @@ from queuectl.core.errors import (
     LeaseLostError,
     RedisRefusedError,
 )
+from queuectl.core.logs import job_extra
 from queuectl.core.resilience import Backoff, BackoffMonitor
 from queuectl.core.store import Fetched, Quarantined, Store, as_str
+from queuectl.core.tracecontext import trace_id_of
 from queuectl.worker.outcome import Ending, RunResult
 
 log = logging.getLogger("queuectl.worker")
@@ -155,16 +157,22 @@ class Reporter:
             orphans = {as_str(m) for m in members} - set(self._held)
         for job_id in sorted(orphans):
             try:
-                lease, queue = r.hmget(k.job(job_id), ["lease", "queue"])
+                lease, queue, attempts, context = r.hmget(
+                    k.job(job_id), ["lease", "queue", "attempts", "trace_context"])
             except redis.ResponseError:
-                lease = queue = None  # not a hash: release.lua quarantines it
+                # not a hash: release.lua quarantines it
+                lease = queue = attempts = context = None
             token = as_str(lease or b"0")
             # A lease that does not parse marks a record release.lua sends to quarantine.
             ghost = Fetched(job_id, int(token) if token.isdigit() and len(token) < 16 else -1,
                             "", None, 0, self.store.queue_of(job_id) if queue else "default", "")
             try:
                 self.store.release(ghost, self.worker_id, "the fetch reply was lost; handed back")
-                log.warning("job %s was leased but the fetch reply was lost; handed back", job_id)
+                run = as_str(attempts or b"")
+                log.warning("job %s was leased but the fetch reply was lost; handed back", job_id,
+                            extra=job_extra(job_id, ghost.queue,
+                                            int(run) if run.isdigit() and len(run) < 16 else None,
+                                            trace_id_of(as_str(context) if context else None)))
             except LeaseLostError:
                 pass
             except Quarantined as exc:
