@@ -12,7 +12,7 @@ export PATH="$venv/bin:$PATH"
 run() { printf '\n$ %s\n' "$*"; "$@"; }
 
 logs=$(mktemp -d)
-queuectl-scheduler 2>"$logs/scheduler.log" &
+queuectl scheduler 2>"$logs/scheduler.log" &
 sched=$!
 queuectl worker start --count 4 2>"$logs/worker.log" &
 worker=$!

@@ -105,3 +105,19 @@ def test_any_other_argument_is_a_usage_error(procs: Procs, env: dict[str, str],
             f"{program}: error: unexpected {what}: the service takes no arguments and is "
             f"configured by QUEUECTL_* environment variables (see {program} --help)"]
     assert not (tmp_path / "never-created").exists()
+
+
+@pytest.mark.parametrize(("program", "local"), [("queuectl-worker", "queuectl worker start"),
+                                                ("queuectl-scheduler", "queuectl scheduler")])
+def test_a_service_without_a_redis_url_refuses_to_start(
+        procs: Procs, env: dict[str, str], tmp_path: Path, program: str, local: str) -> None:
+    # In a pod, a misspelled QUEUECTL_REDIS_URL must not run a worker on a private Redis.
+    data = tmp_path / "never-created"
+    procs.env = env_without_url(env, str(data))  # start() adds to procs.env, never removes
+    proc = procs.start(program)
+    assert proc.wait_exit() == 3
+    assert proc.stderr() == (
+        f"{program}: error: QUEUECTL_REDIS_URL is not set: a service works on the Redis that "
+        "its workers, schedulers and CLI share, never on a private one (to try QueueCTL on "
+        f"this machine with its embedded Redis, run '{local}')\n")
+    assert not data.exists()  # no embedded server was started

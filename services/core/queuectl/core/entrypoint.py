@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from queuectl.core.display import escape
-from queuectl.core.errors import EXIT_OK, EXIT_USAGE
+from queuectl.core.errors import EXIT_OK, EXIT_USAGE, InvalidInputError
+from queuectl.core.settings import Settings, load_settings
 
 WIDTH = 79
 CHECKS = ("live", "ready")
@@ -38,8 +39,9 @@ SERVICE_EXIT_CODES: tuple[tuple[int, str], ...] = (
 
 # Every service reads these; each service adds its own (ServiceHelp.variables).
 COMMON_VARIABLES: tuple[tuple[str, str], ...] = (
-    ("QUEUECTL_REDIS_URL", "redis://, rediss:// (TLS) or unix:// URL; unset: an embedded "
-                           "Redis under QUEUECTL_DATA_DIR"),
+    ("QUEUECTL_REDIS_URL", "redis://, rediss:// (TLS) or unix:// URL; required (only the "
+                           "CLI's forms, such as 'queuectl worker start', fall back to an "
+                           "embedded Redis under QUEUECTL_DATA_DIR)"),
     ("QUEUECTL_KEY_PREFIX", "prefix of every key (default queuectl)"),
     ("QUEUECTL_LOG_LEVEL", "debug, info, warning or error (default info)"),
 )
@@ -125,3 +127,22 @@ def handle_arguments(service: ServiceHelp, argv: Sequence[str],
             f"(see {service.prog} --help)\n")
         return EXIT_USAGE
     return None
+
+
+def service_settings(local_command: str) -> Settings:
+    """The settings of a service (``queuectl-worker``, ``queuectl-scheduler``), which needs
+    ``QUEUECTL_REDIS_URL``: InvalidInputError (exit 3) without it.
+
+    A service never starts the embedded Redis: in a pod, a misspelled variable would
+    otherwise run a worker against a private server that nobody else sees, taking no
+    job and reporting no error. ``local_command`` (the CLI's form, which keeps the
+    embedded default for a try on a laptop) is named in the message.
+    """
+    settings = load_settings()
+    if not settings.redis_url:
+        raise InvalidInputError(
+            "QUEUECTL_REDIS_URL is not set: a service works on the Redis that its workers, "
+            "schedulers and CLI share, never on a private one (to try QueueCTL on this "
+            f"machine with its embedded Redis, run '{local_command}')")
+    return settings
+

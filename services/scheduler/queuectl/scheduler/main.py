@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from queuectl.core.connection import open_store, redis_url
-from queuectl.core.entrypoint import ServiceHelp, handle_arguments
+from queuectl.core.entrypoint import ServiceHelp, handle_arguments, service_settings
 from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError
 from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
@@ -119,7 +119,7 @@ def main() -> None:
     if code is not None:
         raise SystemExit(code)
     try:
-        code = run(load_settings())
+        code = run(service_settings("queuectl scheduler"))
     except QueueCtlError as exc:
         print(f"queuectl-scheduler: error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None

@@ -16,7 +16,7 @@ import time
 from types import FrameType
 
 from queuectl.core.connection import open_store, redis_url
-from queuectl.core.entrypoint import ServiceHelp, handle_arguments
+from queuectl.core.entrypoint import ServiceHelp, handle_arguments, service_settings
 from queuectl.core.errors import QueueCtlError
 from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
@@ -180,7 +180,7 @@ def main() -> None:
     if code is not None:
         sys.exit(code)
     try:
-        settings = load_settings()
+        settings = service_settings("queuectl worker start")
         sys.exit(run(settings))
     except QueueCtlError as exc:
         print(f"queuectl-worker: error: {exc}", file=sys.stderr)
