@@ -44,6 +44,12 @@ COMMON_VARIABLES: tuple[tuple[str, str], ...] = (
                            "embedded Redis under QUEUECTL_DATA_DIR)"),
     ("QUEUECTL_KEY_PREFIX", "prefix of every key (default queuectl)"),
     ("QUEUECTL_LOG_LEVEL", "debug, info, warning or error (default info)"),
+    ("QUEUECTL_LOG_FORMAT", "service log lines: text or json (default text)"),
+    ("QUEUECTL_METRICS_PORT", "/metrics, /healthz and /readyz (default 9750 for the worker, "
+                              "9751 for the scheduler; 0 = off)"),
+    ("QUEUECTL_TRACE_MODE", "parent (each attempt in the job's trace, the default) or link "
+                            "(a trace per attempt, linked); traces are on when "
+                            "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set"),
 )
 
 
