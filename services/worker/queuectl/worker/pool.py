@@ -158,15 +158,21 @@ class Worker:
         self.stopping.set()
         self.health.draining = True
         log.info("stopping: no new jobs; waiting for %d running", len(self._running))
+        # Called from a signal handler too, which may interrupt the main thread anywhere
+        # (inside an import, a lock): the Redis call runs on a thread of its own.
+        threading.Thread(target=self._wake_idle_slots, name="wake-slots", daemon=True).start()
+
+    def _wake_idle_slots(self) -> None:
+        """Idle slots block on the wake lists; one marker each wakes them now."""
         try:
-            # Idle slots block on the wake lists; one marker each wakes them now.
             key = self.store.keys.wakeup(self.id)
             pipe = self.store.redis.pipeline(transaction=False)
             pipe.rpush(key, *(["1"] * self.count))
             pipe.expire(key, 60)
             pipe.execute()
-        except redis.RedisError:
-            pass  # they wake within idle_wait anyway
+        except Exception as exc:
+            # They wake within idle_wait anyway.
+            log.debug("could not wake idle slots: %s", exc)
 
     def hard_stop(self) -> None:
         """Stop running jobs now and hand them back to their queues."""
