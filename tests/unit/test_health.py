@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.metrics_core import Metric
 
 from queuectl.core.health import Endpoint, Health
 
@@ -72,3 +76,26 @@ def test_the_endpoint_serves_probes_and_metrics() -> None:
         assert status == 200 and "queuectl_things_total 3.0" in body
     finally:
         endpoint.close()
+
+
+class _Broken:
+    """A collector whose scrape fails, as one holding a dead connection would."""
+
+    def collect(self) -> Iterator[Metric]:
+        raise RuntimeError("the collector broke")
+
+
+def test_a_failing_scrape_is_a_500_and_one_log_line(caplog: pytest.LogCaptureFixture,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    registry = CollectorRegistry()
+    registry.register(_Broken())
+    endpoint = Endpoint("127.0.0.1", 0, registry, Health(60)).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="queuectl.health"):
+            status, _ = _get(f"http://127.0.0.1:{endpoint.port}/metrics")
+    finally:
+        endpoint.close()
+    assert status == 500
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["metrics endpoint: RuntimeError: the collector broke"]
+    assert "Traceback" not in capfd.readouterr().err

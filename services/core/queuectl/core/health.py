@@ -10,6 +10,7 @@ drains.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import threading
@@ -119,10 +120,31 @@ def app(registry: CollectorRegistry, health: Health) -> Callable[..., Iterable[b
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a whole traceback here (a scraper that hung up, say): the
+        # service's log keeps one line per event.
+        log.warning("metrics endpoint: request from %s failed: %s", client_address[0],
+                    sys.exc_info()[1])
+
+
+class _LastLine(io.StringIO):
+    """wsgiref's handler prints an application error's traceback here and flushes: log
+    its last line, the exception, as one warning."""
+
+    def flush(self) -> None:
+        lines = [line for line in self.getvalue().splitlines() if line.strip()]
+        if lines:
+            log.warning("metrics endpoint: %s", lines[-1].strip())
+        self.seek(0)
+        self.truncate()
+
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Probes every few seconds must not fill the service's log."""
+
+    def get_stderr(self) -> io.StringIO:
+        return _LastLine()
 
 
 class Endpoint:
