@@ -13,3 +13,7 @@ fi
 spec="$root"
 [ -n "$extras" ] && spec="$root[$extras]"
 "$venv/bin/python" -m pip install -q -e "$spec"
+# The install is editable, so nothing compiled the sources: with PYTHONDONTWRITEBYTECODE
+# set (as in many CI and container environments) every run of a command would compile
+# them again. Byte-compile them now; a source edited later is simply compiled on use.
+"$venv/bin/python" -m compileall -q -j 0 "$root/services" >/dev/null
