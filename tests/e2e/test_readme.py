@@ -51,6 +51,15 @@ def test_every_block_says_what_it_is() -> None:
     assert len(CODE) >= 6
 
 
+def test_no_stray_markup_outside_the_blocks() -> None:
+    """Comments open and close, and headings are plain: a merge that pasted half of an
+    HTML comment into the text shows up here."""
+    prose = FENCE.sub("", README.read_text())
+    assert prose.count("<!--") == prose.count("-->")
+    for heading in re.findall(r"^#+ .*$", prose, re.MULTILINE):
+        assert '"' not in heading and heading.count("`") % 2 == 0, heading
+
+
 def test_the_test_command_is_what_ci_runs() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     assert f"exec {RUN_BY_CI}" in ci
