@@ -320,6 +320,8 @@ def test_monitoring_objects_follow_the_values() -> None:
     assert one(on, "PrometheusRule", RELEASE)["metadata"]["labels"]["release"] == "kps"
     dashboard = one(on, "ConfigMap", f"{RELEASE}-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (CHART.parents[1] / "grafana" / "queuectl-dashboard.json").read_text("utf-8")
+    assert dashboard["data"]["queuectl-dashboard.json"] == shipped.rstrip("\n")
     off = rendered("monitoring off (no dashboard, no ServiceMonitor, no rules)")
     for kind in ("ServiceMonitor", "PrometheusRule"):
         assert find(off, kind) == []
