@@ -249,6 +249,8 @@ def test_network_policies_allow_only_redis_otlp_dns_and_metrics() -> None:
         assert ports == expected, component
     cli = one(docs, "NetworkPolicy", f"{RELEASE}-cli")["spec"]
     assert cli["ingress"] == []
+    ports = {(p["port"], p["protocol"]) for rule in cli["egress"] for p in rule["ports"]}
+    assert ports == {(53, "UDP"), (53, "TCP"), (6379, "TCP"), (4317, "TCP")}
     bundled = rendered("NetworkPolicy, bundled Redis")
     redis = one(bundled, "NetworkPolicy", f"{RELEASE}-redis")["spec"]
     assert redis["egress"] == []
