@@ -72,6 +72,8 @@ def test_the_defaults_and_every_variant_pass_the_schema() -> None:
     ({"worker": {"autoscaling": {"keda": {"enabled": True, "trigger": "redis",
                                           "redis": {"address": "r:6379", "queue": "bulk"}}}}},
      'worker.autoscaling.keda.redis.queue "bulk" is not one of config.queues [default]'),
+    ({"config": {"workerTtl": 2}},
+     "config.workerTtl (2) must be greater than config.heartbeatInterval (2)"),
     ({"redis": {"url": ""}}, "no Redis: set redis.url"),
     ({"redis": {"url": "redis://r:6379/0", "bundled": {"enabled": True}}},
      "choose the bundled Redis or your own"),

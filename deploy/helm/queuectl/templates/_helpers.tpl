@@ -67,6 +67,9 @@ app.kubernetes.io/part-of: queuectl
 {{- if le (float64 .Values.worker.terminationGracePeriodSeconds) (float64 $drain) }}
 {{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be greater than config.shutdownGrace + config.killGrace (%v + %v): Kubernetes would SIGKILL workers in the middle of their drain, before they hand back the jobs they cannot finish" .Values.worker.terminationGracePeriodSeconds $c.shutdownGrace $c.killGrace) }}
 {{- end }}
+{{- if le (float64 $c.workerTtl) (float64 $c.heartbeatInterval) }}
+{{- fail (printf "config.workerTtl (%v) must be greater than config.heartbeatInterval (%v): statuses would expire between heartbeats and live workers be taken for dead (QueueCTL refuses to start so)" $c.workerTtl $c.heartbeatInterval) }}
+{{- end }}
 {{- if and .Values.worker.autoscaling.hpa.enabled .Values.worker.autoscaling.keda.enabled }}
 {{- fail "worker.autoscaling.hpa.enabled and worker.autoscaling.keda.enabled are both true: KEDA makes its own HorizontalPodAutoscaler, and two autoscalers on one Deployment fight; enable one" }}
 {{- end }}
