@@ -9,6 +9,12 @@ venv="${QUEUECTL_VENV:-$root/.venv}"
 scripts/venv.sh dev
 scripts/ensure-redis.sh "$venv"
 export PATH="$venv/bin:$PATH"
+# The schemas tests/deploy/test_helm_crds.py checks the chart's custom resources against
+# (pinned in package-lock.json); reinstalled only when the lock file changed.
+crd=tests/deploy/crd
+if command -v npm >/dev/null 2>&1 && ! [ "$crd/node_modules/.package-lock.json" -nt "$crd/package-lock.json" ]; then
+  (cd "$crd" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "== ruff" && ruff check .
 echo "== mypy --strict" && mypy
 echo "== pytest" && exec pytest "$@"
