@@ -128,6 +128,9 @@ def test_only_the_lease_holder_exports_the_cluster_gauges(procs: Procs, client: 
     client.enqueue("true", job_id="j1", queue="q")
     eventually(lambda: by_state(scrape_soon(ports[0]), "q").get("pending") == 1,
                what="the leader exports q")
+    # On a loaded machine the second replica may still be starting its endpoint.
+    eventually(lambda: any(n == "queuectl_scheduler_leader" for n, _, _ in scrape_soon(ports[1])),
+               what="the second scheduler serves /metrics")
     second = scrape(ports[1])
     assert total(second, "queuectl_scheduler_leader") == 0
     assert not by_state(second, "q") and not by_state(second, "default")
