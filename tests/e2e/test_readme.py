@@ -1,9 +1,10 @@
 """Every code block in the README runs as written.
 
-Fenced blocks are ``sh`` (run by bash, stopping at the first failing command),
-``python`` (run by the venv's Python) or ``text`` (diagrams, synopses, output: not
-code). A block without one of those labels fails the test, so a new block must
-say what it is. Each block runs against a real Redis under a key prefix of its
+Fenced blocks are ``sh`` (run here by bash, stopping at the first failing
+command), ``python`` (run here by the venv's Python), ``text`` (diagrams, synopses,
+output: not code), or one of the kinds proven elsewhere that tests/readme.py lists
+(``sh helm``, ``sh docker``). A block without one of those labels fails the test, so
+a new block must say what it is. Each block runs against a real Redis under a key prefix of its
 own, from a scratch directory that holds ``scripts`` and ``.venv`` as in a clone,
 with a worker and a scheduler running beside it (the README's own set-up); what
 it leaves running is stopped afterwards.
@@ -29,17 +30,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.procs import Procs
+from tests.readme import FENCE, KINDS, README, REPO, blocks
 
-REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
-FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 RUN_BY_CI = "scripts/test.sh"
-
-
-def blocks() -> list[tuple[int, str, str]]:
-    text = README.read_text()
-    return [(text.count("\n", 0, m.start()) + 1, m.group(1).strip(), m.group(2))
-            for m in FENCE.finditer(text)]
 
 
 CODE = [(line, kind, body) for line, kind, body in blocks() if kind in ("sh", "python")]
@@ -47,7 +40,7 @@ CODE = [(line, kind, body) for line, kind, body in blocks() if kind in ("sh", "p
 
 def test_every_block_says_what_it_is() -> None:
     kinds = {kind for _, kind, _ in blocks()}
-    assert kinds <= {"sh", "python", "text"}, kinds
+    assert kinds <= KINDS, kinds
     assert len(CODE) >= 6
 
 
