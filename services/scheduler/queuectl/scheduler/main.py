@@ -71,7 +71,8 @@ def run(settings: Settings) -> int:
     stop = threading.Event()
     with stop_on_signals(stop):
         url = redis_url(settings)  # starts the embedded server when no URL is set
-        store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=SOCKET_TIMEOUT)
+        store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=SOCKET_TIMEOUT,
+                           stop=stop)
         registry = new_registry("scheduler")
         metrics = SchedulerMetrics(registry)
         health = Health(STUCK_AFTER)

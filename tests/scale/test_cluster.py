@@ -1,0 +1,144 @@
+"""QueueCTL on a real Redis Cluster of three masters: the whole lifecycle through the CLI and
+real worker and scheduler processes, one prefix per slot, prefixes sharded over masters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import redis
+
+from tests.integration.procs import eventually
+
+from .conftest import Deployment, deployment
+from .servers import LocalCluster
+
+
+def on_cluster(made: list[Deployment], env: dict[str, str], tmp_path: Path,
+               cluster: LocalCluster, prefix: str) -> Deployment:
+    # Two seed nodes: either one answering is enough to learn the whole cluster.
+    seeds = ",".join(f"127.0.0.1:{p}" for p in cluster.ports[:2])
+    return deployment(made, env, tmp_path, redis_url=f"redis://{seeds}/0",
+                      redis_cluster="true", key_prefix=prefix, scheduler_interval="0.2")
+
+
+def keys_on(port: int, prefix: str) -> int:
+    node = redis.Redis(port=port)
+    try:
+        return sum(1 for _ in node.scan_iter(match=f"{prefix}:*", count=1000))
+    finally:
+        node.close()
+
+
+def test_lifecycle_on_a_cluster(cluster: LocalCluster, env: dict[str, str], tmp_path: Path,
+                                deploy: list[Deployment], tag: str) -> None:
+    prefix = f"{{q{tag}}}"
+    d = on_cluster(deploy, env, tmp_path, cluster, prefix)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    d.ok("config", "set", "backoff-base", "0.2")
+    d.ok("enqueue", "--id", "ok", "--", "echo hello-cluster")
+    # Fails on its first run, succeeds on the retry the scheduler promotes.
+    d.ok("enqueue", "--id", "flaky", "--max-retries", "2", "--",
+         f"test -e {marks}/flaky || {{ touch {marks}/flaky; exit 1; }}")
+    d.ok("enqueue", "--id", "doomed", "--max-retries", "1", "--", f"test -e {marks}/doomed")
+    d.ok("enqueue", "--id", "later", "--delay", "1s", "--", "echo later")
+    d.ok("enqueue", "--id", "never", "--delay", "1h", "--", "echo never")
+    d.ok("cancel", "never")
+    bulk = tmp_path / "jobs.jsonl"
+    bulk.write_text("".join(json.dumps({"id": f"bulk-{i}", "command": f"echo bulk {i}"}) + "\n"
+                            for i in range(5)))
+    assert "enqueued 5 jobs" in d.ok("enqueue", "--file", str(bulk))
+
+    d.procs.worker()
+    d.procs.scheduler()
+    done = ["ok", "flaky", "later", *(f"bulk-{i}" for i in range(5))]
+    d.ok("wait", *done, "--timeout", "30")
+
+    def state(job_id: str) -> str:
+        return str(json.loads(d.ok("show", "--json", job_id))["state"])
+
+    eventually(lambda: state("doomed") == "dead", what="doomed reaches the DLQ")
+    assert "doomed" in d.ok("dlq", "list")
+    (marks / "doomed").touch()
+    d.ok("dlq", "retry", "doomed")
+    d.ok("wait", "doomed", "--timeout", "30")
+
+    flaky = json.loads(d.ok("show", "--json", "flaky"))
+    assert (flaky["state"], flaky["attempts"]) == ("completed", 2)
+    assert d.ok("logs", "ok").rstrip().endswith("hello-cluster")
+    assert state("never") == "cancelled"
+    status = json.loads(d.ok("status", "--json"))
+    assert status["states"]["completed"] == 9
+    assert status["states"]["cancelled"] == 1
+    listed = json.loads(d.ok("list", "--json", "--state", "completed"))
+    assert {j["id"] for j in listed} == {*done, "doomed"}
+    assert "0 problem(s)" in d.ok("doctor")
+
+    # Every key of the prefix is in the one slot, on the one master that owns it.
+    owner = cluster.owner(f"{prefix}:jobs")
+    assert keys_on(owner, prefix) > 10
+    assert all(keys_on(p, prefix) == 0 for p in cluster.ports if p != owner)
+
+    # Retention: the scheduler prunes ended jobs (prune.lua builds their keys in Lua).
+    d.ok("config", "set", "completed-ttl", "1")
+    eventually(lambda: d.cli("show", "ok").code == 4, what="ok pruned", timeout=30)
+    eventually(lambda: d.cli("show", "never").code == 4, what="never pruned", timeout=30)
+    assert "0 problem(s)" in d.ok("doctor")
+
+
+def _tags_on_two_masters(cluster: LocalCluster, tag: str) -> tuple[str, str]:
+    """Two hash-tagged prefixes whose slots two different masters own."""
+    first = f"{{a{tag}}}"
+    owner = cluster.owner(f"{first}:jobs")
+    for n in range(1000):
+        other = f"{{b{tag}{n}}}"
+        if cluster.owner(f"{other}:jobs") != owner:
+            return first, other
+    raise AssertionError("no second prefix on another master")
+
+
+def test_prefixes_shard_over_masters(cluster: LocalCluster, env: dict[str, str],
+                                     tmp_path: Path, deploy: list[Deployment],
+                                     tag: str) -> None:
+    # Scaling past one master: a queue group per prefix, each prefix on its own slot,
+    # each group with its own workers.
+    groups = [on_cluster(deploy, env, tmp_path, cluster, p)
+              for p in _tags_on_two_masters(cluster, tag)]
+    for group in groups:
+        group.procs.worker()
+        for i in range(3):
+            group.ok("enqueue", "--id", f"j{i}", "--", f"echo {group.env['QUEUECTL_KEY_PREFIX']}")
+    for group in groups:
+        group.ok("wait", "j0", "j1", "j2", "--timeout", "30")
+        prefix = group.env["QUEUECTL_KEY_PREFIX"]
+        assert group.ok("logs", "j2").rstrip().endswith(prefix)
+        # A group sees only its own jobs.
+        assert json.loads(group.ok("status", "--json"))["states"]["completed"] == 3
+    owners = [cluster.owner(f"{g.env['QUEUECTL_KEY_PREFIX']}:jobs") for g in groups]
+    assert owners[0] != owners[1]
+    for group, owner in zip(groups, owners, strict=True):
+        prefix = group.env["QUEUECTL_KEY_PREFIX"]
+        assert keys_on(owner, prefix) > 0
+        assert all(keys_on(p, prefix) == 0 for p in cluster.ports if p != owner)
+
+
+def test_cluster_needs_a_hash_tagged_prefix(cluster: LocalCluster, env: dict[str, str],
+                                            tmp_path: Path, deploy: list[Deployment]) -> None:
+    d = on_cluster(deploy, env, tmp_path, cluster, "plain")
+    for run in (lambda: _cli(d, "status"), lambda: _service(d, "queuectl-worker"),
+                lambda: _service(d, "queuectl-scheduler")):
+        code, err = run()
+        assert code == 3, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "QUEUECTL_KEY_PREFIX 'plain' has no hash tag" in err
+
+
+def _cli(d: Deployment, *args: str) -> tuple[int, str]:
+    result = d.cli(*args)
+    return result.code, result.err
+
+
+def _service(d: Deployment, program: str) -> tuple[int, str]:
+    proc = d.procs.start(program)
+    return proc.wait_exit(), proc.stderr()
