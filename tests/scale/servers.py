@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -49,7 +50,9 @@ class Servers:
         where.mkdir(exist_ok=True)
         self.procs[port] = subprocess.Popen(
             [_binary("redis-server"), *args, "--port", str(port), "--bind", "127.0.0.1",
-             "--dir", str(where), "--save", "", "--logfile", str(where / "redis.log")],
+             "--dir", str(where), "--save", "", "--logfile", str(where / "redis.log"),
+             # A replica (re)syncs at once, not after the default 5 s of waiting for others.
+             "--repl-diskless-sync-delay", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def kill(self, port: int) -> None:
@@ -75,8 +78,10 @@ class LocalCluster(Servers):
 
     def up(self) -> LocalCluster:
         for port in self.ports:
+            # The bus port defaults to port + 10000, which a free high port cannot have.
             self.start(port, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                       "--cluster-node-timeout", "2000", "--appendonly", "no")
+                       "--cluster-port", str(free_port()), "--cluster-node-timeout", "2000",
+                       "--appendonly", "no")
         for port in self.ports:
             wait_ready(f"redis://127.0.0.1:{port}/0")
         subprocess.run(
@@ -86,7 +91,7 @@ class LocalCluster(Servers):
         for port in self.ports:
             node = redis.Redis(port=port, decode_responses=True)
             try:
-                _wait(lambda n=node: n.cluster("info")["cluster_state"] == "ok",  # type: ignore[misc]
+                _wait(lambda n=node: n.cluster("info")["cluster_state"] == "ok",
                       f"cluster_state:ok on {port}")
             finally:
                 node.close()
@@ -149,7 +154,7 @@ class LocalSentinels(Servers):
             try:
                 # Each sentinel must know the replicas and the other sentinels, or a
                 # failover cannot reach its quorum.
-                _wait(lambda s=sentinel: (  # type: ignore[misc]
+                _wait(lambda s=sentinel: (
                     s.sentinel_master(self.SERVICE)["num-other-sentinels"] == 2
                     and s.sentinel_master(self.SERVICE)["num-slaves"] == 2),
                       f"sentinel {port} sees the others")
@@ -165,6 +170,7 @@ class LocalSentinels(Servers):
     def current_master(self) -> int:
         sentinel = redis.Redis(port=self.sentinels[0], decode_responses=True)
         try:
-            return int(sentinel.sentinel_get_master_addr_by_name(self.SERVICE)[1])
+            address: Any = sentinel.sentinel_get_master_addr_by_name(self.SERVICE)
+            return int(address[1])
         finally:
             sentinel.close()

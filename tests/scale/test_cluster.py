@@ -4,6 +4,7 @@ real worker and scheduler processes, one prefix per slot, prefixes sharded over 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
@@ -40,17 +41,18 @@ def test_lifecycle_on_a_cluster(cluster: LocalCluster, env: dict[str, str], tmp_
     marks.mkdir()
     d.ok("config", "set", "backoff-base", "0.2")
     d.ok("enqueue", "--id", "ok", "--", "echo hello-cluster")
-    # Fails on its first run, succeeds on the retry the scheduler promotes.
-    d.ok("enqueue", "--id", "flaky", "--max-retries", "2", "--",
-         f"test -e {marks}/flaky || {{ touch {marks}/flaky; exit 1; }}")
-    d.ok("enqueue", "--id", "doomed", "--max-retries", "1", "--", f"test -e {marks}/doomed")
     d.ok("enqueue", "--id", "later", "--delay", "1s", "--", "echo later")
-    d.ok("enqueue", "--id", "never", "--delay", "1h", "--", "echo never")
-    d.ok("cancel", "never")
+    far = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     bulk = tmp_path / "jobs.jsonl"
-    bulk.write_text("".join(json.dumps({"id": f"bulk-{i}", "command": f"echo bulk {i}"}) + "\n"
-                            for i in range(5)))
-    assert "enqueued 5 jobs" in d.ok("enqueue", "--file", str(bulk))
+    bulk.write_text("".join(json.dumps(job) + "\n" for job in [
+        # Fails on its first run, succeeds on the retry the scheduler promotes.
+        {"id": "flaky", "max_retries": 2,
+         "command": f"test -e {marks}/flaky || {{ touch {marks}/flaky; exit 1; }}"},
+        {"id": "doomed", "max_retries": 1, "command": f"test -e {marks}/doomed"},
+        {"id": "never", "run_at": far, "command": "echo never"},
+        *({"id": f"bulk-{i}", "command": f"echo bulk {i}"} for i in range(5))]))
+    assert "enqueued 8 jobs" in d.ok("enqueue", "--file", str(bulk))
+    d.ok("cancel", "never")
 
     d.procs.worker()
     d.procs.scheduler()
@@ -66,7 +68,6 @@ def test_lifecycle_on_a_cluster(cluster: LocalCluster, env: dict[str, str], tmp_
         return job.state.value if job is not None else None
 
     eventually(lambda: state("doomed") == "dead", what="doomed reaches the DLQ")
-    assert "doomed" in d.ok("dlq", "list")
     (marks / "doomed").touch()
     d.ok("dlq", "retry", "doomed")
     d.ok("wait", "doomed", "--timeout", "30")
@@ -92,7 +93,6 @@ def test_lifecycle_on_a_cluster(cluster: LocalCluster, env: dict[str, str], tmp_
     eventually(lambda: state("ok") is None and state("never") is None,
                what="ended jobs pruned", timeout=30)
     reader.redis.close()
-    assert d.cli("show", "ok").code == 4
     assert "0 problem(s)" in d.ok("doctor")
 
 
@@ -137,9 +137,8 @@ def test_prefixes_shard_over_masters(cluster: LocalCluster, env: dict[str, str],
 def test_cluster_needs_a_hash_tagged_prefix(cluster: LocalCluster, env: dict[str, str],
                                             tmp_path: Path, deploy: list[Deployment]) -> None:
     d = on_cluster(deploy, env, tmp_path, cluster, "plain")
-    for run in (lambda: _cli(d, "status"), lambda: _service(d, "queuectl-worker"),
-                lambda: _service(d, "queuectl-scheduler")):
-        code, err = run()
+    for code, err in (_cli(d, "status"), _service(d, "queuectl-worker"),
+                      _service(d, "queuectl-scheduler")):
         assert code == 3, err
         assert len(err.strip().splitlines()) == 1, err
         assert "QUEUECTL_KEY_PREFIX 'plain' has no hash tag" in err

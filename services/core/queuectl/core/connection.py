@@ -9,7 +9,6 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 
 from queuectl.core import embedded
 from queuectl.core.errors import InvalidInputError
@@ -81,10 +80,8 @@ def check_connection_options(client: redis.Redis, url: str) -> None:
     does not know for its scheme (``ssl_password`` on redis://) is refused now, not
     as a TypeError at the first command."""
     pool = client.connection_pool
-    # A Sentinel-managed connection asks its pool for the master's address.
-    extra = {"connection_pool": pool} if isinstance(pool, SentinelConnectionPool) else {}
     try:
-        pool.connection_class(**pool.connection_kwargs, **extra)
+        pool.connection_class(**pool.connection_kwargs)
     except TypeError as exc:
         name = _UNEXPECTED.search(str(exc))
         scheme = url.partition("://")[0]
