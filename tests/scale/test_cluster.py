@@ -142,6 +142,13 @@ def test_cluster_needs_a_hash_tagged_prefix(cluster: LocalCluster, env: dict[str
         assert code == 3, err
         assert len(err.strip().splitlines()) == 1, err
         assert "QUEUECTL_KEY_PREFIX 'plain' has no hash tag" in err
+    # A cluster node given to a client that does not know it is one: said in one line.
+    plain = deployment(deploy, env, tmp_path, redis_url=f"redis://127.0.0.1:{cluster.ports[0]}",
+                       key_prefix="plain")
+    code, err = _cli(plain, "status")
+    assert code == 6, err
+    assert "is a Redis Cluster node (it answered MOVED" in err
+    assert "set QUEUECTL_REDIS_CLUSTER=true" in err
 
 
 def _cli(d: Deployment, *args: str) -> tuple[int, str]:

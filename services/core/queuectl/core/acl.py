@@ -27,16 +27,17 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
 # before it pipelines script calls.
 COMMON = ("ping", "select", "evalsha", "script|load", "script|exists", "hgetall")
 
-# Commands a service sends directly, outside scripts.
+# Commands a service sends directly, outside scripts. WAIT follows an enqueue (cli) or a
+# finish (worker) when QUEUECTL_REDIS_MIN_REPLICAS_ACK asks for replicas.
 DIRECT: dict[str, tuple[str, ...]] = {
-    "worker": ("blpop", "smembers", "hmget", "hget", "rpush", "expire"),
+    "worker": ("blpop", "smembers", "hmget", "hget", "rpush", "expire", "wait"),
     # The cluster gauges read what `queuectl status` reads (llen, zcard, zcount, lrange).
     "scheduler": ("time", "zrange", "zrangebyscore", "smembers", "hget", "blpop", "multi",
                   "exec", "del", "zrem", "zremrangebyscore", "sscan", "llen", "zcard",
                   "zcount", "lrange"),
     "cli": ("time", "hget", "hmget", "get", "strlen", "lrange", "llen", "zrange", "zrevrange",
             "zcard", "zcount", "zscore", "zmscore", "smembers", "sscan", "zscan", "scan",
-            "type", "info", "hset", "rpush", "expire", "multi", "exec", "del"),
+            "type", "info", "hset", "rpush", "expire", "multi", "exec", "del", "wait"),
 }
 
 # Every command the scripts call, by script (the test checks this against the sources).
