@@ -57,6 +57,7 @@ def test_parse_sentinel_url() -> None:
     ("redis+sentinel://s1:26379/", "service name is missing"),
     ("redis+sentinel://s1/mymaster/x", "must be a number"),
     ("redis+sentinel://s1,,s2/mymaster", "empty"),
+    ("redis://h1:6379,h2:6379/0", "several hosts are for a Redis Cluster"),
 ])
 def test_bad_sentinel_urls_are_invalid_settings(url: str, problem: str) -> None:
     with pytest.raises(InvalidInputError, match=problem) as caught:

@@ -42,10 +42,15 @@ def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.
     """
     url = redis_url(settings)
     sentinel = is_sentinel_url(url)
-    try:
-        checked = split_hosts(url, 0).url if sentinel or settings.redis_cluster else url
-    except ValueError as exc:
-        raise _invalid_url(url, str(exc)) from None
+    checked = url
+    if sentinel or settings.redis_cluster:
+        try:
+            checked = split_hosts(url, 0).url  # checked as the URL of its first host
+        except ValueError as exc:
+            raise _invalid_url(url, str(exc)) from None
+    elif _several_hosts(url):
+        raise _invalid_url(url, "several hosts are for a Redis Cluster "
+                           "(QUEUECTL_REDIS_CLUSTER=true) or Sentinel (redis+sentinel://)")
     problem = url_problem(checked)
     if problem:
         # redis-py would take part of the password for the host and look it up in DNS.
@@ -73,6 +78,13 @@ def connect(settings: Settings, *, retries: int = 2, socket_timeout: float = 30.
         raise _invalid_url(url, redact(str(exc), url)) from None
     check_connection_options(client, url)
     return client
+
+
+def _several_hosts(url: str) -> bool:
+    try:
+        return "://" in url and len(split_hosts(url, 0).nodes) > 1
+    except ValueError:
+        return False  # url_problem says what is wrong with it
 
 
 def check_connection_options(client: redis.Redis, url: str) -> None:
