@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from queuectl.core import acl
 from queuectl.core.connection import connect
 from queuectl.core.errors import InvalidInputError
 from queuectl.core.keys import hash_tag
@@ -87,3 +88,10 @@ def test_replica_ack_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUEUECTL_REDIS_REPLICA_ACK_TIMEOUT", "0")
     with pytest.raises(InvalidInputError, match="QUEUECTL_REDIS_REPLICA_ACK_TIMEOUT"):
         load_settings()
+
+
+def test_wait_is_granted_only_where_writes_wait_for_replicas() -> None:
+    assert "wait" not in acl.commands("worker")
+    assert "wait" in acl.commands("worker", replicas=True)
+    assert "wait" in acl.commands("cli", replicas=True)
+    assert "wait" not in acl.commands("scheduler", replicas=True)
