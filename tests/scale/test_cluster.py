@@ -4,6 +4,7 @@ real worker and scheduler processes, one prefix per slot, prefixes sharded over 
 from __future__ import annotations
 
 import json
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import redis
 from queuectl.core.client import Client
 from queuectl.core.settings import Settings
 from tests.integration.procs import eventually
+from tests.redis_server import free_port
 
 from .conftest import Deployment, deployment
 from .servers import LocalCluster
@@ -159,3 +161,16 @@ def _cli(d: Deployment, *args: str) -> tuple[int, str]:
 def _service(d: Deployment, program: str) -> tuple[int, str]:
     proc = d.procs.start(program)
     return proc.wait_exit(), proc.stderr()
+
+
+def test_a_scheduler_waits_for_a_cluster_that_is_not_up_yet(
+        env: dict[str, str], tmp_path: Path, deploy: list[Deployment]) -> None:
+    # redis-py connects while it builds a cluster client: a pod that starts before Redis
+    # must wait with back-off, not crash, and still stop cleanly.
+    d = deployment(deploy, env, tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                   redis_cluster="true", key_prefix="{early}")
+    scheduler = d.procs.scheduler()
+    eventually(lambda: "retrying with back-off" in scheduler.stderr(), what="waiting logged")
+    assert scheduler.alive()
+    scheduler.signal(signal.SIGTERM)
+    assert scheduler.wait_exit() == 0
