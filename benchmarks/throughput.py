@@ -1,6 +1,7 @@
 """Throughput and pickup latency of one QueueCTL worker process running `true` jobs.
 
     python benchmarks/throughput.py --jobs 5000 --concurrency 8
+    python benchmarks/throughput.py --workers 2 --redis-cost   # + Redis commands/CPU per job
     QUEUECTL_REDIS_URL=redis://127.0.0.1:6379/0 python benchmarks/throughput.py
 
 Prints: enqueue rate (pipelined client), drain rate (jobs/s from the first
@@ -19,32 +20,66 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from queuectl.core.client import Client
-from queuectl.core.models import JobSpec
+from queuectl.core.models import JobSpec, JobState
 from queuectl.core.settings import Settings
 
 
-def drain(client: Client, n: int, concurrency: int, env: dict[str, str]) -> None:
+def redis_cpu(client: Client) -> float:
+    """Seconds of CPU the Redis server has used (user + system, main thread and all)."""
+    info: Any = client.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_cost(client: Client, n: int, cpu: float) -> None:
+    """What the jobs cost Redis, from INFO commandstats (reset before the enqueue): calls
+    per job (the commands inside scripts count too) and CPU per job."""
+    stats: Any = client.redis.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    # A script's usec includes the commands inside it, which are counted on their own too.
+    script_usec = int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+    used = redis_cpu(client) - cpu
+    scripts = calls.get("evalsha", 0)
+    print(f"redis cost: {scripts / n:.2f} scripts (EVALSHA) per job, {sum(calls.values()) / n:.1f} "
+          f"commands per job counting those inside scripts; {script_usec / n:.0f} us in "
+          f"scripts and {used * 1e6 / n:.0f} us of Redis CPU per job (= at most "
+          f"~{n / used:,.0f} jobs/s on one Redis core)")
+    busiest = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+    print("  busiest commands per job: " + ", ".join(f"{k} {c / n:.2f}" for k, c in busiest))
+
+
+def drain(client: Client, n: int, concurrency: int, env: dict[str, str], workers: int,
+          cost: bool) -> None:
+    if cost:
+        client.redis.config_resetstat()
+        cpu = redis_cpu(client)
     t0 = time.perf_counter()
     client.enqueue_many(JobSpec(command="true") for _ in range(n))
     t_enq = time.perf_counter() - t0
     print(f"enqueue: {n} jobs in {t_enq:.2f}s = {n / t_enq:,.0f} jobs/s")
-    worker = subprocess.Popen(
+    procs = [subprocess.Popen(
         [str(Path(sys.executable).parent / "queuectl-worker")],
-        env={**env, "QUEUECTL_CONCURRENCY": str(concurrency), "QUEUECTL_LOG_LEVEL": "WARNING"},
-    )
+        env={**env, "QUEUECTL_CONCURRENCY": str(concurrency), "QUEUECTL_LOG_LEVEL": "WARNING",
+             "QUEUECTL_METRICS_PORT": "0"},
+    ) for _ in range(workers)]
     try:
-        while client.status().states["completed"] < n:
-            time.sleep(0.05)
+        # One ZCARD a poll: the poll must not weigh in the cost per job.
+        while client.count_jobs(JobState.COMPLETED).total < n:
+            time.sleep(0.1)
     finally:
-        worker.terminate()
-        worker.wait()
+        for worker in procs:
+            worker.terminate()
+        for worker in procs:
+            worker.wait()
+    if cost:
+        redis_cost(client, n, cpu)
     jobs = client.list_jobs(limit=n).jobs
     first = min(j.started_at or 0 for j in jobs)
     last = max(j.finished_at or 0 for j in jobs)
     print(f"drain: {n} `true` jobs at concurrency {concurrency} in {last - first:.2f}s "
-          f"= {n / (last - first):,.0f} jobs/s (one worker process)")
+          f"= {n / (last - first):,.0f} jobs/s ({workers} worker process(es))")
 
 
 def pickup(client: Client, samples: int, env: dict[str, str]) -> None:
@@ -76,6 +111,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--redis-cost", action="store_true",
+                        help="print Redis commands and CPU per job (INFO commandstats; "
+                             "resets the server's statistics)")
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "QUEUECTL_KEY_PREFIX": prefix,
@@ -83,7 +122,7 @@ def main() -> None:
     os.environ.update(env)
     client = Client.connect(Settings())
     try:
-        drain(client, args.jobs, args.concurrency, env)
+        drain(client, args.jobs, args.concurrency, env, args.workers, args.redis_cost)
         pickup(client, args.samples, env)
     finally:
         for key in client.redis.scan_iter(f"{prefix}:*", count=1000):

@@ -113,8 +113,11 @@ def acl(
     from queuectl.cli.context import get_state
     from queuectl.core import acl as acl_rules
 
-    prefix = get_state(ctx).settings.key_prefix
-    print("ACL SETUSER " + " ".join(acl_rules.setuser(service, prefix, user or "")))
+    settings = get_state(ctx).settings
+    # WAIT is needed only where writes wait for replicas.
+    print("ACL SETUSER " + " ".join(acl_rules.setuser(
+        service, settings.key_prefix, user or "",
+        replicas=settings.redis_min_replicas_ack > 0)))
 
 
 def doctor(

@@ -38,6 +38,9 @@ DIRECT: dict[str, tuple[str, ...]] = {
             "zcard", "zcount", "zscore", "zmscore", "smembers", "sscan", "zscan", "scan",
             "type", "info", "hset", "rpush", "expire", "multi", "exec", "del"),
 }
+# The services that send WAIT after their writes (an enqueue, a finish) when
+# QUEUECTL_REDIS_MIN_REPLICAS_ACK asks for replicas.
+WAITS_FOR_REPLICAS = ("worker", "cli")
 
 # Every command the scripts call, by script (the test checks this against the sources).
 SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
@@ -76,11 +79,13 @@ SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
 SERVICES = tuple(SCRIPTS)
 
 
-def commands(service: str) -> list[str]:
-    """Every command ``service`` needs, sorted."""
+def commands(service: str, *, replicas: bool = False) -> list[str]:
+    """Every command ``service`` needs, sorted; ``replicas``: with replica acks (WAIT)."""
     if service not in SCRIPTS:
         raise InvalidInputError(f"unknown service {service!r} (known: {', '.join(SERVICES)})")
     wanted: set[str] = set(COMMON) | set(DIRECT[service])
+    if replicas and service in WAITS_FOR_REPLICAS:
+        wanted.add("wait")
     for script in SCRIPTS[service]:
         wanted |= set(SCRIPT_COMMANDS[script])
     return sorted(wanted)
@@ -91,9 +96,9 @@ PASSWORD_PLACEHOLDER = "PASSWORD"  # noqa: S105 - a placeholder, not a secret
 
 
 def setuser(service: str, prefix: str, user: str = "", password: str = PASSWORD_PLACEHOLDER,
-            without: Iterable[str] = ()) -> list[str]:
+            without: Iterable[str] = (), *, replicas: bool = False) -> list[str]:
     """The arguments of ``ACL SETUSER`` for ``service`` on the keys of ``prefix``."""
     drop = set(without)
     rules = ["on", f">{password}", "resetkeys", f"~{prefix}:*", "resetchannels", "-@all"]
-    rules += [f"+{c}" for c in commands(service) if c not in drop]
+    rules += [f"+{c}" for c in commands(service, replicas=replicas) if c not in drop]
     return [user or f"queuectl-{service}", *rules]

@@ -74,17 +74,17 @@ class EnqueueOps(ScriptStore):
         # A replace removes the ended job from its own queue's indexes, which may not be
         # the new job's queue: the caller read it (the script checks it is still so).
         old = old_queue or spec.queue
-        return self._run(
-            "enqueue",
-            [k.job(spec.id), k.queue(spec.queue), k.wake(spec.queue), k.delayed, k.queues,
-             k.dead_letter, k.completed, k.cancelled, k.log(spec.id), k.scheduler_wake,
-             k.quarantine, k.quarantine_why, k.index(spec.queue, "scheduled"),
-             k.index(old, "dead"), k.index(old, "completed"), k.index(old, "cancelled")],
-            [spec.id, spec.queue, spec.command, num(spec.max_retries), num(spec.timeout),
-             num(run_at), "1" if replace else "0", trace_context,
-             token or secrets.token_hex(8), spec.env_json(), old_queue],
-            client,
-        )
+        keys = [k.job(spec.id), k.queue(spec.queue), k.wake(spec.queue), k.delayed, k.queues,
+                k.dead_letter, k.completed, k.cancelled, k.log(spec.id), k.scheduler_wake,
+                k.quarantine, k.quarantine_why, k.index(spec.queue, "scheduled"),
+                k.index(old, "dead"), k.index(old, "completed"), k.index(old, "cancelled")]
+        args = [spec.id, spec.queue, spec.command, num(spec.max_retries), num(spec.timeout),
+                num(run_at), "1" if replace else "0", trace_context,
+                token or secrets.token_hex(8), spec.env_json(), old_queue]
+        if client is not None:
+            return self._run("enqueue", keys, args, client)
+        # An acknowledged enqueue must survive a failover (QUEUECTL_REDIS_MIN_REPLICAS_ACK).
+        return self._run_confirmed("enqueue", keys, args, f"job {spec.id} was")
 
     @staticmethod
     def _enqueue_result(job_id: str, reply: Sequence[Any]) -> EnqueueResult:
@@ -173,13 +173,18 @@ class EnqueueOps(ScriptStore):
                      spans: Sequence[JobSpan], replace: bool,
                      results: list[EnqueueResult]) -> None:
         start = len(results)
-        pipe = self.redis.pipeline(transaction=False)
+        confirming = self.replicas.count > 0
+        # On the prefix's server: a cluster pipeline carries no scripts, and a WAIT must
+        # follow the writes on their connection.
+        pipe = self.server_pipeline()
         for spec, old, span in zip(chunk, olds, spans, strict=True):
             self._enqueue_call(spec, replace, span.context, pipe, old_queue=old)
+        self.confirm(pipe)
         try:
             # redis-py re-sends the whole pipeline after a dropped connection: safe, because
             # each call carries its own token and the script answers a repeat as it did first.
             replies = pipe.execute(raise_on_error=False)
+            acked = replies.pop() if confirming else None
         except redis.RedisError as exc:
             for span in spans:
                 span.error(type(exc).__name__, f"reply lost: {exc}")
@@ -206,3 +211,7 @@ class EnqueueOps(ScriptStore):
         if first is not None:
             refused = len(chunk) - (len(results) - start)
             raise BulkEnqueueError(first[1], results, first[0], refused=refused)
+        short = None if acked is None else self.replicas.short(
+            0 if isinstance(acked, Exception) else acked, f"the {len(chunk)} jobs sent last were")
+        if short is not None:
+            raise BulkEnqueueError(short, results, start)

@@ -67,6 +67,11 @@ class RedisUnavailableError(QueueCtlError):
     exit_code = EXIT_REDIS
 
 
+class ReplicationError(RedisUnavailableError):
+    """A write was done on the master but fewer replicas than required confirmed it in time
+    (QUEUECTL_REDIS_MIN_REPLICAS_ACK): a failover could still undo it."""
+
+
 class RedisRefusedError(RedisUnavailableError):
     """Redis refused the credentials or a command (ACL): retrying cannot fix it."""
 

@@ -29,6 +29,21 @@ INDEXED_STATES = ("scheduled", "failed", "dead", "completed", "cancelled")
 MARKERS = frozenset({"wake", "wakeup", "control", "scheduler_wake"})
 
 
+def hash_tag(prefix: str) -> str | None:
+    """The Redis Cluster hash tag a key prefix carries (``x`` of ``{x}``), or None.
+
+    Cluster hashes only the part between the first ``{`` and the first ``}`` after
+    it, when that part is not empty. Every key starts with the prefix, so a tag that
+    closes inside the prefix puts every key of that prefix into one slot: the
+    scripts, which touch many keys, then never meet CROSSSLOT.
+    """
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    if end <= start + 1:
+        return None
+    return prefix[start + 1:end]
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key builder for one prefix."""

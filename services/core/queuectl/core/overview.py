@@ -143,7 +143,7 @@ class Inspection:
         problems += [f"config {name}: {why}" for name, why in view.invalid.items()]
         queues = self.queue_names(problems)
         workers = self.workers(problems)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.store.server_pipeline()
         pipe.time()
         names = ["TIME"]
         for key, count in ((k.delayed, pipe.zcard), (k.retry_queue, pipe.zcard),
@@ -181,7 +181,7 @@ class Inspection:
         """Words for retries or delayed jobs that are overdue because no scheduler runs (or
         one lags), else None: without a scheduler nothing moves them back to a queue."""
         k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.store.server_pipeline()
         pipe.time()
         for zset in (k.retry_queue, k.delayed):
             pipe.zrange(zset, 0, 0, withscores=True)

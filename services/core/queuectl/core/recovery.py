@@ -26,7 +26,7 @@ class RecoveryOps(ScriptStore):
     def promote_due(self, batch: int) -> PromoteResult:
         """Move up to ``batch`` due retries and delayed jobs back onto their queues."""
         k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.server_pipeline()
         pipe.time()
         pipe.zrange(k.retry_queue, 0, batch - 1, withscores=True)
         pipe.zrange(k.delayed, 0, batch - 1, withscores=True)

@@ -24,7 +24,8 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 import redis
-from redis.exceptions import AuthorizationError, NoPermissionError
+from redis.exceptions import AuthorizationError, MovedError, NoPermissionError
+from redis.sentinel import MasterNotFoundError
 
 from queuectl.core.errors import (
     PermissionDeniedError,
@@ -74,9 +75,22 @@ def classify(exc: BaseException) -> Failure:
     return Failure.OUTAGE if isinstance(exc, OUTAGE_TYPES) else Failure.OTHER
 
 
+def error_text(exc: BaseException, url: str) -> str:
+    """redis-py's text for ``exc``, short and without secrets."""
+    if isinstance(exc, MasterNotFoundError):
+        # redis-py appends the repr of every sentinel client it asked: one line is enough.
+        return (str(exc).partition(" : ")[0] + " (no sentinel answered, or none monitors "
+                "that service name)")
+    return redact(str(exc), url) or type(exc).__name__
+
+
 def redis_error_message(exc: BaseException, url: str) -> str:
     """One line for a Redis failure; neither the URL nor redis-py's text shows a secret."""
-    where, text = mask_url(url), redact(str(exc), url) or type(exc).__name__
+    where, text = mask_url(url), error_text(exc, url)
+    if isinstance(exc, MovedError):
+        return (f"Redis at {where} is a Redis Cluster node (it answered MOVED {text}): set "
+                "QUEUECTL_REDIS_CLUSTER=true and a hash-tagged QUEUECTL_KEY_PREFIX such as "
+                "{queuectl}")
     kind = classify(exc)
     if kind is Failure.REFUSED:
         if isinstance(exc, PermissionDeniedError | NoPermissionError) or "NOPERM" in text:
@@ -140,7 +154,7 @@ class Backoff:
             self.outages += 1
             self.log.warning("%s: Redis at %s unavailable (%s); retrying with back-off up "
                              "to %gs", self.what, mask_url(self.url),
-                             redact(str(exc), self.url) or type(exc).__name__, BACKOFF_MAX)
+                             error_text(exc, self.url), BACKOFF_MAX)
         return True
 
     def recovered(self) -> None:

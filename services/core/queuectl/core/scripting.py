@@ -16,11 +16,12 @@ from typing import Any
 
 import redis
 
-from queuectl.core.errors import DataError, PermissionDeniedError
+from queuectl.core.errors import DataError, PermissionDeniedError, ReplicationError
 from queuectl.core.keys import DEFAULT_QUEUE, Keys
 from queuectl.core.lua import script_names, script_source
 from queuectl.core.models import JobState, valid_name
 from queuectl.core.policy import Policy, PolicyCache
+from queuectl.core.topology import node_of
 
 log = logging.getLogger("queuectl.store")
 
@@ -79,6 +80,24 @@ class Fetched:
         if self.ready_at is None or not self.fetched_at:
             return None
         return max(0.0, self.fetched_at - self.ready_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """How many replicas must confirm a write that must survive a failover (WAIT), and how
+    long to wait for them; ``count`` 0 sends no WAIT."""
+
+    count: int = 0
+    timeout: float = 1.0
+
+    def short(self, acked: Any, what: str) -> ReplicationError | None:
+        """The error for a WAIT answered by fewer than ``count`` replicas, else None."""
+        if int(acked) >= self.count:
+            return None
+        return ReplicationError(
+            f"{what} stored on the master, but only {int(acked)} of "
+            f"{self.count} replicas confirmed it within {self.timeout:g}s "
+            "(QUEUECTL_REDIS_MIN_REPLICAS_ACK): a failover now could lose it")
 
 
 class Quarantined(Exception):  # noqa: N818 - an outcome, not a failure of the caller
@@ -162,8 +181,10 @@ class ScriptStore:
     """The scripts over one redis client (``decode_responses=False``) and the runtime policy."""
 
     def __init__(self, client: redis.Redis, keys: Keys, policy: Policy,
-                 log_cap: int = 65536, *, policy_max_age: float = 0.0) -> None:
+                 log_cap: int = 65536, *, policy_max_age: float = 0.0,
+                 replicas: Replicas | None = None) -> None:
         self.redis = client
+        self.replicas = replicas or Replicas()
         self.keys = keys
         self.log_cap = log_cap
         self.policies = PolicyCache(self._read_config, policy, policy_max_age)
@@ -188,7 +209,8 @@ class ScriptStore:
     def load_scripts(self) -> None:
         """Load every script now (SCRIPT LOAD), so the first job does not pay for it and a
         service is ready only once they are in (redis-py reloads them after a restart)."""
-        pipe = self.redis.pipeline(transaction=False)
+        # On a cluster, the server that holds the prefix's slot: it runs every script.
+        pipe = node_of(self.redis, self.keys.config).pipeline(transaction=False)
         for script in self._scripts.values():
             pipe.script_load(script.script)
         pipe.execute()
@@ -197,6 +219,38 @@ class ScriptStore:
              client: Any = None) -> Any:
         reply = self._scripts[name](keys=list(keys), args=list(args), client=client)
         return reply if client is not None else check_reply(reply)
+
+    def server_pipeline(self) -> Any:
+        """A pipeline on one connection of the server that holds the prefix's keys. It may
+        carry commands without keys, which a cluster pipeline refuses (TIME) or sends to
+        another connection (WAIT): a WAIT at its end confirms every write before it (WAIT
+        counts what its own connection wrote), a TIME in it is the scripts' clock."""
+        return node_of(self.redis, self.keys.config).pipeline(transaction=False)
+
+    def confirm(self, pipe: Any) -> None:
+        """End ``pipe`` with a WAIT when writes must reach replicas; its last reply is then
+        the number of replicas that confirmed them (see Replicas.short)."""
+        if self.replicas.count:
+            pipe.wait(self.replicas.count, max(1, round(self.replicas.timeout * 1000)))
+
+    def _run_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any],
+                       what: str, *, strict: bool = True) -> Any:
+        """Run a script whose write must survive a failover: with replicas to wait for,
+        the script and a WAIT go on one connection. Too few confirmations raise
+        ReplicationError (``strict``; the write itself is done) or are logged."""
+        if not self.replicas.count:
+            return self._run(name, keys, args)
+        pipe = self.server_pipeline()
+        self._run(name, keys, args, pipe)
+        self.confirm(pipe)
+        reply, acked = pipe.execute()
+        reply = check_reply(reply)
+        short = self.replicas.short(acked, what)
+        if short is not None:
+            if strict:
+                raise short
+            log.warning("%s", short)
+        return reply
 
     def queue_of(self, job_id: str) -> str:
         """The queue named by a job's record, or the default one when it names none usable."""

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from queuectl.core import wording
 from queuectl.core.errors import InvalidInputError
+from queuectl.core.keys import hash_tag
 from queuectl.core.policy import Policy
 
 # The environment gives the runtime policy's defaults (QUEUECTL_POLICY__*).
@@ -89,8 +90,18 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = Field(
-        None, description="redis:// or rediss:// URL; unset = the embedded local server"
+        None, description="redis://, rediss:// or redis+sentinel:// URL; unset = the embedded "
+                          "local server"
     )
+    redis_cluster: bool = Field(
+        False, description="QUEUECTL_REDIS_URL names nodes of a Redis Cluster; needs a "
+                           "hash-tagged QUEUECTL_KEY_PREFIX such as {queuectl}")
+    redis_min_replicas_ack: int = Field(
+        0, ge=0, le=16, description="replicas that must confirm an enqueue or a finish "
+                                    "(WAIT) before it counts as done; 0 = off")
+    # WAIT 0 would block forever; a minute of blocking is a replica that is gone.
+    redis_replica_ack_timeout: float = _seconds(
+        1.0, MIN_INTERVAL, 60.0, "seconds an enqueue or a finish waits for those replicas")
     key_prefix: str = Field("queuectl", min_length=1, max_length=64)
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     concurrency: int = Field(4, ge=1, le=512)
@@ -211,6 +222,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"QUEUECTL_WORKER_TTL ({self.worker_ttl:g}) must be greater than "
                 f"QUEUECTL_HEARTBEAT_INTERVAL ({self.heartbeat_interval:g})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        if not self.redis_cluster:
+            return self
+        scheme = (self.redis_url or "").partition("://")[0].lower()
+        if scheme not in ("redis", "rediss"):
+            # The embedded server, a unix socket or Sentinel is never a cluster.
+            raise ValueError("QUEUECTL_REDIS_CLUSTER=true needs QUEUECTL_REDIS_URL to be a "
+                             "redis:// or rediss:// URL naming one or more cluster nodes")
+        if hash_tag(self.key_prefix) is None:
+            # Every script touches several keys: without a tag they spread over slots
+            # and Redis Cluster refuses the script (CROSSSLOT).
+            raise ValueError(f"QUEUECTL_KEY_PREFIX {self.key_prefix!r} has no hash tag: on a "
+                             "Redis Cluster every key of a prefix must share one slot; use "
+                             "a prefix such as {queuectl}")
         return self
 
     @field_validator("key_prefix")

@@ -69,11 +69,15 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
         """Mark a held job completed; LeaseLostError if the lease was taken over,
         Quarantined if the job had to be set aside instead."""
         k = self.keys
-        reply = self._run(
+        # A finish a failover undoes is not lost: the job reappears in this worker's
+        # in-flight set and reconcile hands it back (it runs again). Waiting for replicas
+        # only makes that rarer, so a short count is a warning.
+        reply = self._run_confirmed(
             "complete",
             [k.job(job.id), k.inflight(worker_id), k.completed, k.log(job.id), k.stats,
              k.quarantine, k.quarantine_why, k.index(job.queue, "completed"), k.queues],
             [job.id, worker_id, job.lease, chunk, produced, self.log_cap, job.queue],
+            f"the completion of job {job.id} was", strict=False,
         )
         self._finish_code(job, reply)
 
@@ -81,7 +85,7 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
              exit_code: int | None, error: str) -> FailOutcome:
         """Record a failed run; the script schedules the retry or buries the job."""
         k, p = self.keys, self.policy
-        reply = self._run(
+        reply = self._run_confirmed(
             "fail",
             [k.job(job.id), k.inflight(worker_id), k.retry_queue, k.dead_letter,
              k.log(job.id), k.stats, k.scheduler_wake, k.quarantine, k.quarantine_why,
@@ -91,6 +95,7 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
              p.max_retries, num(p.backoff_base), num(p.backoff_factor), num(p.backoff_max),
              MAX_RETRY_DELAY, job.queue, num(p.backoff_jitter),
              repr(random.random())],  # noqa: S311 - spreads retries, guards nothing
+            f"the failure of job {job.id} was", strict=False,
         )
         if self._finish_code(job, reply) == 1:
             return FailOutcome(dead=False, retry_at=float(as_str(reply[1])))

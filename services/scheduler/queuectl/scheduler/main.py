@@ -11,7 +11,7 @@ from types import FrameType
 
 from queuectl.core.connection import open_store, redis_url
 from queuectl.core.entrypoint import ServiceHelp, handle_arguments, service_settings
-from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError
+from queuectl.core.errors import EXIT_INTERRUPTED, EXIT_OK, QueueCtlError, RedisUnavailableError
 from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
 from queuectl.core.metrics import SchedulerMetrics, new_registry
@@ -71,7 +71,13 @@ def run(settings: Settings) -> int:
     stop = threading.Event()
     with stop_on_signals(stop):
         url = redis_url(settings)  # starts the embedded server when no URL is set
-        store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=SOCKET_TIMEOUT)
+        try:
+            store = open_store(settings, policy_max_age=POLICY_MAX_AGE,
+                               socket_timeout=SOCKET_TIMEOUT, stop=stop)
+        except RedisUnavailableError:
+            if stop.is_set():  # stopped while waiting for a Redis Cluster to answer
+                return EXIT_OK
+            raise
         registry = new_registry("scheduler")
         metrics = SchedulerMetrics(registry)
         health = Health(STUCK_AFTER)

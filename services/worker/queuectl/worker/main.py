@@ -84,8 +84,11 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     # Idle job threads block in BLPOP for idle_wait, the heartbeat for heartbeat_interval.
     # The socket must outwait both, or a quiet queue reads as a Redis timeout (which
     # redis-py retries, so an idle_wait >= 30 s turned each idle poll into 90 s and a warning).
+    # A cluster that does not answer yet is waited for (stop is never set: until the
+    # signal handlers are installed, SIGTERM ends the process, which holds no job yet).
     store = open_store(settings, policy_max_age=POLICY_MAX_AGE, socket_timeout=max(
-        SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0))
+        SOCKET_TIMEOUT, settings.idle_wait + 5.0, settings.heartbeat_interval + 5.0),
+        stop=threading.Event())
     registry = new_registry("worker")
     health = Health(STUCK_AFTER)
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues,
