@@ -3,11 +3,11 @@
 Fenced blocks are ``sh`` (run here by bash, stopping at the first failing
 command), ``python`` (run here by the venv's Python), ``text`` (diagrams, synopses,
 output: not code), or one of the kinds proven elsewhere that tests/readme.py lists
-(``sh helm``, ``sh docker``). A block without one of those labels fails the test, so
-a new block must say what it is. Each block runs against a real Redis under a key prefix of its
-own, from a scratch directory that holds ``scripts`` and ``.venv`` as in a clone,
-with a worker and a scheduler running beside it (the README's own set-up); what
-it leaves running is stopped afterwards.
+(``sh helm``, ``sh docker``). A block without one of those labels fails the test,
+so a new block must say what it is. Each block runs against a real Redis under a
+key prefix of its own, from a scratch directory that holds ``scripts``,
+``benchmarks`` and ``.venv`` as in a clone, with a worker and a scheduler running
+beside it (the README's own set-up); what it leaves running is stopped afterwards.
 
 ``scripts/test.sh`` is the one command not run here: it is this test suite, and
 CI runs it (``.ci/run`` ends by exec'ing it), which this test checks instead.
@@ -64,7 +64,7 @@ def scratch() -> Iterator[Path]:
     # Short: the embedded Redis's socket path must fit in 107 bytes.
     path = Path(tempfile.mkdtemp(prefix="qr"))
     (path / "home").mkdir()
-    for name in ("scripts", ".venv"):
+    for name in ("scripts", "benchmarks", ".venv"):
         (path / name).symlink_to(REPO / name)
     yield path
     shutil.rmtree(path, ignore_errors=True)
