@@ -38,7 +38,8 @@ debian_image() {
       >"$cache/debootstrap.log" 2>&1 || { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
     cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/" \
       2>/dev/null || true
-    chroot "$rootfs" update-ca-certificates >/dev/null
+    # (It warns about the bundle file among the host's certificates: harmless.)
+    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
     # pip trusts its own bundle unless told otherwise; the system one has the host's CAs.
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
     # No init in a build: package scripts must not try to start services.

@@ -19,7 +19,10 @@ dockerd_dir=${QUEUECTL_DOCKERD_DIR:-/var/tmp/queuectl-dockerd}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-queuectl-stage}
 # The smoke test stops a worker running a 5 s job: a 2 s drain hands the job back quickly.
 export QUEUECTL_SHUTDOWN_GRACE=2 WORKER_STOP_GRACE_PERIOD=30s
+# Healthchecks every 2 s: `up --wait` follows the chain redis -> services -> prometheus.
+export HEALTHCHECK_INTERVAL=2s
 
+work=$(mktemp -d)
 timings=()
 stage_start=$SECONDS
 step() {  # step NAME COMMAND...: run it, remember how long it took
@@ -88,14 +91,27 @@ base_images() {
 }
 
 build_images() {
-  local revision
+  # In parallel: BuildKit runs the builder stage the three files share once, and the
+  # final stages' package installs overlap.
+  local revision service status=0
   revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-  local service
+  local -A pids=()
   for service in scheduler worker cli; do
     DOCKER_BUILDKIT=1 "$docker" build -q --build-arg "REVISION=$revision" \
-      -f "services/$service/Dockerfile" -t "queuectl-$service:latest" . >/dev/null
-    echo "built queuectl-$service"
+      -f "services/$service/Dockerfile" -t "queuectl-$service:latest" . \
+      >"$work/build-$service.log" 2>&1 &
+    pids[$service]=$!
   done
+  for service in scheduler worker cli; do
+    if wait "${pids[$service]}"; then
+      echo "built queuectl-$service"
+    else
+      echo "$0: building queuectl-$service failed:" >&2
+      tail -30 "$work/build-$service.log" >&2
+      status=1
+    fi
+  done
+  return "$status"
 }
 
 free_port() {
@@ -134,6 +150,7 @@ finish() {
     kill "$started_dockerd" 2>/dev/null || true
     wait "$started_dockerd" 2>/dev/null || true
   fi
+  rm -rf "$work"
   echo "== timings"
   printf '%s\n' "${timings[@]}"
   printf '%-28s %4ds\n' "container stage total" $((SECONDS - stage_start))
