@@ -24,10 +24,33 @@ kind_of() {
   esac
 }
 
+# What makes debian:bookworm-slim (the base of python:3.11-slim) slim: apt keeps no
+# package caches, and dpkg installs no documentation, manual pages or translations.
+slim() {
+  cat >"$1/etc/apt/apt.conf.d/docker-clean" <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
+Acquire::GzipIndexes "true";
+APT
+  cat >"$1/etc/dpkg/dpkg.cfg.d/docker-slim" <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+DPKG
+  find "$1/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  rm -rf "$1"/usr/share/man/* "$1"/usr/share/info/* "$1"/usr/share/locale/*
+}
+
 # The minbase rootfs as an image: debootstrap once, then import the cached tarball.
 debian_image() {
   "$docker" image inspect "$debian" >/dev/null 2>&1 && return 0
-  local tarball="$cache/bookworm-minbase.tar"
+  local tarball="$cache/bookworm-minbase-slim.tar"
   if [ ! -s "$tarball" ]; then
     command -v debootstrap >/dev/null || { echo "$0: debootstrap is not installed" >&2; exit 1; }
     mkdir -p "$cache"
@@ -45,7 +68,9 @@ debian_image() {
     # No init in a build: package scripts must not try to start services.
     printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
     chmod +x "$rootfs/usr/sbin/policy-rc.d"
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    slim "$rootfs"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+      "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$rootfs"
   fi

@@ -93,11 +93,13 @@ base_images() {
 build_images() {
   # In parallel: BuildKit runs the builder stage the three files share once, and the
   # final stages' package installs overlap.
-  local revision service status=0
+  local version revision service status=0
+  version=$("$venv/bin/python" -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
   revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
   local -A pids=()
   for service in scheduler worker cli; do
-    DOCKER_BUILDKIT=1 "$docker" build -q --build-arg "REVISION=$revision" \
+    DOCKER_BUILDKIT=1 "$docker" build -q --build-arg "VERSION=$version" \
+      --build-arg "REVISION=$revision" \
       -f "services/$service/Dockerfile" -t "queuectl-$service:latest" . \
       >"$work/build-$service.log" 2>&1 &
     pids[$service]=$!
