@@ -68,6 +68,7 @@ def test_worker_start_and_scheduler_vanish_and_the_rest_still_works(
     helps = json.loads(walked.stdout)
     assert "scheduler" not in helps and "worker start" not in helps
     assert "scheduler" not in helps[""][1].split("Commands:")[1]
+    assert "start" not in helps["worker"][1]  # neither a command nor in the example
     for command, (code, output) in helps.items():
         assert code == 0, f"queuectl {command} --help: {output}"
     # Every command the full install offers, minus the two, is still there.

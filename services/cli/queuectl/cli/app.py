@@ -114,8 +114,10 @@ _add(config_app, "set", admin.config_set, "queuectl config set max-retries 5",
 _add(config_app, "unset", admin.config_unset, "queuectl config unset max-retries")
 app.add_typer(config_app, name="config")
 
-worker_app = _typer("Run, stop and list workers.", "queuectl worker start --count 8")
-if installed("queuectl.worker"):
+HAS_WORKER = installed("queuectl.worker")
+worker_app = _typer("Run, stop and list workers.",
+                    "queuectl worker start --count 8" if HAS_WORKER else "queuectl worker list")
+if HAS_WORKER:
     _add(worker_app, "start", admin.worker_start,
          "queuectl worker start --count 8 --queues high,default")
 _add(worker_app, "stop", admin.worker_stop, "queuectl worker stop --all")
