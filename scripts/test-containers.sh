@@ -17,7 +17,7 @@ compose_file=deploy/compose/compose.yaml
 services=(redis scheduler worker cli prometheus)
 dockerd_dir=${QUEUECTL_DOCKERD_DIR:-/var/tmp/queuectl-dockerd}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-queuectl-stage}
-# The smoke test stops a worker running a 5 s job: a 2 s drain hands the job back quickly.
+# The smoke test stops a worker running a 12 s job: a 2 s drain hands the job back quickly.
 export QUEUECTL_SHUTDOWN_GRACE=2 WORKER_STOP_GRACE_PERIOD=30s
 # Healthchecks every 2 s: `up --wait` follows the chain redis -> services -> prometheus.
 export HEALTHCHECK_INTERVAL=2s
