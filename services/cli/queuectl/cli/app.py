@@ -3,6 +3,7 @@ of each (every command's help ends with one; tests/e2e/test_help.py holds us to 
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -49,6 +50,13 @@ def _add(group: typer.Typer, name: str, function: Callable[..., Any], *examples:
     group.command(name, cls=cls, help=help_text)(function)
 
 
+def installed(portion: str) -> bool:
+    """Whether a service portion (``queuectl.worker``) is installed, without importing it:
+    the CLI image ships without the worker and scheduler, and offers no command that
+    needs them."""
+    return importlib.util.find_spec(portion) is not None
+
+
 def _version(value: bool) -> None:
     if value:
         print(version_line("queuectl"))
@@ -85,7 +93,8 @@ _add(app, "show", jobs.show, "queuectl show job1 --json")
 _add(app, "logs", jobs.logs, "queuectl logs job1 --follow --timeout 10m")
 _add(app, "wait", jobs.wait, "queuectl wait job1 job2 --timeout 5m")
 _add(app, "cancel", jobs.cancel, "queuectl cancel job1")
-_add(app, "scheduler", admin.scheduler, "queuectl scheduler")
+if installed("queuectl.scheduler"):
+    _add(app, "scheduler", admin.scheduler, "queuectl scheduler")
 _add(app, "doctor", care.doctor, "queuectl doctor --repair")
 _add(app, "acl", care.acl, "queuectl acl worker --user queuectl-worker")
 
@@ -105,9 +114,12 @@ _add(config_app, "set", admin.config_set, "queuectl config set max-retries 5",
 _add(config_app, "unset", admin.config_unset, "queuectl config unset max-retries")
 app.add_typer(config_app, name="config")
 
-worker_app = _typer("Run, stop and list workers.", "queuectl worker start --count 8")
-_add(worker_app, "start", admin.worker_start,
-     "queuectl worker start --count 8 --queues high,default")
+HAS_WORKER = installed("queuectl.worker")
+worker_app = _typer("Run, stop and list workers.",
+                    "queuectl worker start --count 8" if HAS_WORKER else "queuectl worker list")
+if HAS_WORKER:
+    _add(worker_app, "start", admin.worker_start,
+         "queuectl worker start --count 8 --queues high,default")
 _add(worker_app, "stop", admin.worker_stop, "queuectl worker stop --all")
 _add(worker_app, "list", status.worker_list, "queuectl worker list --json")
 app.add_typer(worker_app, name="worker")
