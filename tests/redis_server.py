@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -41,13 +42,15 @@ def wait_ready(url: str, timeout: float = 10.0) -> None:
 class LocalRedis:
     """A redis-server process this test owns: it can be shut down and started again."""
 
-    def __init__(self, workdir: Path, *, appendonly: bool = True, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = True, port: int | None = None,
+                 extra: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.workdir = workdir
         self.appendonly = appendonly
+        self.extra = list(extra)  # more redis-server options, as a test needs them
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +63,8 @@ class LocalRedis:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--dir", str(self.workdir), "--appendonly", "yes" if self.appendonly else "no",
-             "--appendfsync", "always", "--logfile", str(self.workdir / "redis.log")],
+             "--appendfsync", "always", "--logfile", str(self.workdir / "redis.log"),
+             *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_ready(self.url)

@@ -12,6 +12,7 @@ import pytest
 
 from queuectl.core.client import Client
 from tests.integration.procs import Procs
+from tests.redis_server import LocalRedis
 
 from .helpers import Cli, assert_ok, env_without_url
 
@@ -121,3 +122,20 @@ def test_a_service_without_a_redis_url_refuses_to_start(
         "its workers, schedulers and CLI share, never on a private one (to try QueueCTL on "
         f"this machine with its embedded Redis, run '{local}')\n")
     assert not data.exists()  # no embedded server was started
+
+
+@pytest.mark.parametrize("program", SERVICES)
+def test_a_redis_that_cannot_load_the_scripts_stops_a_service_with_one_line(
+        procs: Procs, env: dict[str, str], tmp_path: Path, program: str) -> None:
+    # SCRIPT renamed away, as some managed Redis offerings do: not an outage to wait out.
+    server = LocalRedis(tmp_path / "redis", appendonly=False,
+                        extra=("--rename-command", "SCRIPT", "")).start()
+    try:
+        proc = procs.start(program, {"QUEUECTL_REDIS_URL": server.url})
+        assert proc.wait_exit() == 1
+        assert proc.stderr().splitlines()[-1] == (
+            f"{program}: error: Redis cannot load QueueCTL's Lua scripts: unknown command "
+            "'SCRIPT'")
+        assert "Traceback" not in proc.stderr()
+    finally:
+        server.stop()

@@ -59,7 +59,9 @@ REFUSED_TYPES = (RedisRefusedError, redis.AuthenticationError, AuthorizationErro
 OUTAGE_TYPES = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError,
                 RedisUnavailableError)
 # Error replies redis-py leaves as plain ResponseErrors, by their first word.
-REFUSED_WORDS = ("NOAUTH", "WRONGPASS", "NOPERM")
+# DENIED: a server in protected mode (no password, client not on its loopback) refuses
+# every command; like wrong credentials, that does not pass by waiting.
+REFUSED_WORDS = ("NOAUTH", "WRONGPASS", "NOPERM", "DENIED")
 OUTAGE_WORDS = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
@@ -93,15 +95,24 @@ def redis_error_message(exc: BaseException, url: str) -> str:
                 "{queuectl}")
     kind = classify(exc)
     if kind is Failure.REFUSED:
-        if isinstance(exc, PermissionDeniedError | NoPermissionError) or "NOPERM" in text:
-            if isinstance(exc, PermissionDeniedError):
-                return text  # the script's own words, which name the command and key
-            return (f"Redis at {where} refused a command QueueCTL needs ({text}); grant the "
-                    "ACL that `queuectl acl SERVICE` prints (README: Least-privilege ACLs)")
-        return f"Redis at {where} refused the credentials: {text}"
+        return _refused_message(exc, where, text)
     if kind is Failure.OUTAGE:
         return f"cannot reach Redis at {where}: {text}"
     return f"Redis error at {where}: {text}"
+
+
+def _refused_message(exc: BaseException, where: str, text: str) -> str:
+    if isinstance(exc, PermissionDeniedError | NoPermissionError) or "NOPERM" in text:
+        if isinstance(exc, PermissionDeniedError):
+            return text  # the script's own words, which name the command and key
+        return (f"Redis at {where} refused a command QueueCTL needs ({text}); grant the "
+                "ACL that `queuectl acl SERVICE` prints (README: Least-privilege ACLs)")
+    if text.startswith("DENIED"):
+        # Redis's own text is a paragraph of advice; one line names the two fixes.
+        return (f"Redis at {where} refused the connection: it runs in protected mode "
+                "(no password set, and this client is not on its loopback interface); "
+                "give it a password (requirepass or an ACL user) or protected-mode no")
+    return f"Redis at {where} refused the credentials: {text}"
 
 
 class Backoff:

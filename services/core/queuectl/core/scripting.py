@@ -16,11 +16,17 @@ from typing import Any
 
 import redis
 
-from queuectl.core.errors import DataError, PermissionDeniedError, ReplicationError
+from queuectl.core.errors import (
+    CannotWorkError,
+    DataError,
+    PermissionDeniedError,
+    ReplicationError,
+)
 from queuectl.core.keys import DEFAULT_QUEUE, Keys
 from queuectl.core.lua import script_names, script_source
 from queuectl.core.models import JobState, valid_name
 from queuectl.core.policy import Policy, PolicyCache
+from queuectl.core.resilience import Failure, classify
 from queuectl.core.topology import node_of
 
 log = logging.getLogger("queuectl.store")
@@ -213,7 +219,15 @@ class ScriptStore:
         pipe = node_of(self.redis, self.keys.config).pipeline(transaction=False)
         for script in self._scripts.values():
             pipe.script_load(script.script)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.ResponseError as exc:
+            if classify(exc) is not Failure.OTHER:
+                raise  # an outage is waited out, refused credentials stop the service
+            # Not a passing state (SCRIPT renamed away, scripting off): without its scripts a
+            # service cannot work. redis-py's text quotes the script; keep Redis's words.
+            why = str(exc).rpartition("caused error: ")[2].partition(", with args")[0]
+            raise CannotWorkError(f"Redis cannot load QueueCTL's Lua scripts: {why}") from None
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any],
              client: Any = None) -> Any:

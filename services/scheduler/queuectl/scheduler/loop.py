@@ -17,7 +17,13 @@ import time
 
 import redis
 
-from queuectl.core.errors import ConflictError, DataError, QueueCtlError, RedisRefusedError
+from queuectl.core.errors import (
+    CannotWorkError,
+    ConflictError,
+    DataError,
+    QueueCtlError,
+    RedisRefusedError,
+)
 from queuectl.core.health import Health, Monitor
 from queuectl.core.metrics import SchedulerMetrics, new_registry
 from queuectl.core.models import valid_name
@@ -224,7 +230,7 @@ class Scheduler:
             try:
                 backoff.call(self._round)
                 failed = 0
-            except RedisRefusedError:
+            except (RedisRefusedError, CannotWorkError):
                 raise
             except (DataError, ConflictError) as exc:
                 # One of the scheduler's own keys has the wrong type (or its id is taken):
