@@ -121,7 +121,11 @@ free_port() {
 }
 
 up() {
-  PROMETHEUS_PORT=$(free_port) compose up -d --no-build --wait "${services[@]}"
+  # Exported: the README's compose commands (tests/containers/test_readme_docker.py) must
+  # see the same stack, not one that wants Prometheus on another port.
+  PROMETHEUS_PORT=$(free_port)
+  export PROMETHEUS_PORT QUEUECTL_STAGE_SERVICES="${services[*]}"
+  compose up -d --no-build --wait "${services[@]}"
 }
 
 smoke() {

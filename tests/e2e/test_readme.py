@@ -9,8 +9,9 @@ key prefix of its own, from a scratch directory that holds ``scripts``,
 ``benchmarks`` and ``.venv`` as in a clone, with a worker and a scheduler running
 beside it (the README's own set-up); what it leaves running is stopped afterwards.
 
-``scripts/test.sh`` is the one command not run here: it is this test suite, and
-CI runs it (``.ci/run`` ends by exec'ing it), which this test checks instead.
+``scripts/test.sh`` and ``scripts/test-containers.sh`` are not run here: the first is
+this test suite, the second the container stage; ``.ci/run`` runs both, which this
+test checks instead.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from tests.integration.procs import Procs
 from tests.readme import FENCE, KINDS, README, REPO, blocks
 
 RUN_BY_CI = "scripts/test.sh"
+# The container stage: CI runs it after the suite (it needs a Docker engine, which the
+# suite must not see); it runs the README's ``sh docker`` blocks itself.
+STAGE_BY_CI = "scripts/test-containers.sh"
 
 
 CODE = [(line, kind, body) for line, kind, body in blocks() if kind in ("sh", "python")]
@@ -55,9 +59,9 @@ def test_no_stray_markup_outside_the_blocks() -> None:
 
 def test_the_test_command_is_what_ci_runs() -> None:
     ci = (REPO / ".ci" / "run").read_text()
-    # A line of its own; the container stage (scripts/test-containers.sh) follows it.
-    assert re.search(rf"^(exec )?{re.escape(RUN_BY_CI)}$", ci, re.MULTILINE)
-    assert any(RUN_BY_CI in body for _, kind, body in CODE if kind == "sh")
+    for command in (RUN_BY_CI, STAGE_BY_CI):
+        assert re.search(rf"^(exec )?{re.escape(command)}$", ci, re.MULTILINE), command
+        assert any(command in body for _, kind, body in CODE if kind == "sh"), command
 
 
 @pytest.fixture
@@ -72,13 +76,17 @@ def scratch() -> Iterator[Path]:
 
 
 def runnable(body: str) -> str:
-    """The block as bash runs it: the test-suite line is CI's (see the module docstring)."""
+    """The block as bash runs it: the suite and stage lines are CI's (see the module docstring)."""
     return "\n".join(line for line in body.splitlines()
-                     if not line.strip().startswith(RUN_BY_CI))
+                     if not line.strip().startswith((RUN_BY_CI, STAGE_BY_CI)))
 
 
-@pytest.mark.parametrize(("line", "kind", "body"), CODE,
-                         ids=[f"line{line}-{kind}" for line, kind, _ in CODE])
+# A block that holds only CI's own commands has nothing left to run here.
+RUN_HERE = [(line, kind, body) for line, kind, body in CODE if runnable(body).strip()]
+
+
+@pytest.mark.parametrize(("line", "kind", "body"), RUN_HERE,
+                         ids=[f"line{line}-{kind}" for line, kind, _ in RUN_HERE])
 def test_the_block_runs_as_written(line: int, kind: str, body: str, scratch: Path,
                                    env: dict[str, str]) -> None:
     run_env = {**env, "HOME": str(scratch / "home"),
