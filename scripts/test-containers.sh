@@ -9,7 +9,17 @@
 # when none answers (data in $QUEUECTL_DOCKERD_DIR, kept between runs as a build cache;
 # stopped at the end), and local stand-ins for base images that cannot be pulled
 # (scripts/docker-base-images.sh).
+#
+# --prepare stops after the image builds: .ci/run runs that half beside the test suite
+# (it waits on the network and the disk more than on the CPU), then this script again,
+# which finds the packages, base images and build cache in place.
 set -euo pipefail
+prepare_only=""
+case "${1:-}" in
+  --prepare) prepare_only=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--prepare]" >&2; exit 2 ;;
+esac
 root=$(cd -P "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv="${QUEUECTL_VENV:-$root/.venv}"
@@ -44,7 +54,7 @@ install_tools() {
   [ -x "$venv/bin/pytest" ] && [ -x "$venv/bin/check-jsonschema" ] || scripts/venv.sh dev
 }
 
-# Debian's client goes with Debian's engine (and builds with BuildKit without buildx).
+# Debian's client goes with Debian's engine (its classic builder needs no buildx).
 docker=${DOCKER:-}
 if [ -z "$docker" ]; then
   if [ -x /usr/bin/docker ]; then docker=/usr/bin/docker; else docker=docker; fi
@@ -91,29 +101,25 @@ base_images() {
 }
 
 build_images() {
-  # In parallel: BuildKit runs the builder stage the three files share once, and the
-  # final stages' package installs overlap.
-  local version revision service status=0
+  # The classic builder, one image after the other: the second and third reuse the builder
+  # stage the three files share, and the README's own `docker build` lines (run later by
+  # tests/containers/test_readme_docker.py, with whatever client is on PATH) find every
+  # layer in the engine's cache. BuildKit's cache would not serve the classic builder.
+  local version revision service
   version=$("$venv/bin/python" -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
   revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-  local -A pids=()
-  for service in scheduler worker cli; do
-    DOCKER_BUILDKIT=1 "$docker" build -q --build-arg "VERSION=$version" \
-      --build-arg "REVISION=$revision" \
-      -f "services/$service/Dockerfile" -t "queuectl-$service:latest" . \
-      >"$work/build-$service.log" 2>&1 &
-    pids[$service]=$!
-  done
-  for service in scheduler worker cli; do
-    if wait "${pids[$service]}"; then
+  for service in worker scheduler cli; do
+    if DOCKER_BUILDKIT=0 "$docker" build -q --build-arg "VERSION=$version" \
+        --build-arg "REVISION=$revision" \
+        -f "services/$service/Dockerfile" -t "queuectl-$service:latest" . \
+        >"$work/build-$service.log" 2>&1; then
       echo "built queuectl-$service"
     else
       echo "$0: building queuectl-$service failed:" >&2
       tail -30 "$work/build-$service.log" >&2
-      status=1
+      return 1
     fi
   done
-  return "$status"
 }
 
 free_port() {
@@ -160,7 +166,13 @@ finish() {
   echo "== timings"
   printf '%s\n' "${timings[@]}"
   printf '%-28s %4ds\n' "container stage total" $((SECONDS - stage_start))
-  [ "$status" = 0 ] && echo "container stage passed" || echo "container stage FAILED"
+  if [ "$status" != 0 ]; then
+    echo "container stage FAILED"
+  elif [ -n "$prepare_only" ]; then
+    echo "container stage prepared (images built)"
+  else
+    echo "container stage passed"
+  fi
   exit "$status"
 }
 trap finish EXIT
@@ -170,6 +182,7 @@ step "compose plugin" compose_plugin
 step "docker engine" engine
 step "base images" base_images
 step "build images" build_images
+[ -z "$prepare_only" ] || exit 0
 stack_up=1
 step "compose up --wait" up
 step "smoke test" smoke
