@@ -52,6 +52,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                             "fallbackReplicas": 0}}},
     },
     "bundled Redis (AOF on a PVC)": BUNDLED,
+    "Redis Cluster, hash-tagged prefix, replica acks": {
+        "redis": {"url": "redis://:s3cret@redis-0.redis:6379,redis-1.redis:6379/0",
+                  "cluster": True, "minReplicasAck": 1, "replicaAckTimeout": 0.5},
+        "config": {"keyPrefix": "{jobs}"},
+    },
+    "Sentinel URL": {
+        "redis": {"url": "redis+sentinel://:s3cret@sentinel-0:26379,sentinel-1:26379/mymaster/0"}},
     "bundled Redis without persistence": {
         "redis": {"bundled": {"enabled": True, "persistence": {"enabled": False}}}},
     "ServiceMonitor + PrometheusRule on": {

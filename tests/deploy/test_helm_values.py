@@ -34,6 +34,8 @@ BASE = VARIANTS["defaults (external redis.url)"]
     ({"worker": {"replica": 3}}, "at '/worker': additional properties 'replica' not allowed"),
     ({"redis": {"url": "http://redis:6379"}}, "at '/redis/url'"),
     ({"redis": {"password": "p@ss/word"}}, "at '/redis/password'"),
+    ({"redis": {"minReplicasAck": 17}}, "at '/redis/minReplicasAck': maximum: got 17, want 16"),
+    ({"redis": {"cluster": "yes"}}, "at '/redis/cluster': got string, want boolean"),
     ({"otel": {"protocol": "thrift"}},
      "at '/otel/protocol': value must be one of 'http/protobuf', 'grpc'"),
     ({"scheduler": {"serviceMonitor": {"interval": "often"}}},
@@ -77,6 +79,11 @@ def test_the_defaults_and_every_variant_pass_the_schema() -> None:
     ({"redis": {"url": ""}}, "no Redis: set redis.url"),
     ({"redis": {"url": "redis://r:6379/0", "bundled": {"enabled": True}}},
      "choose the bundled Redis or your own"),
+    ({"redis": {"url": "redis://r0:6379,r1:6379/0", "cluster": True}},
+     'redis.cluster is true and config.keyPrefix "queuectl" has no hash tag'),
+    ({"redis": {"cluster": True, "bundled": {"enabled": True}},
+      "config": {"keyPrefix": "{queuectl}"}},
+     "the bundled Redis is one server, not a cluster"),
 ])
 def test_render_refuses_what_would_break_at_run_time(values: dict[str, Any],
                                                      message: str) -> None:

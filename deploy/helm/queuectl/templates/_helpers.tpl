@@ -79,6 +79,12 @@ app.kubernetes.io/part-of: queuectl
 {{- if and .Values.redis.bundled.enabled (or .Values.redis.url .Values.redis.existingSecret) }}
 {{- fail "redis.bundled.enabled is true and redis.url or redis.existingSecret is set too: choose the bundled Redis or your own" }}
 {{- end }}
+{{- if and .Values.redis.cluster (not (regexMatch "\\{[^}]+\\}" $c.keyPrefix)) }}
+{{- fail (printf "redis.cluster is true and config.keyPrefix %q has no hash tag: on a Redis Cluster every key of a prefix must share one slot; use a prefix such as {queuectl}" $c.keyPrefix) }}
+{{- end }}
+{{- if and .Values.redis.cluster .Values.redis.bundled.enabled }}
+{{- fail "redis.cluster is true and redis.bundled.enabled too: the bundled Redis is one server, not a cluster" }}
+{{- end }}
 {{- $keda := .Values.worker.autoscaling.keda }}
 {{- if and $keda.enabled (eq $keda.trigger "redis") (not $keda.redis.address) (not .Values.redis.bundled.enabled) }}
 {{- fail "worker.autoscaling.keda.trigger is redis: set worker.autoscaling.keda.redis.address (host:port of your Redis; KEDA does not read the URL)" }}
