@@ -4,6 +4,7 @@ command the ACL refuses and a server in protected mode stop a service with one l
 from __future__ import annotations
 
 import redis
+from redis.exceptions import NoScriptError
 
 from queuectl.core.resilience import Failure, classify, redis_error_message
 
@@ -34,3 +35,5 @@ def test_outages_refusals_and_the_rest() -> None:
     assert classify(redis.ResponseError("NOPERM this user has no permissions")) \
         is Failure.REFUSED
     assert classify(redis.ResponseError("ERR unknown command 'SCRIPT'")) is Failure.OTHER
+    # A restart between redis-py's script reload and its retry: passes with the next call.
+    assert classify(NoScriptError("No matching script. Please use EVAL.")) is Failure.OUTAGE

@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 import redis
-from redis.exceptions import AuthorizationError, MovedError, NoPermissionError
+from redis.exceptions import AuthorizationError, MovedError, NoPermissionError, NoScriptError
 from redis.sentinel import MasterNotFoundError
 
 from queuectl.core.errors import (
@@ -69,6 +69,10 @@ def classify(exc: BaseException) -> Failure:
     """What kind of failure ``exc`` is, for retry purposes."""
     if isinstance(exc, REFUSED_TYPES):
         return Failure.REFUSED
+    if isinstance(exc, NoScriptError):
+        # The server lost its scripts between redis-py's reload and its second try (a
+        # restart or failover at that moment): the next call loads them again.
+        return Failure.OUTAGE
     if isinstance(exc, redis.ResponseError):
         word = str(exc).split(" ", 1)[0]
         if word in REFUSED_WORDS:
