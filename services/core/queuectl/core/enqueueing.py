@@ -173,13 +173,12 @@ class EnqueueOps(ScriptStore):
                      spans: Sequence[JobSpan], replace: bool,
                      results: list[EnqueueResult]) -> None:
         start = len(results)
-        confirming = self.replicas.count > 0
         # On the prefix's server: a cluster pipeline carries no scripts, and a WAIT must
         # follow the writes on their connection.
         pipe = self.server_pipeline()
         for spec, old, span in zip(chunk, olds, spans, strict=True):
             self._enqueue_call(spec, replace, span.context, pipe, old_queue=old)
-        self.confirm(pipe)
+        confirming = self.confirm(pipe)
         try:
             # redis-py re-sends the whole pipeline after a dropped connection: safe, because
             # each call carries its own token and the script answers a repeat as it did first.

@@ -14,9 +14,13 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
+
+import redis
 
 from queuectl.core.display import escape
-from queuectl.core.errors import EXIT_OK, EXIT_USAGE, InvalidInputError
+from queuectl.core.errors import EXIT_OK, EXIT_REDIS, EXIT_USAGE, InvalidInputError, QueueCtlError
+from queuectl.core.resilience import redis_error_message
 from queuectl.core.settings import Settings, load_settings
 
 WIDTH = 79
@@ -39,9 +43,10 @@ SERVICE_EXIT_CODES: tuple[tuple[int, str], ...] = (
 
 # Every service reads these; each service adds its own (ServiceHelp.variables).
 COMMON_VARIABLES: tuple[tuple[str, str], ...] = (
-    ("QUEUECTL_REDIS_URL", "redis://, rediss:// (TLS) or unix:// URL; required (only the "
-                           "CLI's forms, such as 'queuectl worker start', fall back to an "
-                           "embedded Redis under QUEUECTL_DATA_DIR)"),
+    ("QUEUECTL_REDIS_URL", "redis://, rediss:// (TLS), unix:// or redis+sentinel:// URL, or "
+                           "cluster nodes with QUEUECTL_REDIS_CLUSTER=true; required (only "
+                           "the CLI's forms, such as 'queuectl worker start', fall back to "
+                           "an embedded Redis under QUEUECTL_DATA_DIR)"),
     ("QUEUECTL_KEY_PREFIX", "prefix of every key (default queuectl)"),
     ("QUEUECTL_LOG_LEVEL", "debug, info, warning or error (default info)"),
     ("QUEUECTL_LOG_FORMAT", "service log lines: text or json (default text)"),
@@ -152,3 +157,21 @@ def service_settings(local_command: str) -> Settings:
             f"machine with its embedded Redis, run '{local_command}')")
     return settings
 
+
+
+def run_service(prog: str, local_command: str, run: Callable[[Settings], int]) -> NoReturn:
+    """Build a service's settings, run it and exit with its code. Every failure that
+    reaches here is one ``<prog>: error:`` line: a QueueCtlError with its own code, a
+    Redis reply no loop expected (at start-up or shut-down) with 6."""
+    settings: Settings | None = None
+    try:
+        settings = service_settings(local_command)
+        code = run(settings)
+    except QueueCtlError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except redis.RedisError as exc:
+        url = (settings.redis_url or "") if settings else ""
+        print(f"{prog}: error: {redis_error_message(exc, url)}", file=sys.stderr)
+        raise SystemExit(EXIT_REDIS) from None
+    raise SystemExit(code)

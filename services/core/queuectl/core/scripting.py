@@ -241,11 +241,13 @@ class ScriptStore:
         counts what its own connection wrote), a TIME in it is the scripts' clock."""
         return node_of(self.redis, self.keys.config).pipeline(transaction=False)
 
-    def confirm(self, pipe: Any) -> None:
-        """End ``pipe`` with a WAIT when writes must reach replicas; its last reply is then
-        the number of replicas that confirmed them (see Replicas.short)."""
-        if self.replicas.count:
-            pipe.wait(self.replicas.count, max(1, round(self.replicas.timeout * 1000)))
+    def confirm(self, pipe: Any) -> bool:
+        """End ``pipe`` with a WAIT when writes must reach replicas (True); its last reply
+        is then the number of replicas that confirmed them (see Replicas.short)."""
+        if not self.replicas.count:
+            return False
+        pipe.wait(self.replicas.count, max(1, round(self.replicas.timeout * 1000)))
+        return True
 
     def _run_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any],
                        what: str, *, strict: bool = True) -> Any:

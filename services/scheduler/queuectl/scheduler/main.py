@@ -9,21 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-import redis
-
 from queuectl.core.connection import open_store, redis_url
-from queuectl.core.entrypoint import ServiceHelp, handle_arguments, service_settings
+from queuectl.core.entrypoint import ServiceHelp, handle_arguments, run_service
 from queuectl.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_REDIS,
-    QueueCtlError,
     RedisUnavailableError,
 )
 from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
 from queuectl.core.metrics import SchedulerMetrics, new_registry
-from queuectl.core.resilience import redis_error_message
 from queuectl.core.settings import Settings, load_settings
 from queuectl.core.tracing import Tracing
 from queuectl.scheduler.gauges import ClusterGauges
@@ -133,20 +128,7 @@ def main() -> None:
         "queuectl-scheduler", path, METRICS_PORT, load_settings))
     if code is not None:
         raise SystemExit(code)
-    settings: Settings | None = None
-    try:
-        settings = service_settings("queuectl scheduler")
-        code = run(settings)
-    except QueueCtlError as exc:
-        print(f"queuectl-scheduler: error: {exc}", file=sys.stderr)
-        raise SystemExit(exc.exit_code) from None
-    except redis.RedisError as exc:
-        # A reply no loop expected, at start-up or shut-down: one line, not a traceback.
-        url = settings.redis_url or "" if settings else ""
-        print(f"queuectl-scheduler: error: {redis_error_message(exc, url)}", file=sys.stderr)
-        raise SystemExit(EXIT_REDIS) from None
-    raise SystemExit(code)
-
+    run_service("queuectl-scheduler", "queuectl scheduler", run)
 
 if __name__ == "__main__":
     main()

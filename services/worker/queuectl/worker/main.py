@@ -15,15 +15,13 @@ import threading
 import time
 from types import FrameType
 
-import redis
-
 from queuectl.core.connection import open_store, redis_url
-from queuectl.core.entrypoint import ServiceHelp, handle_arguments, service_settings
-from queuectl.core.errors import EXIT_REDIS, QueueCtlError
+from queuectl.core.entrypoint import ServiceHelp, handle_arguments, run_service
+from queuectl.core.errors import QueueCtlError
 from queuectl.core.health import Health, probe, serve
 from queuectl.core.logs import setup_logging
 from queuectl.core.metrics import WorkerMetrics, new_registry
-from queuectl.core.resilience import Backoff, redis_error_message
+from queuectl.core.resilience import Backoff
 from queuectl.core.settings import Settings, load_settings
 from queuectl.core.tracing import Tracing
 from queuectl.worker.heartbeat import EXIT_CANNOT_WORK
@@ -184,19 +182,7 @@ def main() -> None:
         "queuectl-worker", path, METRICS_PORT, load_settings))
     if code is not None:
         sys.exit(code)
-    settings: Settings | None = None
-    try:
-        settings = service_settings("queuectl worker start")
-        sys.exit(run(settings))
-    except QueueCtlError as exc:
-        print(f"queuectl-worker: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except redis.RedisError as exc:
-        # A reply no loop expected, at start-up or shut-down: one line, not a traceback.
-        url = settings.redis_url or "" if settings else ""
-        print(f"queuectl-worker: error: {redis_error_message(exc, url)}", file=sys.stderr)
-        sys.exit(EXIT_REDIS)
-
+    run_service("queuectl-worker", "queuectl worker start", run)
 
 if __name__ == "__main__":
     main()
