@@ -20,14 +20,15 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 
-from benchmarks.harness import limits, queuectl_only, report  # noqa: E402
-from benchmarks.harness.infra import (  # noqa: E402
+from benchmarks.harness import limits, queuectl_only, report
+from benchmarks.harness.infra import (
     BENCH,
     PEER_NAMES,
     BenchError,
@@ -35,8 +36,8 @@ from benchmarks.harness.infra import (  # noqa: E402
     peer_versions,
     spread,
 )
-from benchmarks.harness.scenarios import Sizes, run_system  # noqa: E402
-from benchmarks.harness.systems import SYSTEMS, QueueCtlSystem  # noqa: E402
+from benchmarks.harness.scenarios import Sizes, run_system
+from benchmarks.harness.systems import SYSTEMS, QueueCtlSystem
 
 EXTRAS = ("limits", "queuectl-only")
 NAMES = (*SYSTEMS, *EXTRAS)
@@ -85,7 +86,8 @@ def queuectl_figures(url: str, workdir: Path, sizes: Sizes) -> dict[str, Any]:
     values: dict[str, list[float]] = {}
     errors: dict[str, str] = {}
     notes: dict[str, Any] = {}
-    steps = [("cli", lambda: queuectl_only.cli_startup(system)),
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+             ("cli", lambda: queuectl_only.cli_startup(system)),
              ("promote", lambda: queuectl_only.promote_due(system, sizes.promote)),
              ("memory", lambda: queuectl_only.memory_per_job(system, sizes.memory))]
     for name, step in steps:

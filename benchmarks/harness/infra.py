@@ -110,10 +110,8 @@ class Workers:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
             proc.wait()

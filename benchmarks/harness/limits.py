@@ -48,7 +48,7 @@ def _threads(kind: str, threads: int, per_thread: int) -> None:
 
 
 def spawn_rate(kind: str, processes: int, threads: int, total: int) -> float:
-    """``sh -c true`` per second from ``processes`` × ``threads`` spawning ``total`` in all."""
+    """``sh -c true`` per second from ``processes`` x ``threads`` spawning ``total`` in all."""
     per_thread = max(1, total // (processes * threads))
     ctx = multiprocessing.get_context("fork")
     t0 = time.perf_counter()

@@ -44,16 +44,18 @@ def promote_due(system: QueueCtlSystem, n: int) -> dict[str, Any]:
 
     r, keys = system.redis, system.client.keys
     r.flushall()
-    last_due = 0.0
-    for start in range(0, n, 5000):
-        # Each chunk is due 3 s after it is stored: far enough ahead to be stored as
-        # scheduled, and all of them due soon after the last chunk.
-        due = server_time(system) + 3.0
-        last_due = due
+    last_due, lead = 0.0, 3.0
+    for start in range(0, n, 2000):
+        # Each chunk is due well after it is stored (so it is stored as scheduled, even on
+        # a busy machine: the lead follows the time a chunk takes), and all of them are due
+        # soon after the last chunk.
+        t0 = time.monotonic()
+        last_due = server_time(system) + lead
         system.client.enqueue_many(
             JobSpec(command="true", queue="promoted",
-                    run_at=datetime.fromtimestamp(due, UTC))
-            for _ in range(min(5000, n - start)))
+                    run_at=datetime.fromtimestamp(last_due, UTC))
+            for _ in range(min(2000, n - start)))
+        lead = max(lead, 5 * (time.monotonic() - t0))
     if r.zcard(keys.delayed) != n:
         raise BenchError(f"{r.zcard(keys.delayed)} of {n} jobs scheduled")
     wait_until(lambda: server_time(system) > last_due + 0.1, 30, "every job due")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 Doc = dict[str, Any]
+TIMES, DASH = "\u00d7", "\u2013"  # the markdown's typography
 
 # (figure key, column title, digits)
 COLUMNS = [
@@ -32,7 +33,7 @@ def cell(fig: Doc | None, digits: int, error: str | None = None) -> str:
         return f"failed: {error}" if error else "—"
     text = num(fig["median"], digits)
     if fig["n"] > 1:
-        text += f" ({num(fig['min'], digits)}–{num(fig['max'], digits)})"
+        text += f" ({num(fig['min'], digits)}{DASH}{num(fig['max'], digits)})"
     return text
 
 
@@ -57,7 +58,7 @@ def ratios(doc: Doc) -> list[Doc]:
     out: list[Doc] = []
 
     def add(what: str, value: float | None, target: str, met: Callable[[float], bool],
-            unit: str = "×", digits: int = 2) -> None:
+            unit: str = TIMES, digits: int = 2) -> None:
         out.append({"what": what, "value": value, "target": target, "unit": unit,
                     "digits": digits, "met": None if value is None else met(value)})
 
@@ -94,7 +95,8 @@ def ratios(doc: Doc) -> list[Doc]:
     add("QueueCTL bulk enqueue (`enqueue_many`) / Dramatiq bulk",
         div(median(doc, "queuectl-1x8", "enqueue_bulk"),
             median(doc, "dramatiq-2x4", "enqueue_bulk")), "—", lambda v: True)
-    add("100,000 due jobs promoted", figure(qc, "promote_seconds"), "< 2 s",
+    promote = doc.get("meta", {}).get("sizes", {}).get("promote", 100_000)
+    add(f"{promote:,} due jobs promoted", figure(qc, "promote_seconds"), "< 2 s",
         lambda v: v < 2, " s")
     add("longest single Redis call while promoting", figure(qc, "promote_longest_call_ms"),
         "< 5 ms", lambda v: v < 5, " ms")
@@ -107,8 +109,8 @@ def ratios(doc: Doc) -> list[Doc]:
 def render_ratio(r: Doc) -> str:
     if r["value"] is None:
         value = "not measured"
-    elif r["unit"] == "×":
-        value = f"{r['value']:.{r['digits']}f}×"
+    elif r["unit"] == TIMES:
+        value = f"{r['value']:.{r['digits']}f}{TIMES}"
     else:
         value = f"{num(r['value'], r['digits'])}{r['unit']}"
     met = {True: "yes", False: "**no**", None: "—"}[r["met"]] if r["target"] != "—" else ""
@@ -116,21 +118,22 @@ def render_ratio(r: Doc) -> str:
 
 
 def systems_table(doc: Doc) -> list[str]:
-    head = "| system | processes × threads | " + " | ".join(t for _, t, _ in COLUMNS) + " |"
+    head = f"| system | processes {TIMES} threads | " + " | ".join(t for _, t, _ in COLUMNS) + " |"
     lines = [head, "|" + " --- |" * (len(COLUMNS) + 2)]
     for row in doc.get("systems", []):
         errs = row.get("errors", {})
         cells = [cell(row["figures"].get(k), d, errs.get(k) or errs.get("all"))
                  for k, _, d in COLUMNS]
-        lines.append(f"| {row['label']} | {row['model']} | " + " | ".join(cells) + " |")
+        model = row["model"].replace("x", TIMES)
+        lines.append(f"| {row['label']} | {model} | " + " | ".join(cells) + " |")
     return lines
 
 
 LIMIT_ROWS = [
-    ("spawn_piped_1x8", "spawn `sh -c true` with pipes, 1 process × 8 threads", 0),
-    ("spawn_piped_2x4", "spawn `sh -c true` with pipes, 2 processes × 4 threads", 0),
-    ("spawn_posix_spawn_1x8", "`posix_spawn` `sh -c true`, no pipes, 1 × 8", 0),
-    ("spawn_posix_spawn_2x4", "`posix_spawn` `sh -c true`, no pipes, 2 × 4", 0),
+    ("spawn_piped_1x8", f"spawn `sh -c true` with pipes, 1 process {TIMES} 8 threads", 0),
+    ("spawn_piped_2x4", f"spawn `sh -c true` with pipes, 2 processes {TIMES} 4 threads", 0),
+    ("spawn_posix_spawn_1x8", f"`posix_spawn` `sh -c true`, no pipes, 1 {TIMES} 8", 0),
+    ("spawn_posix_spawn_2x4", f"`posix_spawn` `sh -c true`, no pipes, 2 {TIMES} 4", 0),
     ("redis_ping", "Redis round trips (PING, one client)", 0),
 ]
 
@@ -138,7 +141,7 @@ QUEUECTL_ROWS = [
     ("enqueue_cli_file", "`queuectl enqueue --file` jobs/s (wall clock, start-up included)", 0),
     ("cli_enqueue_ms", "`queuectl enqueue -- true` wall time, ms (median of 10)", 0),
     ("cli_status_ms", "`queuectl status` wall time, ms (median of 10)", 0),
-    ("promote_seconds", "100,000 due jobs promoted: s from the first promotion to empty", 2),
+    ("promote_seconds", "{promote:,} due jobs promoted: s from the first promotion to empty", 2),
     ("promote_seconds_from_start", "… s from the scheduler's process start to empty", 2),
     ("promote_longest_call_ms", "… longest single Redis call (SLOWLOG), ms", 2),
     ("memory_pending_bytes", "Redis memory per pending job, bytes", 0),
@@ -146,24 +149,26 @@ QUEUECTL_ROWS = [
 ]
 
 
-def rows_table(section: Doc | None, rows: list[tuple[str, str, int]]) -> list[str]:
-    lines = ["| figure | median (min–max) |", "| --- | --- |"]
+def rows_table(section: Doc | None, rows: list[tuple[str, str, int]],
+               sizes: Doc) -> list[str]:
+    lines = [f"| figure | median (min{DASH}max) |", "| --- | --- |"]
     figs = (section or {}).get("figures", {})
     errs = (section or {}).get("errors", {})
     for key, title, digits in rows:
-        lines.append(f"| {title} | {cell(figs.get(key), digits, errs.get(key))} |")
+        lines.append(f"| {title.format(**sizes)} | "
+                     f"{cell(figs.get(key), digits, errs.get(key))} |")
     return lines
 
 
 def render(doc: Doc) -> str:
     meta = doc["meta"]
-    m = meta["machine"]
+    m, sizes = meta["machine"], meta["sizes"]
     out = [
         "# Benchmark results",
         "",
         f"Generated by `{meta['command']}` on {meta['date']} in {meta['duration_s'] / 60:.1f} "
         "min. Medians of "
-        f"{meta['sizes']['repeats']} repeats, (min–max) in brackets.",
+        f"{meta['sizes']['repeats']} repeats, (min{DASH}max) in brackets.",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}, Python "
         f"{m['python']}, Redis {m['redis']}. Peers: "
@@ -180,9 +185,9 @@ def render(doc: Doc) -> str:
             + "; for the peers, `time.time()` just before the spawn, stored in the result.", "",
             "## Ratios (from the medians)", "", "| ratio | value | target | met |",
             "| --- | --- | --- | --- |", *map(render_ratio, doc.get("ratios", [])), "",
-            "## No-queue limits", "", *rows_table(doc.get("limits"), LIMIT_ROWS), "",
-            "## QueueCTL only", "", *rows_table(doc.get("queuectl"), QUEUECTL_ROWS), ""]
-    busiest = [f"* {r['label']} {r['model']}: " + ", ".join(
+            "## No-queue limits", "", *rows_table(doc.get("limits"), LIMIT_ROWS, sizes), "",
+            "## QueueCTL only", "", *rows_table(doc.get("queuectl"), QUEUECTL_ROWS, sizes), ""]
+    busiest = [f"* {r['label']} {r['model'].replace('x', TIMES)}: " + ", ".join(
         f"{k} {v}" for k, v in r["notes"].get("busiest_commands_per_job", {}).items())
         for r in doc.get("systems", []) if r["notes"].get("busiest_commands_per_job")]
     if busiest:

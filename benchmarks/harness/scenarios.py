@@ -26,7 +26,7 @@ IDEAL_SLEEP_RATE = CONCURRENCY / SLEEP  # 160 jobs/s
 class Sizes:
     enqueue_one: int = 1000
     drain: int = 2000
-    sleep_jobs: int = 480
+    sleep_jobs: int = 320
     latency_samples: int = 200
     cli_file: int = 20000
     spawn: int = 2000

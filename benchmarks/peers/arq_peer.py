@@ -35,7 +35,7 @@ class WorkerSettings:
 
 async def enqueue(pool: ArqRedis, n: int, mode: str, command: str) -> list[str]:
     if mode == "one":
-        return [(await pool.enqueue_job("run", command)).job_id  # type: ignore[union-attr]
+        return [(await pool.enqueue_job("run", command)).job_id
                 for _ in range(n)]
     # arq has no bulk enqueue: concurrent enqueue_job calls, 100 at a time.
     ids: list[str] = []
