@@ -88,7 +88,21 @@ def promote_due(system: QueueCtlSystem, n: int) -> dict[str, Any]:
     r.flushall()
     return {"promote_seconds": took, "promote_seconds_from_start": from_start,
             "promote_longest_call_ms": int(longest["duration"]) / 1000,
-            "promote_longest_command": command_of(longest)[:40]}
+            "promote_longest_command": script_name(command_of(longest))}
+
+
+def script_name(command: str) -> str:
+    """``EVALSHA <sha>`` with the name of the QueueCTL script it ran."""
+    import hashlib
+
+    from queuectl.core import lua
+
+    names = {hashlib.sha1(lua.script_source(n).encode()).hexdigest(): n
+             for n in lua.script_names()}
+    parts = command.split()
+    if len(parts) > 1 and parts[0].upper() == "EVALSHA" and parts[1] in names:
+        return f"EVALSHA {names[parts[1]]}.lua"
+    return command[:60]
 
 
 def command_of(entry: Any) -> str:

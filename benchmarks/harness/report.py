@@ -187,6 +187,9 @@ def render(doc: Doc) -> str:
             "| --- | --- | --- | --- |", *map(render_ratio, doc.get("ratios", [])), "",
             "## No-queue limits", "", *rows_table(doc.get("limits"), LIMIT_ROWS, sizes), "",
             "## QueueCTL only", "", *rows_table(doc.get("queuectl"), QUEUECTL_ROWS, sizes), ""]
+    longest = (doc.get("queuectl") or {}).get("notes", {}).get("promote_longest_command")
+    if longest:
+        out += [f"The longest call while promoting was `{longest}`.", ""]
     busiest = [f"* {r['label']} {r['model'].replace('x', TIMES)}: " + ", ".join(
         f"{k} {v}" for k, v in r["notes"].get("busiest_commands_per_job", {}).items())
         for r in doc.get("systems", []) if r["notes"].get("busiest_commands_per_job")]

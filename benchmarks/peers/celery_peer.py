@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from celery import Celery, group
 from celery.result import AsyncResult
-from common import emit, latency_loop, parser, read_handles, run_command, summarize, write_handles
+from common import emit, latency_loop, parser, read_handles, run_command, summarize, timed_enqueue
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 app = Celery("celery_peer", broker=URL, backend=URL)
@@ -31,14 +30,10 @@ def result_of(task_id: str, timeout: float = 30) -> dict[str, Any]:
 def main() -> None:
     args = parser().parse_args()
     if args.action == "enqueue":
-        t0 = time.perf_counter()
-        if args.mode == "one":
-            ids = [run.delay(args.command).id for _ in range(args.n)]
-        else:
-            ids = [r.id for r in group(run.s(args.command) for _ in range(args.n)).apply_async()]
-        seconds = time.perf_counter() - t0
-        write_handles(args.handles, ((f"celery-task-meta-{i}", i) for i in ids))
-        emit({"seconds": seconds})
+        timed_enqueue(
+            args.n, args.mode, args.handles, lambda: run.delay(args.command).id,
+            lambda n: [r.id for r in group(run.s(args.command) for _ in range(n)).apply_async()],
+            lambda i: (f"celery-task-meta-{i}", i))
     elif args.action == "collect":
         emit(summarize(result_of(i, 5) for i in read_handles(args.handles)))
     elif args.action == "latency":

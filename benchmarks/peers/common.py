@@ -59,6 +59,18 @@ def write_handles(path: Path, rows: Iterable[tuple[str, Any]]) -> None:
             fh.write(json.dumps({"key": key, "handle": handle}) + "\n")
 
 
+def timed_enqueue(n: int, mode: str, handles: Path, one: Callable[[], Any],
+                  bulk: Callable[[int], list[Any]],
+                  key_of: Callable[[Any], tuple[str, Any]]) -> None:
+    """Enqueue ``n`` jobs one call at a time or with the peer's bulk form, print the
+    seconds it took and write each job's result key and handle."""
+    t0 = time.perf_counter()
+    sent = [one() for _ in range(n)] if mode == "one" else bulk(n)
+    seconds = time.perf_counter() - t0
+    write_handles(handles, map(key_of, sent))
+    emit({"seconds": seconds})
+
+
 def read_handles(path: Path) -> list[Any]:
     return [json.loads(line)["handle"] for line in path.read_text().splitlines() if line]
 

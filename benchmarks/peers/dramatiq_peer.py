@@ -4,11 +4,10 @@ with BENCH_REDIS_URL set; the driver is ``python dramatiq_peer.py ACTION --url U
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import dramatiq
-from common import emit, latency_loop, parser, read_handles, run_command, summarize, write_handles
+from common import emit, latency_loop, parser, read_handles, run_command, summarize, timed_enqueue
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
 from dramatiq.results import Results
@@ -34,17 +33,13 @@ def result_of(message: Message[Any], timeout_ms: int = 30_000) -> dict[str, Any]
 def main() -> None:
     args = parser().parse_args()
     if args.action == "enqueue":
-        t0 = time.perf_counter()
-        if args.mode == "one":
-            messages = [run.send(args.command) for _ in range(args.n)]
-        else:
+        def bulk(n: int) -> list[Message[Any]]:
             # Dramatiq has no bulk enqueue: a group sends its messages one by one.
-            messages = [run.message(args.command) for _ in range(args.n)]
+            messages = [run.message(args.command) for _ in range(n)]
             dramatiq.group(messages).run()
-        seconds = time.perf_counter() - t0
-        write_handles(args.handles, ((backend.build_message_key(m), m.asdict())
-                                     for m in messages))
-        emit({"seconds": seconds})
+            return messages
+        timed_enqueue(args.n, args.mode, args.handles, lambda: run.send(args.command), bulk,
+                      lambda m: (backend.build_message_key(m), m.asdict()))
     elif args.action == "collect":
         emit(summarize(result_of(Message(**h), 5000) for h in read_handles(args.handles)))
     elif args.action == "latency":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from common import emit, latency_loop, parser, read_handles, run_command, summarize, write_handles
+from common import emit, latency_loop, parser, read_handles, run_command, summarize, timed_enqueue
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -31,17 +30,13 @@ def main() -> None:
         cls = SimpleWorker if args.variant == "simple" else Worker
         cls([queue], connection=conn).work(logging_level="WARNING")
     elif args.action == "enqueue":
-        t0 = time.perf_counter()
-        if args.mode == "one":
-            ids = [queue.enqueue(run_command, args.command, result_ttl=RESULT_TTL).id
-                   for _ in range(args.n)]
-        else:
+        def bulk(n: int) -> list[str]:
             data = [Queue.prepare_data(run_command, (args.command,), result_ttl=RESULT_TTL)
-                    for _ in range(args.n)]
-            ids = [job.id for job in queue.enqueue_many(data)]
-        seconds = time.perf_counter() - t0
-        write_handles(args.handles, ((f"rq:results:{i}", i) for i in ids))
-        emit({"seconds": seconds})
+                    for _ in range(n)]
+            return [job.id for job in queue.enqueue_many(data)]
+        timed_enqueue(args.n, args.mode, args.handles,
+                      lambda: queue.enqueue(run_command, args.command, result_ttl=RESULT_TTL).id,
+                      bulk, lambda i: (f"rq:results:{i}", i))
     elif args.action == "collect":
         emit(summarize(result_of(conn, i, 5) for i in read_handles(args.handles)))
     elif args.action == "latency":
