@@ -20,7 +20,7 @@ from typing import Any
 
 OUTPUT_CAP = 65536  # the same tail QueueCTL keeps in Redis by default
 # A peer that polls slowly (arq: every 0.5 s) gets fewer samples rather than a longer run.
-LATENCY_BUDGET = 10.0
+LATENCY_BUDGET = 6.0
 
 
 def run_command(command: str) -> dict[str, Any]:
