@@ -1,20 +1,26 @@
 """The command tree: which function answers which ``queuectl`` subcommand, with an example
-of each (every command's help ends with one; tests/e2e/test_help.py holds us to it)."""
+of each (every command's help ends with one; tests/e2e/test_help.py holds us to it).
+
+Each command's module is imported only when that command is looked up (``LazyGroup``):
+``queuectl status`` never imports the code of ``enqueue``, ``dlq`` or ``worker start``,
+so a command pays at start-up for what it runs, not for the whole tree. ``--help`` of
+the root, which lists every command with its one-line purpose, still loads them all.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
+from typer import _click
+from typer.core import TyperGroup
 
-from queuectl.cli import admin, care, completion, jobs, status
-from queuectl.cli import enqueue as enqueue_command
+from queuectl.cli import completion
 from queuectl.cli.command import Command
 from queuectl.core.entrypoint import version_line
-from queuectl.core.policy import POLICY_KEYS
 
 EPILOG = (
     "Exit codes: 0 ok, 1 a waited job did not complete, 2 usage, 3 invalid input, "
@@ -32,13 +38,15 @@ def with_examples(text: str, *examples: str) -> str:
     return text.rstrip() + f"\n\n\b\n{title}\n" + "\n".join(f"  {e}" for e in examples)
 
 
-def _typer(help_text: str, *examples: str, epilog: str | None = None) -> typer.Typer:
+def _typer(help_text: str, *examples: str, epilog: str | None = None,
+           cls: type[TyperGroup] | None = None) -> typer.Typer:
     # Plain Click help and errors: boxed rich panels and pretty tracebacks are not for a CLI
     # whose errors must stay one line. Completion is ours (queuectl.cli.completion): Typer's
     # own options guess the shell instead of being told it.
     return typer.Typer(
-        help=with_examples(help_text, *examples), epilog=epilog, no_args_is_help=True,
-        add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
+        help=with_examples(help_text, *examples) if examples else help_text, epilog=epilog,
+        no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+        pretty_exceptions_enable=False, cls=cls,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
 
@@ -48,6 +56,14 @@ def _add(group: typer.Typer, name: str, function: Callable[..., Any], *examples:
     """Register ``function`` as ``name``: its docstring (or ``text``) plus the examples."""
     help_text = with_examples(text or inspect.getdoc(function) or "", *examples)
     group.command(name, cls=cls, help=help_text)(function)
+
+
+def _leaf(name: str, function: Callable[..., Any], *examples: str,
+          cls: type[Command] = Command, text: str | None = None) -> _click.Command:
+    """One command, built as Typer builds it inside a group."""
+    single = _typer("")
+    _add(single, name, function, *examples, cls=cls, text=text)
+    return typer.main.get_command(single)
 
 
 def installed(portion: str) -> bool:
@@ -63,9 +79,162 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+# -- the commands, each built (and its module imported) on first use ------------------------
+def _enqueue() -> _click.Command:
+    from queuectl.cli import enqueue
+    return _leaf("enqueue", enqueue.enqueue, *enqueue.EXAMPLES, cls=enqueue.EnqueueCommand,
+                 text=enqueue.HELP)
+
+
+def _status() -> _click.Command:
+    from queuectl.cli import status
+    return _leaf("status", status.status, "queuectl status --watch --interval 5")
+
+
+def _jobs(name: str, function: str, example: str) -> Callable[[], _click.Command]:
+    def build() -> _click.Command:
+        from queuectl.cli import jobs
+        return _leaf(name, getattr(jobs, function), example)
+    return build
+
+
+def _scheduler() -> _click.Command:
+    from queuectl.cli import admin
+    return _leaf("scheduler", admin.scheduler, "queuectl scheduler")
+
+
+def _doctor() -> _click.Command:
+    from queuectl.cli import care
+    return _leaf("doctor", care.doctor, "queuectl doctor --repair")
+
+
+def _acl() -> _click.Command:
+    from queuectl.cli import care
+    return _leaf("acl", care.acl, "queuectl acl worker --user queuectl-worker")
+
+
+def _dlq() -> typer.Typer:
+    from queuectl.cli import admin
+    group = _typer("The dead letter queue: jobs that exhausted their retries.",
+                   "queuectl dlq retry --all")
+    _add(group, "list", admin.dlq_list, "queuectl dlq list --limit 20")
+    _add(group, "retry", admin.dlq_retry, "queuectl dlq retry job1", "queuectl dlq retry --all")
+    _add(group, "purge", admin.dlq_purge, "queuectl dlq purge --yes")
+    return group
+
+
+def _config() -> typer.Typer:
+    from queuectl.cli import admin
+    from queuectl.core.policy import POLICY_KEYS
+    group = _typer("Runtime policy kept in Redis: retries, backoff, timeouts, retention.\n\n"
+                   "Keys: " + ", ".join(POLICY_KEYS) + ".", "queuectl config set backoff-base 5")
+    _add(group, "list", admin.config_list, "queuectl config list")
+    _add(group, "get", admin.config_get, "queuectl config get max-retries")
+    _add(group, "set", admin.config_set, "queuectl config set max-retries 5",
+         "queuectl config set job-timeout 10m")
+    _add(group, "unset", admin.config_unset, "queuectl config unset max-retries")
+    return group
+
+
+def _worker() -> typer.Typer:
+    from queuectl.cli import admin, status
+    has_worker = installed("queuectl.worker")
+    group = _typer("Run, stop and list workers.",
+                   "queuectl worker start --count 8" if has_worker else "queuectl worker list")
+    if has_worker:
+        _add(group, "start", admin.worker_start,
+             "queuectl worker start --count 8 --queues high,default")
+    _add(group, "stop", admin.worker_stop, "queuectl worker stop --all")
+    _add(group, "list", status.worker_list, "queuectl worker list --json")
+    return group
+
+
+def _quarantine() -> typer.Typer:
+    from queuectl.cli import care
+    group = _typer("Jobs set aside because their record or a key they need is unusable.",
+                   "queuectl quarantine list")
+    _add(group, "list", care.quarantine_list, "queuectl quarantine list --limit 20")
+    _add(group, "retry", care.quarantine_retry, "queuectl quarantine retry job1 job2")
+    _add(group, "purge", care.quarantine_purge, "queuectl quarantine purge --all --yes")
+    return group
+
+
+def _redis() -> typer.Typer:
+    from queuectl.cli import admin
+    group = _typer("The embedded Redis used when QUEUECTL_REDIS_URL is unset.",
+                   "queuectl redis status")
+    _add(group, "start", admin.redis_start, "queuectl redis start")
+    _add(group, "status", admin.redis_status, "queuectl redis status --json")
+    _add(group, "stop", admin.redis_stop, "queuectl redis stop")
+    return group
+
+
+def _group(build: Callable[[], typer.Typer]) -> Callable[[], _click.Command]:
+    return lambda: typer.main.get_command(build())
+
+
+# In the order help lists them.
+COMMANDS: dict[str, Callable[[], _click.Command]] = {
+    "enqueue": _enqueue,
+    "status": _status,
+    "list": _jobs("list", "list_jobs", "queuectl list --state dead --queue mail --limit 20"),
+    "show": _jobs("show", "show", "queuectl show job1 --json"),
+    "logs": _jobs("logs", "logs", "queuectl logs job1 --follow --timeout 10m"),
+    "wait": _jobs("wait", "wait", "queuectl wait job1 job2 --timeout 5m"),
+    "cancel": _jobs("cancel", "cancel", "queuectl cancel job1"),
+    **({"scheduler": _scheduler} if installed("queuectl.scheduler") else {}),
+    "doctor": _doctor,
+    "acl": _acl,
+    "dlq": _group(_dlq),
+    "config": _group(_config),
+    "worker": _group(_worker),
+    "quarantine": _group(_quarantine),
+    "redis": _group(_redis),
+}
+
+
+class _Commands(MutableMapping[str, _click.Command]):
+    """The root's subcommands: every name known, each command built on first access."""
+
+    def __init__(self, builders: dict[str, Callable[[], _click.Command]]) -> None:
+        self._builders = builders
+        self._built: dict[str, _click.Command] = {}
+
+    def __getitem__(self, name: str) -> _click.Command:
+        if name not in self._built:
+            command = self._builders[name]()
+            command.name = name
+            self._built[name] = command
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: _click.Command) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("the command tree is fixed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
+class LazyGroup(TyperGroup):
+    """The root group, whose subcommands come from ``COMMANDS`` when first looked up."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _Commands(COMMANDS)
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        """The names alone: Typer's own version builds every command to list them."""
+        return list(self.commands)
+
+
 app = _typer("QueueCTL: a Redis-backed queue of shell commands.",
              "queuectl enqueue -- 'echo hello'", "queuectl status",
-             "source <(queuectl --show-completion bash)", epilog=EPILOG)
+             "source <(queuectl --show-completion bash)", epilog=EPILOG, cls=LazyGroup)
 
 @app.callback()
 def root(
@@ -83,57 +252,3 @@ def root(
     )] = None,
 ) -> None:
     """QueueCTL: a Redis-backed queue of shell commands."""
-
-
-_add(app, "enqueue", enqueue_command.enqueue, *enqueue_command.EXAMPLES,
-     cls=enqueue_command.EnqueueCommand, text=enqueue_command.HELP)
-_add(app, "status", status.status, "queuectl status --watch --interval 5")
-_add(app, "list", jobs.list_jobs, "queuectl list --state dead --queue mail --limit 20")
-_add(app, "show", jobs.show, "queuectl show job1 --json")
-_add(app, "logs", jobs.logs, "queuectl logs job1 --follow --timeout 10m")
-_add(app, "wait", jobs.wait, "queuectl wait job1 job2 --timeout 5m")
-_add(app, "cancel", jobs.cancel, "queuectl cancel job1")
-if installed("queuectl.scheduler"):
-    _add(app, "scheduler", admin.scheduler, "queuectl scheduler")
-_add(app, "doctor", care.doctor, "queuectl doctor --repair")
-_add(app, "acl", care.acl, "queuectl acl worker --user queuectl-worker")
-
-dlq_app = _typer("The dead letter queue: jobs that exhausted their retries.",
-                 "queuectl dlq retry --all")
-_add(dlq_app, "list", admin.dlq_list, "queuectl dlq list --limit 20")
-_add(dlq_app, "retry", admin.dlq_retry, "queuectl dlq retry job1", "queuectl dlq retry --all")
-_add(dlq_app, "purge", admin.dlq_purge, "queuectl dlq purge --yes")
-app.add_typer(dlq_app, name="dlq")
-
-config_app = _typer("Runtime policy kept in Redis: retries, backoff, timeouts, retention.\n\n"
-                    "Keys: " + ", ".join(POLICY_KEYS) + ".", "queuectl config set backoff-base 5")
-_add(config_app, "list", admin.config_list, "queuectl config list")
-_add(config_app, "get", admin.config_get, "queuectl config get max-retries")
-_add(config_app, "set", admin.config_set, "queuectl config set max-retries 5",
-     "queuectl config set job-timeout 10m")
-_add(config_app, "unset", admin.config_unset, "queuectl config unset max-retries")
-app.add_typer(config_app, name="config")
-
-HAS_WORKER = installed("queuectl.worker")
-worker_app = _typer("Run, stop and list workers.",
-                    "queuectl worker start --count 8" if HAS_WORKER else "queuectl worker list")
-if HAS_WORKER:
-    _add(worker_app, "start", admin.worker_start,
-         "queuectl worker start --count 8 --queues high,default")
-_add(worker_app, "stop", admin.worker_stop, "queuectl worker stop --all")
-_add(worker_app, "list", status.worker_list, "queuectl worker list --json")
-app.add_typer(worker_app, name="worker")
-
-quarantine_app = _typer("Jobs set aside because their record or a key they need is unusable.",
-                        "queuectl quarantine list")
-_add(quarantine_app, "list", care.quarantine_list, "queuectl quarantine list --limit 20")
-_add(quarantine_app, "retry", care.quarantine_retry, "queuectl quarantine retry job1 job2")
-_add(quarantine_app, "purge", care.quarantine_purge, "queuectl quarantine purge --all --yes")
-app.add_typer(quarantine_app, name="quarantine")
-
-redis_app = _typer("The embedded Redis used when QUEUECTL_REDIS_URL is unset.",
-                   "queuectl redis status")
-_add(redis_app, "start", admin.redis_start, "queuectl redis start")
-_add(redis_app, "status", admin.redis_status, "queuectl redis status --json")
-_add(redis_app, "stop", admin.redis_stop, "queuectl redis stop")
-app.add_typer(redis_app, name="redis")
