@@ -36,6 +36,8 @@ def test_two_processes_share_the_queue_each_under_its_own_id(procs: Procs,
     parent = procs.worker(MULTI)
     ids = children(client, parent)
     assert parent.pid not in ids.values()
+    # Not in the parent's process group: Ctrl-C or `tini -g` would signal them twice.
+    assert os.getpgid(parent.pid) not in {os.getpgid(pid) for pid in ids.values()}
     # Each process has 2 threads: 8 one-second jobs cannot all run in one of them in time
     # to leave the other idle, so both take some.
     jobs = [client.enqueue("sleep 1").id for _ in range(8)]

@@ -9,7 +9,8 @@ is copied into it. The parent holds no job and no Redis connection: it forwards 
 and watches its children.
 
 * SIGTERM or SIGINT is passed on to every child, which drains as a single worker does; a
-  second one is passed on too, and stops running jobs at once.
+  second one is passed on too, and stops running jobs at once. The children have their
+  own process group, so that a signal sent to the parent's group arrives only once.
 * A child that ends on its own with code 0 was stopped (``queuectl worker stop``): the
   others go on. A child that dies otherwise (killed, or exiting non-zero) stops the
   others (drained, as on SIGTERM) and the parent exits 1 with one line saying which.
@@ -71,7 +72,11 @@ def supervise(settings: Settings, url: str, processes: int, *, count: int | None
     """Run ``processes`` workers until they have all ended; the exit code of the whole."""
     children = [Child(i, subprocess.Popen(
         [sys.executable, "-m", "queuectl.worker.processes", str(i), str(os.getpid())],
-        env=child_environment(settings, url, i, count, queues)))
+        env=child_environment(settings, url, i, count, queues),
+        # Their own process group: a signal to the parent's group (Ctrl-C in a terminal,
+        # tini -g in the container) must reach each child once, through the parent. Twice
+        # would read as the second signal, which stops running jobs instead of draining.
+        process_group=0))
         for i in range(processes)]
     log.info("started %d worker processes (pids %s), %d threads each", processes,
              ", ".join(str(c.process.pid) for c in children), count or settings.concurrency)
