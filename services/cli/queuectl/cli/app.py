@@ -9,6 +9,7 @@ the root, which lists every command with its one-line purpose, still loads them 
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 from collections.abc import Callable, Iterator, MutableMapping
@@ -80,116 +81,93 @@ def _version(value: bool) -> None:
 
 
 # -- the commands, each built (and its module imported) on first use ------------------------
+def _command(module: str, name: str, function: str,
+             *examples: str) -> Callable[[], _click.Command]:
+    """``name``, answered by ``function`` of ``module`` (imported when first used)."""
+    def build() -> _click.Command:
+        return _leaf(name, getattr(importlib.import_module(module), function), *examples)
+    return build
+
+
+def _group(module: str, help_text: str, example: str,
+           *rows: tuple[str, ...]) -> Callable[[], _click.Command]:
+    """A group of commands of ``module``, each row ``(name, function, *examples)``."""
+    def build() -> _click.Command:
+        functions = importlib.import_module(module)
+        group = _typer(help_text, example)
+        for name, function, *examples in rows:
+            _add(group, name, getattr(functions, function), *examples)
+        return typer.main.get_command(group)
+    return build
+
+
 def _enqueue() -> _click.Command:
     from queuectl.cli import enqueue
     return _leaf("enqueue", enqueue.enqueue, *enqueue.EXAMPLES, cls=enqueue.EnqueueCommand,
                  text=enqueue.HELP)
 
 
-def _status() -> _click.Command:
-    from queuectl.cli import status
-    return _leaf("status", status.status, "queuectl status --watch --interval 5")
-
-
-def _jobs(name: str, function: str, example: str) -> Callable[[], _click.Command]:
-    def build() -> _click.Command:
-        from queuectl.cli import jobs
-        return _leaf(name, getattr(jobs, function), example)
-    return build
-
-
-def _scheduler() -> _click.Command:
-    from queuectl.cli import admin
-    return _leaf("scheduler", admin.scheduler, "queuectl scheduler")
-
-
-def _doctor() -> _click.Command:
-    from queuectl.cli import care
-    return _leaf("doctor", care.doctor, "queuectl doctor --repair")
-
-
-def _acl() -> _click.Command:
-    from queuectl.cli import care
-    return _leaf("acl", care.acl, "queuectl acl worker --user queuectl-worker")
-
-
-def _dlq() -> typer.Typer:
-    from queuectl.cli import admin
-    group = _typer("The dead letter queue: jobs that exhausted their retries.",
-                   "queuectl dlq retry --all")
-    _add(group, "list", admin.dlq_list, "queuectl dlq list --limit 20")
-    _add(group, "retry", admin.dlq_retry, "queuectl dlq retry job1", "queuectl dlq retry --all")
-    _add(group, "purge", admin.dlq_purge, "queuectl dlq purge --yes")
-    return group
-
-
-def _config() -> typer.Typer:
-    from queuectl.cli import admin
+def _config() -> _click.Command:
     from queuectl.core.policy import POLICY_KEYS
-    group = _typer("Runtime policy kept in Redis: retries, backoff, timeouts, retention.\n\n"
-                   "Keys: " + ", ".join(POLICY_KEYS) + ".", "queuectl config set backoff-base 5")
-    _add(group, "list", admin.config_list, "queuectl config list")
-    _add(group, "get", admin.config_get, "queuectl config get max-retries")
-    _add(group, "set", admin.config_set, "queuectl config set max-retries 5",
-         "queuectl config set job-timeout 10m")
-    _add(group, "unset", admin.config_unset, "queuectl config unset max-retries")
-    return group
+    return _group(
+        "queuectl.cli.admin", "Runtime policy kept in Redis: retries, backoff, timeouts, "
+        "retention.\n\nKeys: " + ", ".join(POLICY_KEYS) + ".", "queuectl config set backoff-base 5",
+        ("list", "config_list", "queuectl config list"),
+        ("get", "config_get", "queuectl config get max-retries"),
+        ("set", "config_set", "queuectl config set max-retries 5",
+         "queuectl config set job-timeout 10m"),
+        ("unset", "config_unset", "queuectl config unset max-retries"),
+    )()
 
 
-def _worker() -> typer.Typer:
+def _worker() -> _click.Command:
     from queuectl.cli import admin, status
     has_worker = installed("queuectl.worker")
     group = _typer("Run, stop and list workers.",
                    "queuectl worker start --count 8" if has_worker else "queuectl worker list")
     if has_worker:
         _add(group, "start", admin.worker_start,
-             "queuectl worker start --count 8 --queues high,default")
+             "queuectl worker start --count 8 --queues high,default",
+             "queuectl worker start --processes 2 --count 4")
     _add(group, "stop", admin.worker_stop, "queuectl worker stop --all")
     _add(group, "list", status.worker_list, "queuectl worker list --json")
-    return group
+    return typer.main.get_command(group)
 
 
-def _quarantine() -> typer.Typer:
-    from queuectl.cli import care
-    group = _typer("Jobs set aside because their record or a key they need is unusable.",
-                   "queuectl quarantine list")
-    _add(group, "list", care.quarantine_list, "queuectl quarantine list --limit 20")
-    _add(group, "retry", care.quarantine_retry, "queuectl quarantine retry job1 job2")
-    _add(group, "purge", care.quarantine_purge, "queuectl quarantine purge --all --yes")
-    return group
-
-
-def _redis() -> typer.Typer:
-    from queuectl.cli import admin
-    group = _typer("The embedded Redis used when QUEUECTL_REDIS_URL is unset.",
-                   "queuectl redis status")
-    _add(group, "start", admin.redis_start, "queuectl redis start")
-    _add(group, "status", admin.redis_status, "queuectl redis status --json")
-    _add(group, "stop", admin.redis_stop, "queuectl redis stop")
-    return group
-
-
-def _group(build: Callable[[], typer.Typer]) -> Callable[[], _click.Command]:
-    return lambda: typer.main.get_command(build())
-
-
+JOBS, ADMIN, CARE = "queuectl.cli.jobs", "queuectl.cli.admin", "queuectl.cli.care"
 # In the order help lists them.
 COMMANDS: dict[str, Callable[[], _click.Command]] = {
     "enqueue": _enqueue,
-    "status": _status,
-    "list": _jobs("list", "list_jobs", "queuectl list --state dead --queue mail --limit 20"),
-    "show": _jobs("show", "show", "queuectl show job1 --json"),
-    "logs": _jobs("logs", "logs", "queuectl logs job1 --follow --timeout 10m"),
-    "wait": _jobs("wait", "wait", "queuectl wait job1 job2 --timeout 5m"),
-    "cancel": _jobs("cancel", "cancel", "queuectl cancel job1"),
-    **({"scheduler": _scheduler} if installed("queuectl.scheduler") else {}),
-    "doctor": _doctor,
-    "acl": _acl,
-    "dlq": _group(_dlq),
-    "config": _group(_config),
-    "worker": _group(_worker),
-    "quarantine": _group(_quarantine),
-    "redis": _group(_redis),
+    "status": _command("queuectl.cli.status", "status", "status",
+                       "queuectl status --watch --interval 5"),
+    "list": _command(JOBS, "list", "list_jobs",
+                     "queuectl list --state dead --queue mail --limit 20"),
+    "show": _command(JOBS, "show", "show", "queuectl show job1 --json"),
+    "logs": _command(JOBS, "logs", "logs", "queuectl logs job1 --follow --timeout 10m"),
+    "wait": _command(JOBS, "wait", "wait", "queuectl wait job1 job2 --timeout 5m"),
+    "cancel": _command(JOBS, "cancel", "cancel", "queuectl cancel job1"),
+    **({"scheduler": _command(ADMIN, "scheduler", "scheduler", "queuectl scheduler")}
+       if installed("queuectl.scheduler") else {}),
+    "doctor": _command(CARE, "doctor", "doctor", "queuectl doctor --repair"),
+    "acl": _command(CARE, "acl", "acl", "queuectl acl worker --user queuectl-worker"),
+    "dlq": _group(ADMIN, "The dead letter queue: jobs that exhausted their retries.",
+                  "queuectl dlq retry --all",
+                  ("list", "dlq_list", "queuectl dlq list --limit 20"),
+                  ("retry", "dlq_retry", "queuectl dlq retry job1", "queuectl dlq retry --all"),
+                  ("purge", "dlq_purge", "queuectl dlq purge --yes")),
+    "config": _config,
+    "worker": _worker,
+    "quarantine": _group(
+        CARE, "Jobs set aside because their record or a key they need is unusable.",
+        "queuectl quarantine list",
+        ("list", "quarantine_list", "queuectl quarantine list --limit 20"),
+        ("retry", "quarantine_retry", "queuectl quarantine retry job1 job2"),
+        ("purge", "quarantine_purge", "queuectl quarantine purge --all --yes")),
+    "redis": _group(ADMIN, "The embedded Redis used when QUEUECTL_REDIS_URL is unset.",
+                    "queuectl redis status",
+                    ("start", "redis_start", "queuectl redis start"),
+                    ("status", "redis_status", "queuectl redis status --json"),
+                    ("stop", "redis_stop", "queuectl redis stop")),
 }
 
 
