@@ -199,6 +199,38 @@ def _(w: World) -> Call:
     return capture(w.store, "fail", lambda: w.store.fail(job, "w1", b"err", 3, 1, "exit 1"))
 
 
+@situation("finish_fetch complete, then the next job")
+def _(w: World) -> Call:
+    job = w.lease("j", queue="q2")
+    w.job("k", queue="q2")
+    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
+        job, "w1", b"out", 3, job.fetched_at, None, ["q1", "q2"]))
+
+
+@situation("finish_fetch fail with retries left, then the next job")
+def _(w: World) -> Call:
+    job = w.lease("j", max_retries=2)
+    w.job("k")
+    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
+        job, "w1", b"err", 3, None, (1, "exit 1"), ["default"]))
+
+
+@situation("finish_fetch fail into the DLQ, then the next job")
+def _(w: World) -> Call:
+    job = w.lease("j", max_retries=0)
+    w.job("k")
+    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
+        job, "w1", b"err", 3, None, (1, "exit 1"), ["default"]))
+
+
+@situation("finish_fetch complete while draining (no fetch)")
+def _(w: World) -> Call:
+    job = w.lease("j")
+    w.job("k")
+    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
+        job, "w1", b"out", 3, None, None, []))
+
+
 @situation("log_append")
 def _(w: World) -> Call:
     job = w.lease("j")

@@ -2,8 +2,7 @@
 -- of the wrong type, or a field someone overwrote with text, is left alone.
 --- @include "guard"
 --- @include "job"
+-- HINCRBY refuses both (WRONGTYPE, not an integer) without writing: one command.
 local function bump(stats, field)
-  if bad_type(stats, 'hash') then return end
-  local v = redis.call('HGET', stats, field)
-  if not v or is_count(v) then redis.call('HINCRBY', stats, field, 1) end
+  try('HINCRBY', stats, field, 1)
 end
