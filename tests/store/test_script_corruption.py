@@ -33,7 +33,7 @@ from queuectl.core.store import Fetched, Store
 
 FIELDS = ["id", "command", "queue", "state", "attempts", "max_retries", "timeout", "run_at",
           "lease", "interrupted", "lost", "log_size", "worker", "exit_code", "created_at",
-          "updated_at", "started_at", "finished_at", "trace_context", "env"]
+          "updated_at", "started_at", "finished_at", "trace_context", "env", "spawned_at"]
 GARBAGE: list[str | bytes] = ["abc", "-1", "1.5", "", "9" * 40, b"\xff\xfe"]
 BAD_MEMBER = "not an id!"
 
