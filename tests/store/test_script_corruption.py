@@ -207,20 +207,17 @@ def _(w: World) -> Call:
         job, "w1", b"out", 3, job.fetched_at, None, ["q1", "q2"]))
 
 
-@situation("finish_fetch fail with retries left, then the next job")
-def _(w: World) -> Call:
-    job = w.lease("j", max_retries=2)
+def _fail_then_next(w: World, max_retries: int) -> Call:
+    job = w.lease("j", max_retries=max_retries)
     w.job("k")
     return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
         job, "w1", b"err", 3, None, (1, "exit 1"), ["default"]))
 
 
-@situation("finish_fetch fail into the DLQ, then the next job")
-def _(w: World) -> Call:
-    job = w.lease("j", max_retries=0)
-    w.job("k")
-    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
-        job, "w1", b"err", 3, None, (1, "exit 1"), ["default"]))
+SITUATIONS["finish_fetch fail with retries left, then the next job"] = partial(
+    _fail_then_next, max_retries=2)
+SITUATIONS["finish_fetch fail into the DLQ, then the next job"] = partial(
+    _fail_then_next, max_retries=0)
 
 
 @situation("finish_fetch complete while draining (no fetch)")
