@@ -44,6 +44,8 @@ local checks = {{'SADD', inflight, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwh
 for i = 1, n do
   checks[#checks + 1] = {'LPOP', KEYS[4 + i]}
   checks[#checks + 1] = {'LPUSH', KEYS[4 + i], 'x'}
+  checks[#checks + 1] = {'LLEN', KEYS[4 + i]}  -- read after the first write: checked here
+  checks[#checks + 1] = {'LLEN', KEYS[4 + n + i]}
   checks[#checks + 1] = {'RPUSH', KEYS[4 + n + i], '1'}
 end
 why = denied(checks)
