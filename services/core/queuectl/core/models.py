@@ -241,7 +241,8 @@ _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _EXIT = re.compile(r"-?[0-9]+")
 _NAME = re.compile(NAME_PATTERN)
 COUNT_FIELDS = ("attempts", "lease", "interrupted", "lost", "log_size")
-TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "ready_at")
+TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "ready_at",
+               "spawned_at")
 
 
 def _decimal(raw: str) -> bool:
@@ -317,6 +318,9 @@ class Job(BaseModel):
     created_at: float
     updated_at: float
     started_at: float | None = None
+    # When the last run's command was spawned (Redis's clock, as its worker measured it);
+    # started_at is when its worker took the job.
+    spawned_at: float | None = None
     finished_at: float | None = None
     # Since when the job has been ready to run (on its queue); None before that.
     ready_at: float | None = None
@@ -352,6 +356,7 @@ class Job(BaseModel):
             created_at=float(raw.get("created_at") or 0),
             updated_at=float(raw.get("updated_at") or 0),
             started_at=_opt_float(raw.get("started_at")),
+            spawned_at=_opt_float(raw.get("spawned_at")),
             finished_at=_opt_float(raw.get("finished_at")),
             ready_at=_opt_float(raw.get("ready_at")),
             exit_code=_opt_int(raw.get("exit_code")),
