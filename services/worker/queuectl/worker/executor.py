@@ -134,6 +134,9 @@ class Execution:
                          self._trace_env), **run.env()}
 
         def start(argv: list[str]) -> subprocess.Popen[bytes]:
+            # spawned_at is the moment the spawn begins, as the peers in benchmarks/
+            # measure it: the fork and exec themselves are the command's start-up.
+            self._spawned = time.monotonic()
             # start_new_session (not a preexec_fn) keeps vfork, and puts the
             # whole tree in one group that a timeout or cancel can kill.
             return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=capture.child_fd,
@@ -151,7 +154,6 @@ class Execution:
             proc = run.spawn(start, job.command)
         except (OSError, ValueError) as exc:
             raise spawn_error(exc, SHELL) from None
-        self._spawned = time.monotonic()  # the job's spawned_at (see Fetched.server_time)
         return proc
 
     def _supervise(self, proc: subprocess.Popen[bytes], run: Run, capture: Capture,
