@@ -35,6 +35,7 @@ from queuectl.core.models import (
     Job,
     JobSpec,
     JobState,
+    check_delay,
     check_job_id,
     spec_from_options,
 )
@@ -96,13 +97,25 @@ class Client(Inspection):
                 max_retries: int | None = None, timeout: float | None = None,
                 run_at: datetime | None = None, delay: float | None = None,
                 env: dict[str, str] | None = None, replace: bool = False) -> Job:
-        """Validate and store one job; returns its record."""
+        """Validate and store one job in one round trip; returns its record as stored.
+
+        ``delay`` (seconds) counts from Redis's clock, like every time QueueCTL keeps;
+        ``run_at`` is an absolute time.
+        """
+        checked = check_delay(delay, run_at)
         spec = spec_from_options(command, job_id=job_id, queue=queue, max_retries=max_retries,
-                                 timeout=timeout, run_at=run_at, delay=delay, env=env)
-        self.store.enqueue(spec, replace=replace)
-        return self.get(spec.id)
+                                 timeout=timeout, run_at=run_at, env=env)
+        return self.enqueue_job(spec, replace=replace, delay=checked)
+
+    def enqueue_job(self, spec: JobSpec, *, replace: bool = False,
+                    delay: float | None = None) -> Job:
+        """Store a validated job in one round trip; returns its record as stored (the
+        script answers what only Redis knows: its clock's created_at and run_at)."""
+        return self.store.enqueue_stored(spec, replace=replace,
+                                         delay=check_delay(delay, spec.run_at)).job(spec)
 
     def enqueue_spec(self, spec: JobSpec, *, replace: bool = False) -> JobState:
+        """Store a validated job; returns its state (pending or scheduled)."""
         return self.store.enqueue(spec, replace=replace)
 
     def enqueue_many(self, specs: Iterable[JobSpec], *,

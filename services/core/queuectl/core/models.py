@@ -7,7 +7,7 @@ import math
 import re
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -163,18 +163,24 @@ def run_at_value(value: object) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def check_delay(delay: object, run_at: datetime | None = None) -> float | None:
+    """A delay in seconds (the script adds it to Redis's clock), checked as a run_at is."""
+    if delay is None:
+        return None
+    if run_at is not None:
+        raise InvalidInputError("give a delay or a run_at time, not both")
+    if (isinstance(delay, bool) or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_SCHEDULE_AHEAD):  # NaN fails both comparisons
+        raise InvalidInputError("invalid delay: use 0 to ten years in seconds")
+    return float(delay)
+
+
 def spec_from_options(command: str, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,
                       max_retries: int | None = None, timeout: float | None = None,
-                      run_at: datetime | None = None, delay: float | None = None,
+                      run_at: datetime | None = None,
                       env: dict[str, str] | None = None) -> JobSpec:
-    """Validate a job given as separate values (the CLI's flags, ``Client.enqueue``)."""
-    if delay is not None:
-        if run_at is not None:
-            raise InvalidInputError("give a delay or a run_at time, not both")
-        if (isinstance(delay, bool) or not isinstance(delay, int | float)
-                or not 0 <= delay <= MAX_SCHEDULE_AHEAD):  # NaN fails both comparisons
-            raise InvalidInputError("invalid delay: use 0 to ten years in seconds")
-        run_at = datetime.now(UTC) + timedelta(seconds=delay)
+    """Validate a job given as separate values (the CLI's flags, ``Client.enqueue``); a
+    delay is not part of the job (see check_delay)."""
     data: dict[str, object] = {"command": command, "queue": queue}
     for name, value in (("id", job_id), ("max_retries", max_retries), ("timeout", timeout),
                         ("run_at", run_at), ("env", env)):
