@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from queuectl.core.enqueueing import CHUNK_JOBS, BulkEnqueueError
+from queuectl.core.enqueueing import CHUNK_JOBS, BulkEnqueueError, row_of, spec_of
 from queuectl.core.errors import DataError
 from queuectl.core.models import JobSpec, JobState
 from queuectl.core.store import Fetched, Store
@@ -129,7 +129,8 @@ def test_a_resent_chunk_is_answered_as_it_was_first(
         store: Store, raw: redis.Redis, lua: Callable[[str], Script]) -> None:
     specs = [JobSpec(id="r1", command="true"),
              JobSpec(id="r2", command="true", run_at=IN_A_DAY)]
-    keys, args = store._batch_call(specs, None, [JobSpan(), JobSpan()], False)
+    keys, args = store._batch_call([row_of(s) for s in specs], None, [JobSpan(), JobSpan()],
+                                   False)
     batch = lua("enqueue_batch")
     first = batch(keys, args)
     assert first[1:] == [0, 1]
@@ -163,3 +164,8 @@ def test_a_delay_counts_from_redis_clock(store: Store, raw: redis.Redis) -> None
     assert raw.zscore(store.keys.delayed, "d") == pytest.approx(run_at, abs=1e-6)
     now = store.enqueue_stored(JobSpec(id="d0", command="true"), delay=0)
     assert now.state is JobState.PENDING
+
+
+def test_a_row_is_the_stored_form_of_its_job() -> None:
+    for spec in specs_of_every_kind("r-"):
+        assert spec_of(row_of(spec)) == spec

@@ -250,3 +250,23 @@ def test_a_delay_stays_a_delay() -> None:
     assert check_delay(60) == 60.0
     assert check_delay(None) is None
     assert spec_from_options("true").run_at is None
+
+
+def test_generated_ids_are_32_hex_digits_and_differ_across_fork() -> None:
+    import os
+
+    from queuectl.core.models import new_job_id
+
+    ids = [new_job_id() for _ in range(2000)]  # more than one block of random bytes
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's next id must not be the parent's next one
+        os.write(write, new_job_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert len(child) == 32 and child != new_job_id()

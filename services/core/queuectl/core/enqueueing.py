@@ -39,6 +39,30 @@ CHUNK_JOBS = 1000
 CHUNK_BYTES = 4 * 1024 * 1024
 
 
+# A validated job in the form its record stores it: id, queue, command, max_retries,
+# timeout, run_at (epoch seconds) and env (compact JSON), "" for each one not given.
+Row = tuple[str, str, str, str, str, str, str]
+
+
+def row_of(spec: JobSpec) -> Row:
+    """The stored form of a validated job."""
+    return (spec.id, spec.queue, spec.command,
+            "" if spec.max_retries is None else str(spec.max_retries), num(spec.timeout),
+            "" if spec.run_at is None else num(spec.run_at.timestamp()),
+            spec.env_json() if spec.env else "")
+
+
+def spec_of(row: Row) -> JobSpec:
+    """The job a row was made from (``row_of`` undone)."""
+    job_id, queue, command, retries, timeout, run_at, env = row
+    return JobSpec.model_validate({
+        "id": job_id, "queue": queue, "command": command,
+        "max_retries": int(retries) if retries else None,
+        "timeout": float(timeout) if timeout else None,
+        "run_at": float(run_at) if run_at else None,
+        "env": json.loads(env) if env else None})
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
     """What the enqueue script answered for a stored job: no read-back needed."""
@@ -167,12 +191,12 @@ class EnqueueOps(ScriptStore):
             return Stored(result.state, float(as_str(reply[1]) or 0),
                           float(run_at) if run_at else None, context)
 
-    def _old_queues(self, chunk: Sequence[JobSpec]) -> list[str]:
+    def _old_queues(self, ids: Sequence[str]) -> list[str]:
         """For a replace, the queue each existing record names ("" when none), in one round
         trip: the ended job leaves its own queue's indexes."""
         pipe = self.redis.pipeline(transaction=False)
-        for spec in chunk:
-            pipe.hget(self.keys.job(spec.id), "queue")
+        for job_id in ids:
+            pipe.hget(self.keys.job(job_id), "queue")
         out = []
         for raw in pipe.execute(raise_on_error=False):
             name = as_str(raw) if isinstance(raw, bytes) else ""
@@ -187,12 +211,18 @@ class EnqueueOps(ScriptStore):
         failure. A chunk is stored whole or not at all; at the first chunk Redis refuses,
         BulkEnqueueError says what was stored.
         """
+        return self.enqueue_rows((row_of(spec) for spec in specs), replace=replace)
+
+    def enqueue_rows(self, rows: Iterable[Row], *,
+                     replace: bool = False) -> list[EnqueueResult]:
+        """``enqueue_many`` of jobs already validated and put in their stored form
+        (``row_of``): what ``enqueue --file`` sends after checking every line."""
         results: list[EnqueueResult] = []
-        chunk: list[JobSpec] = []
+        chunk: list[Row] = []
         size = 0
-        for spec in specs:
-            chunk.append(spec)
-            size += len(spec.command) + (len(spec.env_json()) if spec.env else 0)
+        for row in rows:
+            chunk.append(row)
+            size += len(row[2]) + len(row[6])
             if len(chunk) >= CHUNK_JOBS or size >= CHUNK_BYTES:
                 self._send(chunk, replace, results)
                 chunk, size = [], 0
@@ -200,32 +230,30 @@ class EnqueueOps(ScriptStore):
             self._send(chunk, replace, results)
         return results
 
-    def _send(self, chunk: Sequence[JobSpec], replace: bool,
+    def _send(self, chunk: Sequence[Row], replace: bool,
               results: list[EnqueueResult]) -> None:
         """One chunk script; its results appended to ``results``, or BulkEnqueueError."""
-        olds = self._old_queues(chunk) if replace else None
-        spans = [self.tracing.send(spec.queue, spec.id) for spec in chunk]
+        olds = self._old_queues([row[0] for row in chunk]) if replace else None
+        first = self.tracing.send(chunk[0][1], chunk[0][0])
+        # Tracing off, a span is only the context every job of the chunk carries alike.
+        spans = [first] * len(chunk) if first.span_id is None else [first] + [
+            self.tracing.send(row[1], row[0]) for row in chunk[1:]]
         try:
             self._send_traced(chunk, olds, spans, replace, results)
         finally:
             for span in spans:
                 span.end()
 
-    def _batch_call(self, chunk: Sequence[JobSpec], olds: Sequence[str] | None,
+    def _batch_call(self, chunk: Sequence[Row], olds: Sequence[str] | None,
                     spans: Sequence[JobSpan], replace: bool) -> tuple[list[str], list[str]]:
         """The keys and args of one enqueue_batch.lua call."""
         k = self.keys
         numbers: dict[str, int] = {}
-        rows: list[list[Any]] = []
-        for i, spec in enumerate(chunk):
-            q = numbers.setdefault(spec.queue, len(numbers) + 1)
+        jobs: list[list[Any]] = []
+        for i, (job_id, queue, command, retries, timeout, run_at, env) in enumerate(chunk):
             old = olds[i] if olds is not None else ""
-            run_at = spec.run_at
-            rows.append([spec.id, q, spec.command,
-                         "" if spec.max_retries is None else str(spec.max_retries),
-                         "" if spec.timeout is None else num(spec.timeout),
-                         "" if run_at is None else num(run_at.timestamp()), "",
-                         spans[i].context, spec.env_json() if spec.env else "",
+            jobs.append([job_id, numbers.setdefault(queue, len(numbers) + 1), command, retries,
+                         timeout, run_at, "", spans[i].context, env,
                          numbers.setdefault(old, len(numbers) + 1) if old else 0])
         keys = [k.delayed, k.queues, k.dead_letter, k.completed, k.cancelled,
                 k.scheduler_wake, k.quarantine, k.quarantine_why]
@@ -234,9 +262,9 @@ class EnqueueOps(ScriptStore):
                      k.index(name, "dead"), k.index(name, "completed"),
                      k.index(name, "cancelled")]
         job, log = k.job, k.log
-        for spec in chunk:
-            keys += (job(spec.id), log(spec.id))
-        payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+        for row in chunk:
+            keys += (job(row[0]), log(row[0]))
+        payload = json.dumps(jobs, ensure_ascii=False, separators=(",", ":"))
         args = [str(len(numbers)), "1" if replace else "0", secrets.token_hex(8), payload,
                 *numbers]
         return keys, args
@@ -254,7 +282,7 @@ class EnqueueOps(ScriptStore):
             raise reply
         return check_reply(reply), acked
 
-    def _send_traced(self, chunk: Sequence[JobSpec], olds: Sequence[str] | None,
+    def _send_traced(self, chunk: Sequence[Row], olds: Sequence[str] | None,
                      spans: Sequence[JobSpan], replace: bool,
                      results: list[EnqueueResult]) -> None:
         start = len(results)
@@ -272,11 +300,15 @@ class EnqueueOps(ScriptStore):
             if lost:
                 raise BulkEnqueueError(exc, results, start, unsure=len(chunk)) from None
             raise BulkEnqueueError(exc, results, start, refused=len(chunk)) from None
-        for spec, span, done in zip(chunk, spans, reply[1:], strict=True):
+        pending, scheduled = JobState.PENDING, JobState.SCHEDULED
+        for row, span, done in zip(chunk, spans, reply[1:], strict=True):
+            if done in (0, 1):  # stored (a list is never equal): the common case, kept cheap
+                results.append(EnqueueResult(row[0], pending if done == 0 else scheduled))
+                continue
             answer = done if isinstance(done, list) else [done]
             if int(answer[0]) == -4:  # the record changed since its queue was read
-                answer = self._enqueue_one(spec, replace, span.context)
-            results.append(self._enqueue_result(spec.id, answer))
+                answer = self._enqueue_one(spec_of(row), replace, span.context)
+            results.append(self._enqueue_result(row[0], answer))
             if results[-1].state is None:
                 span.error("ConflictError", results[-1].error or "conflict")
         short = None if acked is None else self.replicas.short(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -60,8 +61,35 @@ ENDED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED}
 STATE_NAMES = frozenset(s.value for s in JobState if s is not JobState.QUARANTINED)
 
 
+class _RandomIds:
+    """32 random hex digits a call, from os.urandom read 8 KiB at a time: one system call
+    per 512 ids instead of one each (bulk enqueue makes many). Thread-safe; a forked
+    child starts afresh, so it never repeats its parent's ids."""
+
+    def __init__(self) -> None:
+        self._start()
+        os.register_at_fork(after_in_child=self._start)
+
+    def _start(self) -> None:
+        # In a child, a new lock too: the parent's may have been held by another thread.
+        self._lock = threading.Lock()
+        self._ids: list[str] = []
+
+    def __call__(self) -> str:
+        with self._lock:
+            if not self._ids:
+                block = os.urandom(16 * 512).hex()
+                self._ids = [block[i:i + 32] for i in range(0, len(block), 32)]
+                self._ids.reverse()
+            return self._ids.pop()
+
+
+_random_id = _RandomIds()
+
+
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    """A new job id: 32 random hex digits, as ``uuid4().hex`` has."""
+    return _random_id()
 
 
 class JobSpec(BaseModel):

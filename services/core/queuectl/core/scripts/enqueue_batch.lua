@@ -162,20 +162,23 @@ for j, a in ipairs(jobs) do
       redis.call('DEL', job, logkey)
     end
     local later = p[2]
-    redis.call('HSET', job,
-      'id', id, 'command', a[3], 'queue', ARGV[4 + q],
+    local fields = {'id', id, 'command', a[3], 'queue', ARGV[4 + q],
       'state', later and 'scheduled' or 'pending', 'attempts', 0,
       'max_retries', a[4], 'timeout', a[5], 'run_at', p[4],
       'created_at', nows, 'updated_at', nows, 'lease', 0, 'log_size', 0,
-      'trace_context', a[8], 'enqueue_token', token, 'env', a[9])
+      'trace_context', a[8], 'enqueue_token', token, 'env', a[9]}
+    if not later then
+      -- What push_job writes, in the same HSET; the queue's pushes are one RPUSH below.
+      fields[#fields + 1] = 'ready_at'
+      fields[#fields + 1] = nows
+    end
+    redis.call('HSET', job, unpack(fields))
     touched[q] = true
     if later then
       redis.call('ZADD', delayed, p[3], id)
       redis.call('ZADD', qkey(q, 3), p[3], id)
       mine[id] = true
     else
-      -- What push_job writes, with the queue's pushes gathered into one RPUSH below.
-      redis.call('HSET', job, 'ready_at', nows)
       pending[q] = pending[q] or {}
       table.insert(pending[q], id)
     end
