@@ -26,8 +26,9 @@ from queuectl.core.lua import script_names
 
 REPO = Path(__file__).resolve().parents[1]
 PORTIONS = ["core", "worker", "scheduler", "cli"]
-MODULES = ["queuectl.core.client", "queuectl.worker.main", "queuectl.scheduler.main",
-           "queuectl.cli.main"]
+# queuectl.client: the documented import path, a module of the core portion.
+MODULES = ["queuectl.client", "queuectl.core.client", "queuectl.worker.main",
+           "queuectl.scheduler.main", "queuectl.cli.main"]
 CONSOLE_SCRIPTS = ["queuectl", "queuectl-worker", "queuectl-scheduler"]
 
 # Run by the venv's own interpreter: what it imports, and from where.
