@@ -55,13 +55,7 @@ local scheduled_idx, old_dead, old_completed, old_cancelled = KEYS[13], KEYS[14]
   KEYS[16]
 local id = ARGV[1]
 local now, nows = server_time()
-local run_at, run_at_s = tonumber(ARGV[6]), ARGV[6]
-if run_at_s == '' and ARGV[12] ~= '' then
-  -- A delay counts from Redis's clock, like every other time, not from the caller's.
-  run_at = now + tonumber(ARGV[12])
-  run_at_s = string.format('%.6f', run_at)
-end
-local later = run_at ~= nil and run_at > now
+local run_at, run_at_s, later = due_time(now, ARGV[6], ARGV[12])
 
 local why = bad_type(later and delayed or queue, later and 'zset' or 'list')
   or (later and bad_type(scheduled_idx, 'zset')) or bad_type(qzset, 'zset') or bad_type(qwhy, 'hash')

@@ -66,12 +66,7 @@ local later_any = false
 for j, a in ipairs(jobs) do
   local id, q, old = a[1], a[2], a[10]
   local job = jkey(j, 1)
-  local run_at, run_at_s = tonumber(a[6]), a[6]
-  if run_at_s == '' and a[7] ~= '' then
-    run_at = now + tonumber(a[7])
-    run_at_s = string.format('%.6f', run_at)
-  end
-  local later = run_at ~= nil and run_at > now
+  local run_at, run_at_s, later = due_time(now, a[6], a[7])
   why = later and (bad(delayed, 'zset') or bad(qkey(q, 3), 'zset')) or bad(qkey(q, 1), 'list')
   if why then return {DATA_ERROR, why, j} end
   local p = nil
