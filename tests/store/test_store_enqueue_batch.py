@@ -133,11 +133,11 @@ def test_a_resent_chunk_is_answered_as_it_was_first(
                                    False)
     batch = lua("enqueue_batch")
     first = batch(keys, args)
-    assert first[1:] == [0, 1]
-    assert batch(keys, args)[1:] == [0, 1], "the same call again is not a conflict"
+    assert first[1:] == [b"01", []]
+    assert batch(keys, args)[1:] == [b"01", []], "the same call again is not a conflict"
     assert raw.lrange(store.keys.queue("default"), 0, -1) == ["r1"]
     args[2] = "another-token"
-    assert batch(keys, args)[1:] == [[-1, b"pending"], [-1, b"scheduled"]]
+    assert batch(keys, args)[1:] == [b"--", [1, -1, b"pending", 2, -1, b"scheduled"]]
 
 
 def test_the_scheduler_is_woken_only_for_a_new_earliest_job(

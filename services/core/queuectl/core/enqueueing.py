@@ -300,14 +300,17 @@ class EnqueueOps(ScriptStore):
             if lost:
                 raise BulkEnqueueError(exc, results, start, unsure=len(chunk)) from None
             raise BulkEnqueueError(exc, results, start, refused=len(chunk)) from None
+        codes, flat = as_str(reply[1]), reply[2]
+        refused = {int(flat[i]) - 1: flat[i + 1:i + 3] for i in range(0, len(flat), 3)}
         pending, scheduled = JobState.PENDING, JobState.SCHEDULED
-        for row, span, done in zip(chunk, spans, reply[1:], strict=True):
-            if done in (0, 1):  # stored (a list is never equal): the common case, kept cheap
-                results.append(EnqueueResult(row[0], pending if done == 0 else scheduled))
+        for i, (row, span, code) in enumerate(zip(chunk, spans, codes, strict=True)):
+            if code in "01":  # stored: the common case, kept cheap
+                results.append(EnqueueResult(row[0], pending if code == "0" else scheduled))
                 continue
-            answer = done if isinstance(done, list) else [done]
-            if int(answer[0]) == -4:  # the record changed since its queue was read
+            if code == "4":  # the record changed since its queue was read
                 answer = self._enqueue_one(spec_of(row), replace, span.context)
+            else:
+                answer = refused[i]
             results.append(self._enqueue_result(row[0], answer))
             if results[-1].state is None:
                 span.error("ConflictError", results[-1].error or "conflict")

@@ -21,11 +21,12 @@ ARGV[4] the jobs, a JSON array of one array each: [id, queue number, command,
         record (0 = none)
 ARGV[5 ..] the queue names, in the order of their keys
 
-Returns {now, r1, ..., rn}, one r per job in order: 0 queued as pending, 1 stored as
-        scheduled, {-1, state} the id exists and has not ended (or came earlier in this
-        chunk), {-2, state} the id exists, has ended (or is in quarantine) and ARGV[2] is
-        not "1", -4 a replace found the old record in another queue (nothing written for
-        that job: read and call again);
+Returns {now, codes, refused}: codes has one character per job, in order: '0' queued as
+        pending, '1' stored as scheduled, '4' a replace found the old record in another
+        queue (nothing written for that job: read and call again), '-' not stored: refused
+        holds {j, code, state} for each such job j, code -1 (the id exists and has not
+        ended, or came earlier in this chunk) or -2 (the id exists, has ended or is in
+        quarantine, and ARGV[2] is not "1");
         {-90, why, j} a key the chunk needs has the wrong type, or job j's existing
         record cannot be read; {-91, why, j} NOPERM. Nothing of the chunk is written then.
 
@@ -193,4 +194,17 @@ if later_any then
     redis.call('RPUSH', swake, '1')
   end
 end
-return out
+-- The answer: one character a job, cheap to send and to parse for a thousand of them.
+local codes, refused = {}, {}
+for j = 1, #jobs do
+  local r = out[j + 1]
+  if type(r) == 'table' then
+    codes[j] = '-'
+    refused[#refused + 1] = j
+    refused[#refused + 1] = r[1]
+    refused[#refused + 1] = r[2]
+  else
+    codes[j] = r == -4 and '4' or tostring(r)
+  end
+end
+return {nows, table.concat(codes), refused}
