@@ -174,6 +174,23 @@ def _(w: World) -> Call:
     return capture(w.store, "enqueue", lambda: w.store.enqueue(spec, replace=True))
 
 
+@situation("enqueue_batch new")
+def _(w: World) -> Call:
+    specs = [JobSpec(id="a", command="x"), JobSpec(id="b", command="y", queue="q2"),
+             JobSpec.model_validate({"id": "c", "command": "z", "run_at": IN_A_YEAR})]
+    return capture(w.store, "enqueue_batch", lambda: w.store.enqueue_many(specs))
+
+
+@situation("enqueue_batch replace")
+def _(w: World) -> Call:
+    w.store.complete(w.lease("j", queue="q2"), "w1", b"out", 3)
+    w.dead("d")
+    specs = [JobSpec(id="j", command="x"), JobSpec(id="d", command="y"),
+             JobSpec(id="n", command="z")]
+    return capture(w.store, "enqueue_batch",
+                   lambda: w.store.enqueue_many(specs, replace=True))
+
+
 @situation("fetch")
 def _(w: World) -> Call:
     w.job("j", queue="q2")

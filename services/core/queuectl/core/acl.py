@@ -18,8 +18,8 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "worker": ("fetch", "finish_fetch", "complete", "fail", "log_append", "release",
                "heartbeat", "unregister"),
     "scheduler": ("promote", "reap", "heartbeat", "prune", "prune_queues", "gauges_lease"),
-    "cli": ("enqueue", "cancel", "dlq_retry", "purge", "quarantine_retry", "quarantine_purge",
-            "repair"),
+    "cli": ("enqueue", "enqueue_batch", "cancel", "dlq_retry", "purge", "quarantine_retry",
+            "quarantine_purge", "repair"),
 }
 
 # Commands every service sends itself: connecting, loading and running scripts, the
@@ -68,6 +68,8 @@ SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
     "gauges_lease": ("type", "get", "set"),
     "enqueue": ("type", "hmget", "hget", "zscore", "lrem", "zrem", "hdel", "del", "hset",
                 "sadd", "zadd", "zrange", "lpush", "rpush", "time"),
+    "enqueue_batch": ("type", "hmget", "hget", "zscore", "zcard", "lrem", "zrem", "hdel", "del",
+                      "hset", "sadd", "zadd", "zrange", "rpush", "time"),
     "cancel": ("type", "hmget", "zscore", "lrem", "zrem", "srem", "hset", "zadd", "sadd",
                "time"),
     "dlq_retry": ("type", "hmget", "lrem", "hset", "zrem", "lpush", "rpush", "zadd", "sadd",
