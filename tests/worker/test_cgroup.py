@@ -29,7 +29,7 @@ def test_the_setting_defaults_to_auto_and_accepts_off(monkeypatch: pytest.Monkey
     assert Settings().job_cgroup is JobCgroup.OFF
 
 
-def test_each_run_has_its_own_cgroup_removed_after_it(cfg: ExecConfig) -> None:
+def test_each_run_has_a_cgroup_with_no_live_member_kept_for_the_next(cfg: ExecConfig) -> None:
     cgroups = cfg.procs.cgroups
     if cgroups is None:
         result = execute(cfg, "cat /proc/self/cgroup")
@@ -37,12 +37,18 @@ def test_each_run_has_its_own_cgroup_removed_after_it(cfg: ExecConfig) -> None:
         return
     seen = []
     for _ in range(3):
-        result = execute(cfg, "cat /proc/self/cgroup")
+        # The background sleep outlives the shell: the run's end kills it, so the
+        # cgroup the next run is given has no live member left.
+        result = execute(cfg, "sleep 300 & cat /proc/self/cgroup")
         line = next(ln for ln in result.chunk.splitlines() if ln.startswith(b"0::"))
         seen.append(line)
         assert f"/{cgroups.base.name}/".encode() in line
-    assert len(set(seen)) == 3, "one cgroup per run"
-    assert not [p for p in cgroups.base.iterdir() if p.is_dir()], "each run's was removed"
+        kept = [p for p in cgroups.base.iterdir() if p.is_dir()]
+        assert len(kept) == 1, "one run at a time: one cgroup, kept for the next run"
+        assert b"populated 0" in (kept[0] / "cgroup.events").read_bytes()
+    assert len(set(seen)) == 1, "the empty cgroup was reused"
+    cgroups.close()
+    assert not cgroups.base.exists(), "closing removes the kept cgroups and the subtree"
 
 
 def test_a_process_that_drops_its_environment_and_session(

@@ -75,8 +75,11 @@ class ProcessControl:
         return Run(self, label, token, self.cgroups.create(token) if self.cgroups else None)
 
     def reap(self) -> None:
-        """Reap adopted orphans that have died (run often: no zombie may pile up)."""
+        """Reap adopted orphans that have died (run often: no zombie may pile up), and
+        remove the cgroups of ended runs that have emptied since."""
         self.children.sweep(everywhere=True)
+        if self.cgroups is not None:
+            self.cgroups.sweep()
 
     def close(self) -> None:
         if self.cgroups is not None:
@@ -156,8 +159,8 @@ class Run:
         """After the main process was reaped: forget it and remove the run's cgroup."""
         if self.pid:
             self.control.children.forget(self.pid)
-        if self.cgroup is not None:
-            self.cgroup.remove()
+        if self.cgroup is not None and self.control.cgroups is not None:
+            self.control.cgroups.release(self.cgroup)
 
 
 def _killpg(pgid: int, sig: int) -> None:
