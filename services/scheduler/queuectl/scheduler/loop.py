@@ -101,13 +101,15 @@ class Scheduler:
             result = self.store.promote_due(batch)
             spans.promoted(self.tracing, self.id, result.jobs, started)
             self.promoted += result.moved
-            for job in result.jobs:
-                self.metrics.promoted_job(job.queue, job.source, result.now - (job.due or 0))
+            self.metrics.promoted_jobs(result.now, result.jobs)
             if result.moved:
                 log.debug("promoted %d job(s)", result.moved)
-            # A full batch means more may be due. On stop the batch in hand is
-            # finished (each batch is one atomic script) and nothing more is started.
-            if result.moved < batch or self.stop.is_set():
+            # While a batch moved jobs and more is due, the next one follows at once: the
+            # batch bounds how long one script call blocks Redis, not how fast a backlog
+            # drains. On stop the batch in hand is finished (each batch is one atomic
+            # script) and nothing more is started.
+            more = result.next_due is not None and result.next_due <= result.now
+            if not (result.moved and more) or self.stop.is_set():
                 break
             # A long backlog must not let this replica's status expire meanwhile.
             self._beat_if_due()
