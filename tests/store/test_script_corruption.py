@@ -304,6 +304,15 @@ def _(w: World) -> Call:
     return capture(w.store, "prune", w.store.prune)
 
 
+@situation("prune_dead")
+def _(w: World) -> Call:
+    w.dead("j")
+    w.dead("k")
+    w.raw.rpush(w.keys.dead_letter, "gone")
+    w.raw.hset(w.keys.config, "dead-max", "1")
+    return capture(w.store, "prune_dead", w.store.prune_dead)
+
+
 @situation("prune_queues")
 def _(w: World) -> Call:
     w.job("j", queue="busy")

@@ -174,10 +174,14 @@ class Scheduler:
             self._next_beat = time.monotonic() + self.settings.heartbeat_interval
 
     def tidy(self) -> None:
-        """Retention and upkeep, a slice per beat: delete ended jobs past completed-ttl
-        (with their output and index entries), and forget queue names that hold nothing."""
+        """Retention and upkeep, a slice per beat: delete ended jobs past completed-ttl,
+        dead jobs past dead-ttl or beyond dead-max (with their output and index entries),
+        and forget queue names that hold nothing."""
         deadline = time.monotonic() + TIDY_BUDGET
         while self.store.prune(PRUNE_BATCH) >= PRUNE_BATCH and time.monotonic() < deadline:
+            pass
+        while sum(self.store.prune_dead(PRUNE_BATCH)) >= PRUNE_BATCH \
+                and time.monotonic() < deadline:
             pass
         try:
             cursor, names = self.store.redis.sscan(self.store.keys.queues, self._queue_cursor,
