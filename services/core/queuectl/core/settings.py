@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     job_cgroup: JobCgroup = Field(
         JobCgroup.AUTO, description="auto: each run in its own cgroup v2 where writable; off"
     )
+    log_sweep_interval: float = _seconds(
+        60.0, MIN_INTERVAL, MAX_INTERVAL,
+        "seconds between passes that remove the log files of jobs no longer kept in Redis")
     log_level: str = "INFO"
     job_env_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_JOB_ENV_ALLOW),
