@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -101,19 +99,10 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("QUEUECTL_REDIS_URL"))
     args = parser.parse_args()
     # The same throwaway server as benchmarks/promote.py (its folder is on sys.path when run).
-    from promote import local_redis  # type: ignore[import-not-found]
+    from promote import redis_server  # type: ignore[import-not-found]
 
-    server = None
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.redis_url
-        if not url:
-            server, url = local_redis(Path(tmp))
-        try:
-            print(json.dumps(measure(url, args.jobs)))
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait()
+    with redis_server(args.redis_url) as url:
+        print(json.dumps(measure(url, args.jobs)))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ prefix and deletes its keys. ``measure(redis_url)`` is the entry point for a har
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,26 +133,35 @@ def measure(redis_url: str, jobs: int = 100_000, timeout: float = 300.0) -> dict
             **log}
 
 
-def local_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A throwaway redis-server (no persistence) on a free port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+@contextlib.contextmanager
+def redis_server(url: str | None) -> Iterator[str]:
+    """``url`` as given, or a throwaway redis-server (no persistence) on a free port."""
+    if url:
+        yield url
+        return
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not on PATH; pass --redis-url")
-    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(500):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly",
+                                 "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+        local = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(local)
+        for _ in range(500):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.01)
+        client.close()
         try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.01)
-    client.close()
-    return proc, url
+            yield local
+        finally:
+            proc.terminate()
+            proc.wait()
 
 
 def main() -> None:
@@ -159,25 +170,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--redis-url", default=os.environ.get("QUEUECTL_REDIS_URL"))
     args = parser.parse_args()
-    server = None
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.redis_url
-        if not url:
-            server, url = local_redis(Path(tmp))
-        try:
-            runs = []
-            for _ in range(args.repeats):
-                runs.append(measure(url, args.jobs))
-                print(json.dumps(runs[-1]), flush=True)
-            for name in ("promote_seconds", "since_start_seconds", "longest_command_ms",
-                         "promote_call_p50_ms", "promote_call_p99_ms"):
-                values = [r[name] for r in runs]
-                print(f"{name}: median {statistics.median(values)} "
-                      f"(min {min(values)}, max {max(values)})")
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait()
+    with redis_server(args.redis_url) as url:
+        runs = []
+        for _ in range(args.repeats):
+            runs.append(measure(url, args.jobs))
+            print(json.dumps(runs[-1]), flush=True)
+        for name in ("promote_seconds", "since_start_seconds", "longest_command_ms",
+                     "promote_call_p50_ms", "promote_call_p99_ms"):
+            values = [r[name] for r in runs]
+            print(f"{name}: median {statistics.median(values)} "
+                  f"(min {min(values)}, max {max(values)})")
 
 
 if __name__ == "__main__":

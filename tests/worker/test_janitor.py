@@ -27,7 +27,7 @@ from queuectl.worker.logdir import LogDir
 from queuectl.worker.pool import Worker
 from tests.redis_server import free_port
 
-from .test_pool import settle
+from .test_pool import settle, stopped_at_the_end
 
 OLD = time.time() - 10 * MIN_AGE
 
@@ -112,12 +112,7 @@ def test_an_error_is_one_line_and_the_thread_goes_on(logs: LogDir, log_dir: Path
 
 @pytest.fixture
 def sweeping_worker(client: Client, settings: Settings) -> Iterator[Worker]:
-    w = Worker(client.store, settings.model_copy(update={"log_sweep_interval": 0.1}), 2,
-               ["default"])
-    yield w
-    w.hard_stop()
-    w.join(10)
-    w.close()
+    yield from stopped_at_the_end(client, settings, log_sweep_interval=0.1)
 
 
 def test_a_worker_removes_the_file_once_retention_deletes_the_record(
