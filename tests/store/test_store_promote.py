@@ -174,3 +174,18 @@ def test_a_call_handles_at_most_its_batch(store: Store, raw: redis.Redis, now: N
     assert raw.lrange(k.queue("default"), 0, -1) == [f"b{i}" for i in range(50)]
     assert raw.zcard(k.delayed) == 250
     assert raw.zcard(k.index("default", "scheduled")) == 250
+
+
+def test_without_detail_the_reply_carries_counts_and_due_times(store: Store, raw: redis.Redis,
+                                                               now: Now, lease: Lease) -> None:
+    t = now()
+    failed(store, lease, "r1", t - 3, queue="q")
+    failed(store, lease, "r2", t - 2, queue="q")
+    scheduled(store, "d1", t - 1)
+    result = store.promote_due(10, detail=False)
+    assert result.moved == 3 and result.jobs == []
+    assert result.counts == {("q", "retry"): 2, ("default", "delayed"): 1}
+    assert result.dues == pytest.approx([t - 3, t - 2, t - 1], abs=1e-3)
+    assert raw.lrange(store.keys.queue("q"), 0, -1) == ["r1", "r2"]
+    # With detail (the default), the same counts come with each job.
+    assert store.promote_due(10).counts == {}

@@ -13,11 +13,9 @@ so a sum over worker pods is the cluster's total.
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,9 +30,6 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from queuectl.core.scripting import Moved
 
 # Waits run from a millisecond (an idle worker) to hours (a backlog); runs from a
 # millisecond (`true`) to the 30-day timeout cap; the last finite bucket keeps the
@@ -222,12 +217,11 @@ class SchedulerMetrics:
             for source in PROMOTION_SOURCES:
                 self.promoted.labels(queue, source)
 
-    def promoted_jobs(self, now: float, jobs: Iterable[Moved]) -> None:
+    def promoted_jobs(self, now: float, counts: Mapping[tuple[str, str], int],
+                      dues: Iterable[float]) -> None:
         """Count one batch of promoted jobs (one increment per queue and source) and
         observe each job's lag from its due time to ``now``."""
-        counts: collections.Counter[tuple[str, str]] = collections.Counter()
-        for job in jobs:
-            counts[job.queue, job.source] += 1
-            self.lag.observe(max(0.0, now - (job.due or 0)))
         for (queue, source), n in counts.items():
             self.promoted.labels(queue, source).inc(n)
+        for due in dues:
+            self.lag.observe(max(0.0, now - due))

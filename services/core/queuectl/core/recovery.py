@@ -20,24 +20,28 @@ from queuectl.core.scripting import (
 class RecoveryOps(ScriptStore):
     """Promotion and recovery; mixed into ``Store``."""
 
-    def promote_due(self, batch: int) -> PromoteResult:
+    def promote_due(self, batch: int, *, detail: bool = True) -> PromoteResult:
         """Move up to ``batch`` due retries and delayed jobs back onto their queues.
 
         One script call: it reads the due entries itself, so the read and the move are
-        one atomic step, and its cost is bounded by ``batch``.
+        one atomic step, and its cost is bounded by ``batch``. Without ``detail`` the
+        reply carries counts and due times only, not each job (a fifth of the parsing).
         """
         k = self.keys
         reply = self._run("promote", [k.retry_queue, k.delayed, k.quarantine,
                                       k.quarantine_why, k.queues, k.job_prefix,
                                       k.queue(DEFAULT_QUEUE), k.queue_prefix, k.wake_prefix,
-                                      k.index_prefix], [batch])
-        moved, next_due, server_now, notes, jobs = reply
+                                      k.index_prefix], [batch, int(detail)])
+        moved, next_due, server_now, notes, jobs, counts, dues = reply
         self.notes(notes)
         nd = as_str(next_due)
         return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)),
                              [Moved(as_str(jobs[i]), as_str(jobs[i + 1]), as_str(jobs[i + 2]),
                                     float(as_str(jobs[i + 3])), as_str(jobs[i + 4]))
-                              for i in range(0, len(jobs), 5)])
+                              for i in range(0, len(jobs), 5)],
+                             {(as_str(counts[i]), as_str(counts[i + 1])): int(counts[i + 2])
+                              for i in range(0, len(counts), 3)},
+                             [float(d) for d in dues])
 
     def gauges_lease(self, holder: str, seconds: float) -> bool:
         """Take or renew the cluster-gauges lease for ``holder``; False if another holds it."""

@@ -98,10 +98,10 @@ class Scheduler:
         batch = self.settings.scheduler_batch
         while True:
             started = time.time_ns()
-            result = self.store.promote_due(batch)
+            result = self.store.promote_due(batch, detail=spans.wanted(self.tracing))
             spans.promoted(self.tracing, self.id, result.jobs, started)
             self.promoted += result.moved
-            self.metrics.promoted_jobs(result.now, result.jobs)
+            self.metrics.promoted_jobs(result.now, result.counts, result.dues)
             if result.moved:
                 log.debug("promoted %d job(s)", result.moved)
             # While a batch moved jobs and more is due, the next one follows at once: the

@@ -19,11 +19,15 @@ from queuectl.core.tracing import DEAD_LETTER_EVENT, Tracing
 log = logging.getLogger("queuectl.scheduler")
 
 
+def wanted(tracing: Tracing) -> bool:
+    """Whether promoted jobs make spans or debug lines: only then does the scheduler ask
+    promote.lua for each job (a backlog of 100,000 must not pay for what nobody keeps)."""
+    return tracing.check() or log.isEnabledFor(logging.DEBUG)
+
+
 def promoted(tracing: Tracing, scheduler_id: str, jobs: Sequence[Moved],
              start_ns: int) -> None:
     """A ``promote <queue>`` span and a debug line per job ``promote.lua`` moved."""
-    if not jobs or not (tracing.check() or log.isEnabledFor(logging.DEBUG)):
-        return  # a backlog of 100,000 must not pay for spans and lines nobody keeps
     end = time.time_ns()
     for job in jobs:
         span = tracing.consume("promote", job.queue, job.id, job.trace_context, {

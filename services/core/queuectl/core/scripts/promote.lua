@@ -12,12 +12,15 @@ KEYS[9] wake list prefix    P:wake:    (wake list = prefix .. name)
 KEYS[10] index prefix       P:idx:     (per-queue index = prefix .. name .. ':' .. state)
 
 ARGV[1] how many due entries to handle at most (the batch)
+ARGV[2] "1": report each job moved (for spans and debug lines); "0": counts only
 
-Returns {promoted, next_due, now, notes, moved}: how many moved; the earliest score left
-in either set ("" when both are empty or unusable); the server's time; what was set
-aside on the way (ids moved to quarantine, a set of the wrong type skipped); and for
-each job moved, five entries: id, queue, source ("retry" or "delayed"), due time, trace
-context (for the scheduler's metrics and spans). A moved job's ready_at is its due time.
+Returns {promoted, next_due, now, notes, moved, counts, dues}: how many moved; the
+earliest score left in either set ("" when both are empty or unusable); the server's
+time; what was set aside on the way (ids moved to quarantine, a set of the wrong type
+skipped); with ARGV[2] "1", for each job moved five entries: id, queue, source ("retry"
+or "delayed"), due time, trace context (else empty); three entries per queue and
+source that moved jobs: queue, source, how many; and each moved job's due time (for
+the lag metric). A moved job's ready_at is its due time.
 A scheduler sleeps until next_due, or calls again at once while a full batch moved.
 Or {-91, why} NOPERM, nothing written.
 
@@ -39,7 +42,7 @@ for quarantine; an entry whose record vanished or moved on is dropped.
 local qzset, qwhy, queues = KEYS[3], KEYS[4], KEYS[5]
 local job_prefix, default_queue, queue_prefix, wake_prefix, index_prefix =
   KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local batch = tonumber(ARGV[1])
+local batch, detail = tonumber(ARGV[1]), ARGV[2] == '1'
 local now, nows = server_time()
 local notes = {}
 
@@ -146,14 +149,19 @@ local function remove(e)
   end
 end
 
-local moved, jobs = 0, {}
+local moved, jobs, counted, dues = 0, {}, {}, {}
 for _, e in ipairs(due) do
   if e.action == 'move' then
     remove(e)
     redis.call('HSET', e.job, 'state', 'pending', 'updated_at', nows, 'ready_at', e.score)
     moved = moved + 1
-    for _, v in ipairs({e.id, e.q.name, e.source, e.score, e.trace}) do
-      jobs[#jobs + 1] = v
+    dues[moved] = e.score
+    local by = e.q.name .. ' ' .. e.source
+    counted[by] = (counted[by] or 0) + 1
+    if detail then
+      for _, v in ipairs({e.id, e.q.name, e.source, e.score, e.trace}) do
+        jobs[#jobs + 1] = v
+      end
     end
   elseif e.action == 'drop' then
     remove(e) -- its record vanished or moved on: a stale entry
@@ -186,4 +194,11 @@ for _, z in ipairs(sets) do
     next_due = first[2]
   end
 end
-return {moved, next_due, nows, notes, jobs}
+local counts = {}
+for by, n in pairs(counted) do
+  local space = string.find(by, ' ', 1, true)
+  for _, v in ipairs({string.sub(by, 1, space - 1), string.sub(by, space + 1), n}) do
+    counts[#counts + 1] = v
+  end
+end
+return {moved, next_due, nows, notes, jobs, counts, dues}
