@@ -6,7 +6,8 @@
 
 Prints: enqueue rate (pipelined client), drain rate (jobs/s from the first
 start to the last finish, as recorded in the job records by Redis's clock),
-and the pickup latency of an idle worker (enqueue -> started_at, p50/p99).
+and the pickup latency of an idle worker (enqueue -> started_at, when the worker took
+the job, and enqueue -> spawned_at, when its command was spawned; p50/p99).
 Numbers are printed, never asserted. Uses its own key prefix and cleans up.
 """
 
@@ -33,21 +34,33 @@ def redis_cpu(client: Client) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def redis_cost(client: Client, n: int, cpu: float) -> None:
-    """What the jobs cost Redis, from INFO commandstats (reset before the enqueue): calls
-    per job (the commands inside scripts count too) and CPU per job."""
+def commandstats(client: Client) -> dict[str, tuple[int, int]]:
+    """INFO commandstats as command -> (calls, usec)."""
     stats: Any = client.redis.info("commandstats")
-    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-    # A script's usec includes the commands inside it, which are counted on their own too.
-    script_usec = int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+    return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for name, v in stats.items()}
+
+
+def redis_cost(client: Client, n: int, cpu: float, enqueued: dict[str, tuple[int, int]],
+               cpu_enqueued: float) -> None:
+    """What the jobs cost Redis, from INFO commandstats (reset before the enqueue): calls
+    per job (the commands inside scripts count too) and CPU per job, for enqueue and
+    worker together, then for the worker alone (the counts taken after the enqueue are
+    subtracted)."""
+    stats = commandstats(client)
     used = redis_cpu(client) - cpu
-    scripts = calls.get("evalsha", 0)
-    print(f"redis cost: {scripts / n:.2f} scripts (EVALSHA) per job, {sum(calls.values()) / n:.1f} "
-          f"commands per job counting those inside scripts; {script_usec / n:.0f} us in "
-          f"scripts and {used * 1e6 / n:.0f} us of Redis CPU per job (= at most "
-          f"~{n / used:,.0f} jobs/s on one Redis core)")
-    busiest = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
-    print("  busiest commands per job: " + ", ".join(f"{k} {c / n:.2f}" for k, c in busiest))
+    for what, base, spent in (("enqueue + worker", {}, used),
+                              ("worker only", enqueued, used - cpu_enqueued)):
+        calls = {k: c - base.get(k, (0, 0))[0] for k, (c, _) in stats.items()}
+        # A script's usec includes the commands inside it, which are counted on their own.
+        script_usec = stats.get("evalsha", (0, 0))[1] - base.get("evalsha", (0, 0))[1]
+        print(f"redis cost ({what}): {calls.get('evalsha', 0) / n:.2f} scripts (EVALSHA) per "
+              f"job, {sum(calls.values()) / n:.1f} commands per job counting those inside "
+              f"scripts; {script_usec / n:.0f} us in scripts and {spent * 1e6 / n:.0f} us of "
+              f"Redis CPU per job (= at most ~{n / spent:,.0f} jobs/s on one Redis core)")
+        busiest = sorted(calls.items(), key=lambda kv: -kv[1])[:10]
+        print("  busiest commands per job: "
+              + ", ".join(f"{k} {c / n:.2f}" for k, c in busiest if c))
 
 
 def drain(client: Client, n: int, concurrency: int, env: dict[str, str], workers: int,
@@ -59,6 +72,8 @@ def drain(client: Client, n: int, concurrency: int, env: dict[str, str], workers
     client.enqueue_many(JobSpec(command="true") for _ in range(n))
     t_enq = time.perf_counter() - t0
     print(f"enqueue: {n} jobs in {t_enq:.2f}s = {n / t_enq:,.0f} jobs/s")
+    enqueued = commandstats(client) if cost else {}
+    cpu_enqueued = redis_cpu(client) - cpu if cost else 0.0
     procs = [subprocess.Popen(
         [str(Path(sys.executable).parent / "queuectl-worker")],
         env={**env, "QUEUECTL_CONCURRENCY": str(concurrency), "QUEUECTL_LOG_LEVEL": "WARNING",
@@ -74,7 +89,7 @@ def drain(client: Client, n: int, concurrency: int, env: dict[str, str], workers
         for worker in procs:
             worker.wait()
     if cost:
-        redis_cost(client, n, cpu)
+        redis_cost(client, n, cpu, enqueued, cpu_enqueued)
     jobs = client.list_jobs(limit=n).jobs
     first = min(j.started_at or 0 for j in jobs)
     last = max(j.finished_at or 0 for j in jobs)
@@ -88,7 +103,7 @@ def pickup(client: Client, samples: int, env: dict[str, str]) -> None:
         env={**env, "QUEUECTL_CONCURRENCY": "2", "QUEUECTL_LOG_LEVEL": "WARNING",
              "QUEUECTL_IDLE_WAIT": "30"},
     )
-    lat = []
+    lat, spawn = [], []
     try:
         time.sleep(1.0)
         for _ in range(samples):
@@ -96,14 +111,16 @@ def pickup(client: Client, samples: int, env: dict[str, str]) -> None:
             done = client.wait([job.id], timeout=10, poll=0.005)[job.id].job
             assert done is not None
             lat.append(((done.started_at or 0) - done.created_at) * 1000)
+            spawn.append(((done.spawned_at or 0) - done.created_at) * 1000)
             time.sleep(0.02)  # let the threads go idle again
     finally:
         worker.terminate()
         worker.wait()
-    lat.sort()
-    print(f"idle pickup latency (enqueue -> started_at, {samples} samples): "
-          f"p50 {statistics.median(lat):.2f} ms, p99 {lat[int(len(lat) * 0.99) - 1]:.2f} ms, "
-          f"max {lat[-1]:.2f} ms")
+    for what, values in (("started_at", lat), ("spawned_at", spawn)):
+        values.sort()
+        print(f"idle pickup latency (enqueue -> {what}, {samples} samples): "
+              f"p50 {statistics.median(values):.2f} ms, "
+              f"p99 {values[int(len(values) * 0.99) - 1]:.2f} ms, max {values[-1]:.2f} ms")
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ def test_an_enqueue_whose_reply_was_lost_is_not_reported_as_refused(
     # "refused" enqueues again under a fresh id, and the work runs twice.
     via_proxy = Client.connect(Settings(redis_url=proxy.url, key_prefix=PREFIX))
     try:
-        proxy.arm(script_sha("enqueue"), b"*1\r\n:0\r\n")  # {0}: stored as pending
+        proxy.arm(script_sha("enqueue"), b"*3\r\n:0\r\n")  # {0, ...}: stored as pending
         try:
             job = via_proxy.enqueue(chaos.record(), job_id="once")
         except ConflictError as exc:

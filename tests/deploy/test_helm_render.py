@@ -36,6 +36,7 @@ from tests.deploy.chart import (
     find,
     one,
     pod_templates,
+    render,
     render_files,
     rendered,
 )
@@ -112,6 +113,15 @@ def test_probes_ask_the_health_endpoint_of_each_service() -> None:
     assert answers["/readyz"][0].startswith("503")
 
 
+def test_worker_processes_are_probed_each_by_the_worker_itself() -> None:
+    # An HTTP probe reaches process 0 alone; `--check` asks every process's endpoint.
+    variant = VARIANTS["defaults (external redis.url)"]
+    ctr = container(render({**variant, "worker": {"processes": 3}}), "worker")
+    assert env_of(ctr)["QUEUECTL_WORKER_PROCESSES"] == "3"
+    assert ctr["livenessProbe"]["exec"]["command"] == ["queuectl-worker", "--check", "live"]
+    assert ctr["readinessProbe"]["exec"]["command"] == ["queuectl-worker", "--check", "ready"]
+
+
 def test_every_container_is_locked_down() -> None:
     for variant in VARIANTS:
         for workload, pod in pod_templates(rendered(variant)):
@@ -166,7 +176,8 @@ def test_the_configmap_is_what_queuectl_reads(monkeypatch: pytest.MonkeyPatch) -
     assert settings.queues == ["default"]
     assert settings.policy.completed_ttl == 86400
     # Everything but what each pod sets itself (or must not be shared) comes from here.
-    per_pod = {"redis_url", "metrics_port", "metrics_addr", "worker_id", "policy"}
+    per_pod = {"redis_url", "metrics_port", "metrics_addr", "worker_id", "worker_processes",
+               "policy"}
     assert {n.removeprefix("QUEUECTL_").lower() for n in data} | per_pod >= fields
 
 

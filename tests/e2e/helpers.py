@@ -77,11 +77,12 @@ def finish(client: Client, job_id: str, output: bytes = b"", *, exit_code: int =
            queue: str = "default") -> None:
     """Run ``job_id`` to completion (exit 0) or to one failure, shipping ``output``."""
     fetched = take(client, job_id, queue)
+    spawned = fetched.fetched_at + 0.001  # as a worker reports it: on Redis's clock
     if exit_code == 0:
-        client.store.complete(fetched, FAKE_WORKER, output, len(output))
+        client.store.complete(fetched, FAKE_WORKER, output, len(output), spawned)
     else:
         client.store.fail(fetched, FAKE_WORKER, output, len(output), exit_code,
-                          f"exit code {exit_code}")
+                          f"exit code {exit_code}", spawned)
 
 
 def make_dead(client: Client, job_id: str, command: str = "false") -> None:

@@ -46,7 +46,10 @@ def test_maxmemory_part_way_is_reported_exactly_and_a_rerun_completes(
     write_jobs(path)
     used = int(r.info("memory")["used_memory"])
     r.config_set("maxmemory-policy", "noeviction")
-    r.config_set("maxmemory", used + 3 * 1024 * 1024)  # room for some of the jobs
+    # Room for some of the jobs: a chunk of 1000 (about 2 MB here, one script call) needs
+    # about twice its size free when it starts (the request, its arguments), and stores
+    # about 2.5 MB.
+    r.config_set("maxmemory", used + 8 * 1024 * 1024)
     try:
         result = cli("enqueue", "--file", str(path), *([output] if output != "text" else []),
                      env=env)
@@ -72,10 +75,11 @@ def test_maxmemory_part_way_is_reported_exactly_and_a_rerun_completes(
     assert 0 < enqueued < JOBS
     assert len(ids) == enqueued
     assert r.llen(f"{key_prefix}:jobs") == enqueued
-    # Every line before the one that stopped it is stored; that line is not; no batch after
-    # its own was sent (a batch is 1000 lines here).
-    assert set(ids) >= {f"m{i:05d}" for i in range(stop_line - 1)}
-    assert f"m{stop_line - 1:05d}" not in ids
+    # A chunk is stored whole or not at all: every line before the one that stopped it is
+    # stored, that line (the first of its chunk) and the rest of its chunk are not; no
+    # chunk after it was sent (a chunk is 1000 lines here).
+    assert stop_line % 1000 == 1
+    assert set(ids) == {f"m{i:05d}" for i in range(stop_line - 1)}
     assert not_sent == JOBS - 1000 * math.ceil(stop_line / 1000)
 
     # Memory freed: the same file again stores exactly the rest.
@@ -113,7 +117,8 @@ def test_a_refused_chunk_sends_nothing_after_it(
 
 def test_enqueue_many_reports_a_refused_job_exactly(settings: Settings,
                                                     own_redis: LocalRedis) -> None:
-    """The Python client: BulkEnqueueError holds every reply read before it stopped."""
+    """The Python client: a chunk is stored whole or not at all, and BulkEnqueueError
+    says so exactly."""
     from queuectl.core.models import JobSpec
     from queuectl.core.store import BulkEnqueueError
 
@@ -126,9 +131,9 @@ def test_enqueue_many_reports_a_refused_job_exactly(settings: Settings,
         client.enqueue_many([JobSpec(id="first", command="true"),
                              JobSpec(id="second", command="true")])
     except BulkEnqueueError as exc:
-        # "first" exists: its script answers without writing, so it is skipped, not refused.
-        assert [(res.id, res.state) for res in exc.results] == [("first", None)]
-        assert (exc.index, exc.refused, exc.unsure, exc.sent, exc.exit_code) == (1, 1, 0, 2, 6)
+        # Both are one chunk, refused as a whole ("first" would have been skipped).
+        assert exc.results == []
+        assert (exc.index, exc.refused, exc.unsure, exc.sent, exc.exit_code) == (0, 2, 0, 2, 6)
         assert isinstance(exc.cause, redis.OutOfMemoryError)
     else:
         raise AssertionError("enqueue_many did not raise")

@@ -118,6 +118,8 @@ def test_show_every_field(cli: Cli, client: Client) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \((now|\S+ ago)\)",
                         fields["created_at"]), fields["created_at"]
     assert fields["finished_at"] != "-"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \((now|\S+ ago)\)",
+                        fields["spawned_at"]), fields["spawned_at"]
     assert fields["output"].startswith("3 bytes produced, last 3 kept")
 
     record = json_of(cli("show", "shown", "--json"), "job")
@@ -126,6 +128,8 @@ def test_show_every_field(cli: Cli, client: Client) -> None:
     assert record["log_size"] == 3 and record["log_kept"] == 3
     assert record["created_at"].endswith("Z") and record["run_at"].endswith("Z")
     assert record["started_at"] is None or record["started_at"].endswith("Z")
+    assert record["started_at"] <= record["spawned_at"] <= record["finished_at"]
+    assert record["spawned_at"].endswith("Z")
 
 
 def test_show_errors(cli: Cli) -> None:

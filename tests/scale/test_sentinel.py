@@ -113,12 +113,24 @@ def test_enqueue_without_a_replica_ack_fails(tmp_path: Path, env: dict[str, str]
                    what="the replica in sync")
         probe.close()
         assert d.ok("enqueue", "--id", "acked", "--", "true").split() == ["acked", "pending"]
+        # --file: a WAIT after each chunk of 1000 jobs.
+        jobs = tmp_path / "jobs.jsonl"
+        jobs.write_text("".join(f'{{"id":"f{i}","command":"true"}}\n' for i in range(1500)))
+        assert d.ok("enqueue", "--file", str(jobs)).startswith("enqueued 1500 jobs")
         # A replica that stops answering confirms nothing: the enqueue is not called done.
         servers.procs[replica].send_signal(signal.SIGSTOP)
         result = d.cli("enqueue", "--id", "unconfirmed", "--", "true")
         assert result.code == 6, (result.out, result.err)
         assert result.err.count("\n") == 1
         assert "only 0 of 1 replicas confirmed it within 0.5s" in result.err
+        # The first chunk of a file is stored on the master, not confirmed: it stops there.
+        jobs.write_text("".join(f'{{"id":"g{i}","command":"true"}}\n' for i in range(1500)))
+        result = d.cli("enqueue", "--file", str(jobs))
+        assert result.code == 6, (result.out, result.err)
+        assert "stopped at line 1: the 1000 jobs sent last were stored on the master, but " \
+            "only 0 of 1 replicas confirmed" in result.err
+        assert "1000 of 1500 jobs enqueued, 0 skipped; 500 not sent" in result.err
+        assert result.out == "enqueued 1000 jobs\n"
         servers.procs[replica].send_signal(signal.SIGCONT)
     finally:
         servers.stop()

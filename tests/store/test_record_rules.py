@@ -30,7 +30,7 @@ GOOD: dict[Any, Any] = {"id": "j1", "command": "echo hi", "queue": "default", "s
 
 FIELDS = ["id", "command", "queue", "state", "attempts", "max_retries", "timeout", "run_at",
           "lease", "interrupted", "lost", "log_size", "worker", "exit_code", "created_at",
-          "updated_at", "started_at", "finished_at", "env"]
+          "updated_at", "started_at", "finished_at", "env", "spawned_at"]
 
 # Values near every boundary the rules draw, plus arbitrary text.
 tricky = st.sampled_from([

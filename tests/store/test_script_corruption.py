@@ -33,7 +33,7 @@ from queuectl.core.store import Fetched, Store
 
 FIELDS = ["id", "command", "queue", "state", "attempts", "max_retries", "timeout", "run_at",
           "lease", "interrupted", "lost", "log_size", "worker", "exit_code", "created_at",
-          "updated_at", "started_at", "finished_at", "trace_context", "env"]
+          "updated_at", "started_at", "finished_at", "trace_context", "env", "spawned_at"]
 GARBAGE: list[str | bytes] = ["abc", "-1", "1.5", "", "9" * 40, b"\xff\xfe"]
 BAD_MEMBER = "not an id!"
 
@@ -175,6 +175,23 @@ def _(w: World) -> Call:
     return capture(w.store, "enqueue", lambda: w.store.enqueue(spec, replace=True))
 
 
+@situation("enqueue_batch new")
+def _(w: World) -> Call:
+    specs = [JobSpec(id="a", command="x"), JobSpec(id="b", command="y", queue="q2"),
+             JobSpec.model_validate({"id": "c", "command": "z", "run_at": IN_A_YEAR})]
+    return capture(w.store, "enqueue_batch", lambda: w.store.enqueue_many(specs))
+
+
+@situation("enqueue_batch replace")
+def _(w: World) -> Call:
+    w.store.complete(w.lease("j", queue="q2"), "w1", b"out", 3)
+    w.dead("d")
+    specs = [JobSpec(id="j", command="x"), JobSpec(id="d", command="y"),
+             JobSpec(id="n", command="z")]
+    return capture(w.store, "enqueue_batch",
+                   lambda: w.store.enqueue_many(specs, replace=True))
+
+
 @situation("fetch")
 def _(w: World) -> Call:
     w.job("j", queue="q2")
@@ -198,6 +215,35 @@ def _(w: World) -> Call:
 def _(w: World) -> Call:
     job = w.lease("j", max_retries=0)
     return capture(w.store, "fail", lambda: w.store.fail(job, "w1", b"err", 3, 1, "exit 1"))
+
+
+@situation("finish_fetch complete, then the next job")
+def _(w: World) -> Call:
+    job = w.lease("j", queue="q2")
+    w.job("k", queue="q2")
+    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
+        job, "w1", b"out", 3, job.fetched_at, None, ["q1", "q2"]))
+
+
+def _fail_then_next(w: World, max_retries: int) -> Call:
+    job = w.lease("j", max_retries=max_retries)
+    w.job("k")
+    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
+        job, "w1", b"err", 3, None, (1, "exit 1"), ["default"]))
+
+
+SITUATIONS["finish_fetch fail with retries left, then the next job"] = partial(
+    _fail_then_next, max_retries=2)
+SITUATIONS["finish_fetch fail into the DLQ, then the next job"] = partial(
+    _fail_then_next, max_retries=0)
+
+
+@situation("finish_fetch complete while draining (no fetch)")
+def _(w: World) -> Call:
+    job = w.lease("j")
+    w.job("k")
+    return capture(w.store, "finish_fetch", lambda: w.store.finish_fetch(
+        job, "w1", b"out", 3, None, None, []))
 
 
 @situation("log_append")

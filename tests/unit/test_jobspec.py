@@ -12,6 +12,7 @@ from queuectl.core.errors import InvalidInputError
 from queuectl.core.models import (
     MAX_COMMAND_BYTES,
     JobSpec,
+    check_delay,
     check_job_id,
     spec_from_json,
     spec_from_mapping,
@@ -238,11 +239,34 @@ def test_env_is_kept() -> None:
     ({"timeout": 1e-300}, "invalid timeout"),
 ])
 def test_options_are_checked_like_json(options: dict[str, Any], message: str) -> None:
+    delay = options.pop("delay", None)
     with pytest.raises(InvalidInputError, match=message):
+        check_delay(delay, options.get("run_at"))
         spec_from_options("true", **options)
 
 
-def test_a_delay_is_converted_to_a_utc_run_at() -> None:
-    spec = spec_from_options("true", delay=60)
-    assert spec.run_at is not None and spec.run_at.utcoffset() == timedelta(0)
-    assert 50 < spec.run_at.timestamp() - datetime.now(UTC).timestamp() <= 60
+def test_a_delay_stays_a_delay() -> None:
+    """The script adds a delay to Redis's clock: the job carries no run_at of the caller's."""
+    assert check_delay(60) == 60.0
+    assert check_delay(None) is None
+    assert spec_from_options("true").run_at is None
+
+
+def test_generated_ids_are_32_hex_digits_and_differ_across_fork() -> None:
+    import os
+
+    from queuectl.core.models import new_job_id
+
+    ids = [new_job_id() for _ in range(2000)]  # more than one block of random bytes
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's next id must not be the parent's next one
+        os.write(write, new_job_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert len(child) == 32 and child != new_job_id()

@@ -9,16 +9,30 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from queuectl.core.client import Client
 from queuectl.core.models import JobState
 from queuectl.core.settings import Settings
-from queuectl.core.store import Fetched
+from queuectl.core.store import Fetched, Store
 from queuectl.worker.outcome import Ending, RunResult
 from queuectl.worker.pool import ENVIRONMENT_FAILURE_LIMIT, Worker
+
+
+class CountingStore(Store):
+    """The real Store, counting the scripts it runs by name."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: Counter[str] = Counter()
+
+    def _run(self, name: str, keys: Any, args: Any, client: Any = None) -> Any:
+        self.calls[name] += 1
+        return super()._run(name, keys, args, client)
 
 
 def settle(client: Client, job_id: str, *states: JobState, timeout: float = 20.0) -> JobState:
@@ -109,3 +123,31 @@ def test_a_hard_stop_hands_running_jobs_back(worker: Worker, client: Client) -> 
     assert (record.state, record.interrupted) == (JobState.PENDING, 1)
     assert json.loads(client.redis.hget(client.keys.worker(worker.id), "current") or "[]") \
         in ([], [job.id])
+
+
+def test_a_busy_slot_finishes_and_fetches_in_one_call_and_records_the_spawn(
+        client: Client, settings: Settings) -> None:
+    """One slot, many jobs: after its first fetch, each outcome brings the next job
+    (finish_fetch.lua); every run's spawned_at lies between its fetch and its end."""
+    ids = [client.enqueue(f"echo {n}").id for n in range(20)]
+    store = CountingStore(client.redis, client.keys, client.store.policy)
+    worker = Worker(store, settings, 1, ["default"])
+    worker.start()
+    try:
+        for job_id in ids:
+            settle(client, job_id, JobState.COMPLETED)
+    finally:
+        worker.request_stop()
+        worker.join(10)
+        worker.close()
+    # One plain fetch to start, then one finish_fetch per job (the last finds nothing):
+    # never a complete.lua, fail.lua or log_append.lua.
+    assert store.calls["finish_fetch"] == len(ids), store.calls
+    assert 1 <= store.calls["fetch"] <= 3, store.calls
+    assert not {"complete", "fail", "log_append"} & set(store.calls), store.calls
+    for job_id in ids:
+        job = client.get(job_id)
+        assert job.started_at is not None and job.spawned_at is not None
+        assert job.finished_at is not None
+        assert job.started_at <= job.spawned_at <= job.finished_at
+        assert job.spawned_at - job.started_at < 5.0

@@ -168,13 +168,29 @@ affinity:
 {{- end }}
 
 {{/* HTTP probes on the metrics port: /healthz fails only when the process is hung. */}}
+{{/*
+How a probe asks: an HTTP GET of the one endpoint, or, for a worker pod running several
+worker processes (worker.processes > 1), `queuectl-worker --check`, which asks every
+process's endpoint (an HTTP probe would see process 0 only).
+*/}}
+{{- define "queuectl.probeAction" -}}
+{{- $ctx := index . 0 }}
+{{- $what := index . 1 }}
+{{- if gt (int ($ctx.values.processes | default 1)) 1 }}
+exec:
+  command: ["queuectl-worker", "--check", {{ $what | quote }}]
+{{- else }}
+httpGet:
+  path: {{ ternary "/healthz" "/readyz" (eq $what "live") }}
+  port: metrics
+{{- end }}
+{{- end }}
+
 {{- define "queuectl.probes" -}}
 {{- with .values.probes.liveness }}
 {{- if .enabled }}
 livenessProbe:
-  httpGet:
-    path: /healthz
-    port: metrics
+  {{- include "queuectl.probeAction" (list $ "live") | nindent 2 }}
   initialDelaySeconds: {{ .initialDelaySeconds }}
   periodSeconds: {{ .periodSeconds }}
   timeoutSeconds: {{ .timeoutSeconds }}
@@ -184,9 +200,7 @@ livenessProbe:
 {{- with .values.probes.readiness }}
 {{- if .enabled }}
 readinessProbe:
-  httpGet:
-    path: /readyz
-    port: metrics
+  {{- include "queuectl.probeAction" (list $ "ready") | nindent 2 }}
   initialDelaySeconds: {{ .initialDelaySeconds }}
   periodSeconds: {{ .periodSeconds }}
   timeoutSeconds: {{ .timeoutSeconds }}

@@ -193,6 +193,10 @@ def worker_start(
     count: Annotated[int | None, typer.Option(
         "--count", "-c", metavar="N", min=1, max=512,
         help="Threads (jobs run at once); default QUEUECTL_CONCURRENCY.")] = None,
+    processes: Annotated[int | None, typer.Option(
+        "--processes", "-p", metavar="N", min=1, max=64,
+        help="Worker processes, each with its own id and --count threads; default "
+             "QUEUECTL_WORKER_PROCESSES.")] = None,
     queues: Annotated[str | None, typer.Option(
         "--queues", metavar="A,B,C", help="Comma-separated queues, highest priority first; "
         "default QUEUECTL_QUEUES.")] = None,
@@ -201,7 +205,8 @@ def worker_start(
     from queuectl.worker.main import run
 
     names = parse_queues(queues) if queues is not None else None
-    raise typer.Exit(run(get_state(ctx).settings, count=count, queues=names))
+    raise typer.Exit(run(get_state(ctx).settings, count=count, queues=names,
+                         processes=processes))
 
 
 def worker_stop(

@@ -1,20 +1,27 @@
 """The command tree: which function answers which ``queuectl`` subcommand, with an example
-of each (every command's help ends with one; tests/e2e/test_help.py holds us to it)."""
+of each (every command's help ends with one; tests/e2e/test_help.py holds us to it).
+
+Each command's module is imported only when that command is looked up (``LazyGroup``):
+``queuectl status`` never imports the code of ``enqueue``, ``dlq`` or ``worker start``,
+so a command pays at start-up for what it runs, not for the whole tree. ``--help`` of
+the root, which lists every command with its one-line purpose, still loads them all.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
+from typer import _click
+from typer.core import TyperGroup
 
-from queuectl.cli import admin, care, completion, jobs, status
-from queuectl.cli import enqueue as enqueue_command
+from queuectl.cli import completion
 from queuectl.cli.command import Command
 from queuectl.core.entrypoint import version_line
-from queuectl.core.policy import POLICY_KEYS
 
 EPILOG = (
     "Exit codes: 0 ok, 1 a waited job did not complete, 2 usage, 3 invalid input, "
@@ -32,13 +39,15 @@ def with_examples(text: str, *examples: str) -> str:
     return text.rstrip() + f"\n\n\b\n{title}\n" + "\n".join(f"  {e}" for e in examples)
 
 
-def _typer(help_text: str, *examples: str, epilog: str | None = None) -> typer.Typer:
+def _typer(help_text: str, *examples: str, epilog: str | None = None,
+           cls: type[TyperGroup] | None = None) -> typer.Typer:
     # Plain Click help and errors: boxed rich panels and pretty tracebacks are not for a CLI
     # whose errors must stay one line. Completion is ours (queuectl.cli.completion): Typer's
     # own options guess the shell instead of being told it.
     return typer.Typer(
-        help=with_examples(help_text, *examples), epilog=epilog, no_args_is_help=True,
-        add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
+        help=with_examples(help_text, *examples) if examples else help_text, epilog=epilog,
+        no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+        pretty_exceptions_enable=False, cls=cls,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
 
@@ -48,6 +57,14 @@ def _add(group: typer.Typer, name: str, function: Callable[..., Any], *examples:
     """Register ``function`` as ``name``: its docstring (or ``text``) plus the examples."""
     help_text = with_examples(text or inspect.getdoc(function) or "", *examples)
     group.command(name, cls=cls, help=help_text)(function)
+
+
+def _leaf(name: str, function: Callable[..., Any], *examples: str,
+          cls: type[Command] = Command, text: str | None = None) -> _click.Command:
+    """One command, built as Typer builds it inside a group."""
+    single = _typer("")
+    _add(single, name, function, *examples, cls=cls, text=text)
+    return typer.main.get_command(single)
 
 
 def installed(portion: str) -> bool:
@@ -63,9 +80,139 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+# -- the commands, each built (and its module imported) on first use ------------------------
+def _command(module: str, name: str, function: str,
+             *examples: str) -> Callable[[], _click.Command]:
+    """``name``, answered by ``function`` of ``module`` (imported when first used)."""
+    def build() -> _click.Command:
+        return _leaf(name, getattr(importlib.import_module(module), function), *examples)
+    return build
+
+
+def _group(module: str, help_text: str, example: str,
+           *rows: tuple[str, ...]) -> Callable[[], _click.Command]:
+    """A group of commands of ``module``, each row ``(name, function, *examples)``."""
+    def build() -> _click.Command:
+        functions = importlib.import_module(module)
+        group = _typer(help_text, example)
+        for name, function, *examples in rows:
+            _add(group, name, getattr(functions, function), *examples)
+        return typer.main.get_command(group)
+    return build
+
+
+def _enqueue() -> _click.Command:
+    from queuectl.cli import enqueue
+    return _leaf("enqueue", enqueue.enqueue, *enqueue.EXAMPLES, cls=enqueue.EnqueueCommand,
+                 text=enqueue.HELP)
+
+
+def _config() -> _click.Command:
+    from queuectl.core.policy import POLICY_KEYS
+    return _group(
+        "queuectl.cli.admin", "Runtime policy kept in Redis: retries, backoff, timeouts, "
+        "retention.\n\nKeys: " + ", ".join(POLICY_KEYS) + ".", "queuectl config set backoff-base 5",
+        ("list", "config_list", "queuectl config list"),
+        ("get", "config_get", "queuectl config get max-retries"),
+        ("set", "config_set", "queuectl config set max-retries 5",
+         "queuectl config set job-timeout 10m"),
+        ("unset", "config_unset", "queuectl config unset max-retries"),
+    )()
+
+
+def _worker() -> _click.Command:
+    from queuectl.cli import admin, status
+    has_worker = installed("queuectl.worker")
+    group = _typer("Run, stop and list workers.",
+                   "queuectl worker start --count 8" if has_worker else "queuectl worker list")
+    if has_worker:
+        _add(group, "start", admin.worker_start,
+             "queuectl worker start --count 8 --queues high,default",
+             "queuectl worker start --processes 2 --count 4")
+    _add(group, "stop", admin.worker_stop, "queuectl worker stop --all")
+    _add(group, "list", status.worker_list, "queuectl worker list --json")
+    return typer.main.get_command(group)
+
+
+JOBS, ADMIN, CARE = "queuectl.cli.jobs", "queuectl.cli.admin", "queuectl.cli.care"
+# In the order help lists them.
+COMMANDS: dict[str, Callable[[], _click.Command]] = {
+    "enqueue": _enqueue,
+    "status": _command("queuectl.cli.status", "status", "status",
+                       "queuectl status --watch --interval 5"),
+    "list": _command(JOBS, "list", "list_jobs",
+                     "queuectl list --state dead --queue mail --limit 20"),
+    "show": _command(JOBS, "show", "show", "queuectl show job1 --json"),
+    "logs": _command(JOBS, "logs", "logs", "queuectl logs job1 --follow --timeout 10m"),
+    "wait": _command(JOBS, "wait", "wait", "queuectl wait job1 job2 --timeout 5m"),
+    "cancel": _command(JOBS, "cancel", "cancel", "queuectl cancel job1"),
+    **({"scheduler": _command(ADMIN, "scheduler", "scheduler", "queuectl scheduler")}
+       if installed("queuectl.scheduler") else {}),
+    "doctor": _command(CARE, "doctor", "doctor", "queuectl doctor --repair"),
+    "acl": _command(CARE, "acl", "acl", "queuectl acl worker --user queuectl-worker"),
+    "dlq": _group(ADMIN, "The dead letter queue: jobs that exhausted their retries.",
+                  "queuectl dlq retry --all",
+                  ("list", "dlq_list", "queuectl dlq list --limit 20"),
+                  ("retry", "dlq_retry", "queuectl dlq retry job1", "queuectl dlq retry --all"),
+                  ("purge", "dlq_purge", "queuectl dlq purge --yes")),
+    "config": _config,
+    "worker": _worker,
+    "quarantine": _group(
+        CARE, "Jobs set aside because their record or a key they need is unusable.",
+        "queuectl quarantine list",
+        ("list", "quarantine_list", "queuectl quarantine list --limit 20"),
+        ("retry", "quarantine_retry", "queuectl quarantine retry job1 job2"),
+        ("purge", "quarantine_purge", "queuectl quarantine purge --all --yes")),
+    "redis": _group(ADMIN, "The embedded Redis used when QUEUECTL_REDIS_URL is unset.",
+                    "queuectl redis status",
+                    ("start", "redis_start", "queuectl redis start"),
+                    ("status", "redis_status", "queuectl redis status --json"),
+                    ("stop", "redis_stop", "queuectl redis stop")),
+}
+
+
+class _Commands(MutableMapping[str, _click.Command]):
+    """The root's subcommands: every name known, each command built on first access."""
+
+    def __init__(self, builders: dict[str, Callable[[], _click.Command]]) -> None:
+        self._builders = builders
+        self._built: dict[str, _click.Command] = {}
+
+    def __getitem__(self, name: str) -> _click.Command:
+        if name not in self._built:
+            command = self._builders[name]()
+            command.name = name
+            self._built[name] = command
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: _click.Command) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("the command tree is fixed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+
+class LazyGroup(TyperGroup):
+    """The root group, whose subcommands come from ``COMMANDS`` when first looked up."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _Commands(COMMANDS)
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        """The names alone: Typer's own version builds every command to list them."""
+        return list(self.commands)
+
+
 app = _typer("QueueCTL: a Redis-backed queue of shell commands.",
              "queuectl enqueue -- 'echo hello'", "queuectl status",
-             "source <(queuectl --show-completion bash)", epilog=EPILOG)
+             "source <(queuectl --show-completion bash)", epilog=EPILOG, cls=LazyGroup)
 
 @app.callback()
 def root(
@@ -83,57 +230,3 @@ def root(
     )] = None,
 ) -> None:
     """QueueCTL: a Redis-backed queue of shell commands."""
-
-
-_add(app, "enqueue", enqueue_command.enqueue, *enqueue_command.EXAMPLES,
-     cls=enqueue_command.EnqueueCommand, text=enqueue_command.HELP)
-_add(app, "status", status.status, "queuectl status --watch --interval 5")
-_add(app, "list", jobs.list_jobs, "queuectl list --state dead --queue mail --limit 20")
-_add(app, "show", jobs.show, "queuectl show job1 --json")
-_add(app, "logs", jobs.logs, "queuectl logs job1 --follow --timeout 10m")
-_add(app, "wait", jobs.wait, "queuectl wait job1 job2 --timeout 5m")
-_add(app, "cancel", jobs.cancel, "queuectl cancel job1")
-if installed("queuectl.scheduler"):
-    _add(app, "scheduler", admin.scheduler, "queuectl scheduler")
-_add(app, "doctor", care.doctor, "queuectl doctor --repair")
-_add(app, "acl", care.acl, "queuectl acl worker --user queuectl-worker")
-
-dlq_app = _typer("The dead letter queue: jobs that exhausted their retries.",
-                 "queuectl dlq retry --all")
-_add(dlq_app, "list", admin.dlq_list, "queuectl dlq list --limit 20")
-_add(dlq_app, "retry", admin.dlq_retry, "queuectl dlq retry job1", "queuectl dlq retry --all")
-_add(dlq_app, "purge", admin.dlq_purge, "queuectl dlq purge --yes")
-app.add_typer(dlq_app, name="dlq")
-
-config_app = _typer("Runtime policy kept in Redis: retries, backoff, timeouts, retention.\n\n"
-                    "Keys: " + ", ".join(POLICY_KEYS) + ".", "queuectl config set backoff-base 5")
-_add(config_app, "list", admin.config_list, "queuectl config list")
-_add(config_app, "get", admin.config_get, "queuectl config get max-retries")
-_add(config_app, "set", admin.config_set, "queuectl config set max-retries 5",
-     "queuectl config set job-timeout 10m")
-_add(config_app, "unset", admin.config_unset, "queuectl config unset max-retries")
-app.add_typer(config_app, name="config")
-
-HAS_WORKER = installed("queuectl.worker")
-worker_app = _typer("Run, stop and list workers.",
-                    "queuectl worker start --count 8" if HAS_WORKER else "queuectl worker list")
-if HAS_WORKER:
-    _add(worker_app, "start", admin.worker_start,
-         "queuectl worker start --count 8 --queues high,default")
-_add(worker_app, "stop", admin.worker_stop, "queuectl worker stop --all")
-_add(worker_app, "list", status.worker_list, "queuectl worker list --json")
-app.add_typer(worker_app, name="worker")
-
-quarantine_app = _typer("Jobs set aside because their record or a key they need is unusable.",
-                        "queuectl quarantine list")
-_add(quarantine_app, "list", care.quarantine_list, "queuectl quarantine list --limit 20")
-_add(quarantine_app, "retry", care.quarantine_retry, "queuectl quarantine retry job1 job2")
-_add(quarantine_app, "purge", care.quarantine_purge, "queuectl quarantine purge --all --yes")
-app.add_typer(quarantine_app, name="quarantine")
-
-redis_app = _typer("The embedded Redis used when QUEUECTL_REDIS_URL is unset.",
-                   "queuectl redis status")
-_add(redis_app, "start", admin.redis_start, "queuectl redis start")
-_add(redis_app, "status", admin.redis_status, "queuectl redis status --json")
-_add(redis_app, "stop", admin.redis_stop, "queuectl redis stop")
-app.add_typer(redis_app, name="redis")

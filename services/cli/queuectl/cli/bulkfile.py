@@ -1,16 +1,18 @@
 """``queuectl enqueue --file``: many jobs from JSON lines, all checked before any is stored.
 
-Two passes over the input. The first reads it line by line (never more than one line
-in memory, and a line longer than any job can be is refused by its length before it
-is parsed), validates every line and copies the input to a temporary file. Only when
-every line is valid does the second pass read that copy again and store the jobs in
-pipelined chunks. The copy makes stdin, pipes and ``<(...)`` work, and makes what is
-stored exactly what was validated even if the file changes meanwhile.
+Two passes. The first reads the input line by line (never more than one line in
+memory, and a line longer than any job can be is refused by its length before it is
+parsed), validates every line and writes each job, as validated and in the form its
+record stores it (``enqueueing.row_of``, generated ids included), to a temporary
+file. Only when every line is valid does the second pass read that file back and
+store the jobs, one script call per chunk of them. The temporary file makes stdin,
+pipes and ``<(...)`` work, makes what is stored exactly what was validated even if
+the input changes meanwhile, and spares the second pass a second validation.
 
 A job whose id already exists is skipped and counted, so running the same file again
-after a failure stores each missing job once. When Redis refuses a job (maxmemory, a
-lost connection) nothing more is sent, and the summary says how many jobs were stored
-and which line stopped it.
+after a failure stores each missing job once. A chunk is stored whole or not at all;
+when Redis refuses one (maxmemory, a key of the wrong type, a lost connection) nothing
+more is sent, and the summary says how many jobs were stored and which line stopped it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import typer
 from queuectl.cli import render
 from queuectl.cli.context import get_client, get_state
 from queuectl.core.client import Client
-from queuectl.core.enqueueing import BulkEnqueueError
+from queuectl.core.enqueueing import BulkEnqueueError, Row, row_of
 from queuectl.core.errors import InvalidInputError, QueueCtlError
 from queuectl.core.models import JobSpec, JobState, spec_from_json
 from queuectl.core.resilience import redis_error_message
@@ -131,11 +133,12 @@ def parse_line(number: int, raw: bytes) -> JobSpec:
 
 
 def check(source: IO[bytes], spool: IO[bytes]) -> int:
-    """First pass: validate every line, copy the input to ``spool``; the number of jobs."""
+    """First pass: validate every line, write each job's line number and stored form to
+    ``spool`` (one JSON array a line); the number of jobs."""
     first_line: dict[str, int] = {}
     jobs = 0
+    write, dumps = spool.write, json.dumps
     for number, raw in read_lines(source):
-        spool.write(raw)
         if not raw.strip():
             continue
         spec = parse_line(number, raw)
@@ -144,28 +147,33 @@ def check(source: IO[bytes], spool: IO[bytes]) -> int:
                 raise InvalidInputError(
                     f"line {number}: id {spec.id} repeats line {first_line[spec.id]}")
             first_line[spec.id] = number
+        write(dumps([number, *row_of(spec)], ensure_ascii=False).encode("utf-8") + b"\n")
         jobs += 1
     spool.flush()
     spool.seek(0)
     return jobs
 
 
-def _batches(spool: IO[bytes]) -> Iterator[tuple[list[JobSpec], list[int]]]:
+def _batches(spool: IO[bytes]) -> Iterator[tuple[list[Row], list[int]]]:
     """Second pass: the validated jobs again, in batches, with their line numbers."""
-    specs: list[JobSpec] = []
+    rows: list[Row] = []
     lines: list[int] = []
     size = 0
-    for number, raw in read_lines(spool):
-        if not raw.strip():
-            continue
-        specs.append(parse_line(number, raw))
+    loads = json.loads
+    for raw in spool:
+        try:
+            number, *row = loads(raw)
+        except ValueError:
+            # Only a temporary file changed by someone else gets here.
+            raise InvalidInputError("the temporary copy of the input changed") from None
+        rows.append(tuple(row))
         lines.append(number)
         size += len(raw)
-        if len(specs) >= BATCH or size >= BATCH_BYTES:
-            yield specs, lines
-            specs, lines, size = [], [], 0
-    if specs:
-        yield specs, lines
+        if len(rows) >= BATCH or size >= BATCH_BYTES:
+            yield rows, lines
+            rows, lines, size = [], [], 0
+    if rows:
+        yield rows, lines
 
 
 def store(client: Client, spool: IO[bytes], tally: Tally, *, replace: bool,
@@ -173,21 +181,20 @@ def store(client: Client, spool: IO[bytes], tally: Tally, *, replace: bool,
     """Enqueue the spooled jobs; StoppedError (with the summary so far) if Redis refuses one."""
     show = tally.total >= PROGRESS_MIN and sys.stderr.isatty()
     try:
-        for specs, lines in _batches(spool):
+        for rows, lines in _batches(spool):
             try:
-                tally.add(client.enqueue_many(specs, replace=replace))
+                tally.add(client.store.enqueue_rows(rows, replace=replace))
             except BulkEnqueueError as exc:
                 tally.add(exc.results)
                 tally.sent += exc.sent
                 raise StoppedError(_stop_message(exc, lines[exc.index], tally, where),
                               exc.exit_code) from None
-            tally.sent += len(specs)
+            tally.sent += len(rows)
             if show:
                 sys.stderr.write(f"\renqueued {tally.sent}/{tally.total}")
                 sys.stderr.flush()
     except InvalidInputError as exc:
-        # The copy is what the first pass validated: only a temporary file changed by
-        # someone else gets here. Say what was stored all the same.
+        # Say what was stored all the same.
         raise StoppedError(f"stopped: {exc}; {tally.enqueued} of {tally.total} jobs enqueued",
                            exc.exit_code) from None
     finally:

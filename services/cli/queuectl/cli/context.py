@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import typer
 
 from queuectl.core import embedded
-from queuectl.core.client import Client
-from queuectl.core.connection import redis_url
 from queuectl.core.display import escape
 from queuectl.core.errors import RedisUnavailableError
-from queuectl.core.settings import Settings, load_settings
-from queuectl.core.tracing import Tracing
+
+if TYPE_CHECKING:
+    from queuectl.core.client import Client
+    from queuectl.core.settings import Settings
 
 # The longest a command waits at exit for its spans to be exported: an unreachable
 # collector costs a command this much, not the exporter's own timeout (10 s) or more.
@@ -37,6 +38,10 @@ class State:
     def settings(self) -> Settings:
         """The environment's settings; InvalidInputError (exit 3) if one is invalid."""
         if self._settings is None:
+            # Imported here, as redis-py below: --help, --version and completion need
+            # neither pydantic-settings nor redis-py, and start faster without them.
+            from queuectl.core.settings import load_settings
+
             self._settings = load_settings()
         return self._settings
 
@@ -51,6 +56,10 @@ class State:
         server; every other command says it is not running, so that reading the queue
         never brings a stopped server back behind the user's back."""
         if self._client is None:
+            from queuectl.core.client import Client
+            from queuectl.core.connection import redis_url
+            from queuectl.core.tracing import Tracing
+
             if not self.settings.redis_url and not start and \
                     not embedded.is_running(self.settings.data_dir):
                 raise RedisUnavailableError(

@@ -20,6 +20,7 @@ from queuectl.core.errors import InvalidInputError, UsageError
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import (
     JobSpec,
+    check_delay,
     run_at_value,
     spec_from_json,
     spec_from_mapping,
@@ -124,15 +125,17 @@ def enqueue(
             raise UsageError("give --delay or --run-at, not both")
         # Every value is checked (durations, the time in UTC and its bounds, env) before
         # the client connects: a refused command must not have touched Redis.
+        # A delay counts from Redis's clock: the script adds it (check_delay checks it).
+        seconds = check_delay(parse_duration(delay)) if delay is not None else None
         spec = spec_from_options(
             " ".join(words), job_id=job_id, queue=queue or DEFAULT_QUEUE,
             max_retries=max_retries,
             timeout=parse_duration(timeout) if timeout is not None else None,
-            delay=parse_duration(delay) if delay is not None else None,
             run_at=parse_run_at(run_at) if run_at is not None else None,
             env=parse_env(env) if env is not None else None,
         )
-        _store_one(get_client(ctx, start=True), spec, replace=replace, as_json=as_json, quiet=quiet)
+        _store_one(get_client(ctx, start=True), spec, replace=replace, as_json=as_json,
+                   quiet=quiet, delay=seconds)
         return
     if len(words) > 1:
         raise UsageError("put the command after '--', e.g. queuectl enqueue -- 'echo hello'")
@@ -143,14 +146,14 @@ def enqueue(
 
 
 def _store_one(client: Client, spec: JobSpec, *, replace: bool, as_json: bool,
-               quiet: bool) -> None:
-    state = client.enqueue_spec(spec, replace=replace)
+               quiet: bool, delay: float | None = None) -> None:
+    job = client.enqueue_job(spec, replace=replace, delay=delay)  # one round trip
     if as_json:
-        render.emit_json(job_json(client.get(spec.id)))
+        render.emit_json(job_json(job))
     elif quiet:
         print(spec.id)
     else:
-        print(f"{spec.id} {state.value}")
+        print(f"{spec.id} {job.state.value}")
 
 
 def parse_lone_argument(text: str) -> JobSpec:

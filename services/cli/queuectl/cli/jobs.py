@@ -125,6 +125,7 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
         ("created_at", t(job.created_at)),
         ("updated_at", t(job.updated_at)),
         ("started_at", t(job.started_at)),
+        ("spawned_at", t(job.spawned_at)),
         ("finished_at", t(job.finished_at)),
         ("exit_code", _opt(job.exit_code)),
         ("last_error", render.clean(job.last_error)),

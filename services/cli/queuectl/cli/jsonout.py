@@ -53,6 +53,7 @@ class JobJson(TypedDict):
     created_at: str | None
     updated_at: str | None
     started_at: str | None
+    spawned_at: str | None
     finished_at: str | None
     exit_code: int | None
     last_error: str | None
@@ -72,7 +73,8 @@ def job_json(job: Job) -> JobJson:
         "attempts": job.attempts, "max_retries": job.max_retries, "timeout": job.timeout,
         "run_at": _time(job.run_at), "created_at": _time(job.created_at),
         "updated_at": _time(job.updated_at), "started_at": _time(job.started_at),
-        "finished_at": _time(job.finished_at), "exit_code": job.exit_code,
+        "spawned_at": _time(job.spawned_at), "finished_at": _time(job.finished_at),
+        "exit_code": job.exit_code,
         "last_error": job.last_error, "worker": job.worker, "interrupted": job.interrupted,
         "lost": job.lost, "env": dict(job.env), "log_size": job.log_size,
         "log_kept": job.log_kept, "trace_id": trace_id_of(job.trace_context),

@@ -6,9 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-import redis
 import typer
-from pydantic import ValidationError
 from typer._click.exceptions import MissingParameter
 
 from queuectl.cli import completion
@@ -26,7 +24,6 @@ from queuectl.core.errors import (
     CancelledError,
     QueueCtlError,
 )
-from queuectl.core.resilience import redis_error_message
 
 # Not in the table of core/errors.py on purpose: only a bug in QueueCTL ends up here.
 EXIT_INTERNAL = 1
@@ -42,6 +39,8 @@ def fail(message: str, code: int) -> int:
 
 def bad_value(exc: typer.BadParameter) -> str:
     """``invalid value for --limit: must be at least 0 (got -1)``, in QueueCTL's words."""
+    from pydantic import ValidationError
+
     cause = exc.__cause__
     param = exc.param
     if not isinstance(cause, ValidationError) or param is None:
@@ -78,7 +77,12 @@ def report(exc: Exception, state: State | None) -> int:
         return fail(str(exc), exc.exit_code)
     if isinstance(exc, typer.TyperException):
         return report_click(exc)
-    if isinstance(exc, redis.RedisError):
+    # Looked up, not imported: a command that never imported redis-py cannot have raised
+    # one of its errors, and importing it here would cost every error its start-up time.
+    redis = sys.modules.get("redis")
+    if redis is not None and isinstance(exc, redis.RedisError):
+        from queuectl.core.resilience import redis_error_message
+
         where = state.redis_description() if state is not None else "Redis"
         if isinstance(exc, redis.ResponseError) and "WRONGTYPE" in str(exc):
             # Not Redis failing: a key holds data QueueCTL cannot use (README: exit 8).

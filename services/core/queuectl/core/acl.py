@@ -15,12 +15,12 @@ from queuectl.core.errors import InvalidInputError
 
 # Which transition scripts each service calls.
 SCRIPTS: dict[str, tuple[str, ...]] = {
-    "worker": ("fetch", "complete", "fail", "log_append", "release", "heartbeat",
-               "unregister"),
+    "worker": ("fetch", "finish_fetch", "complete", "fail", "log_append", "release",
+               "heartbeat", "unregister"),
     "scheduler": ("promote", "reap", "heartbeat", "prune", "prune_dead", "prune_queues",
                   "gauges_lease"),
-    "cli": ("enqueue", "cancel", "dlq_retry", "purge", "quarantine_retry", "quarantine_purge",
-            "repair"),
+    "cli": ("enqueue", "enqueue_batch", "cancel", "dlq_retry", "purge", "quarantine_retry",
+            "quarantine_purge", "repair"),
 }
 
 # Commands every service sends itself: connecting, loading and running scripts, the
@@ -45,12 +45,16 @@ WAITS_FOR_REPLICAS = ("worker", "cli")
 
 # Every command the scripts call, by script (the test checks this against the sources).
 SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
-    "fetch": ("type", "hmget", "lindex", "lpop", "hset", "sadd", "lpush", "rpush", "zadd",
+    "fetch": ("type", "hmget", "llen", "lpop", "hset", "sadd", "lpush", "rpush", "zadd",
               "time"),
+    # complete and fail share lib/outcome.lua, which holds both outcomes.
     "complete": ("type", "hmget", "sismember", "srem", "zadd", "hset", "append", "set",
-                 "getrange", "hget", "hincrby", "sadd", "time"),
+                 "getrange", "hincrby", "zrange", "rpush", "sadd", "time"),
     "fail": ("type", "hmget", "sismember", "srem", "zadd", "hset", "append", "set",
-             "getrange", "hget", "hincrby", "zrange", "rpush", "sadd", "time"),
+             "getrange", "hincrby", "zrange", "rpush", "sadd", "time"),
+    "finish_fetch": ("type", "hmget", "sismember", "srem", "zadd", "hset", "append", "set",
+                     "getrange", "hincrby", "zrange", "rpush", "sadd", "llen", "lpop", "lpush",
+                     "time"),
     "log_append": ("type", "hmget", "append", "set", "getrange", "hset"),
     "release": ("type", "hmget", "sismember", "srem", "zadd", "hset", "lpush", "rpush", "sadd",
                 "time"),
@@ -59,13 +63,15 @@ SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
     "promote": ("type", "hmget", "hget", "zrangebyscore", "zrem", "zadd", "hset", "rpush",
                 "zrange", "sadd", "time"),
     "reap": ("type", "hmget", "zscore", "exists", "sismember", "srem", "scard", "zadd", "hset",
-             "hget", "hincrby", "lpush", "rpush", "zrem", "del", "sadd", "time"),
+             "hincrby", "lpush", "rpush", "zrem", "del", "sadd", "time"),
     "prune": ("type", "zrangebyscore", "hmget", "zrem", "del", "time"),
     "prune_dead": ("type", "llen", "lindex", "hmget", "lpop", "zrem", "del", "time"),
     "prune_queues": ("type", "exists", "srem"),
     "gauges_lease": ("type", "get", "set"),
     "enqueue": ("type", "hmget", "hget", "zscore", "lrem", "zrem", "hdel", "del", "hset",
                 "sadd", "zadd", "zrange", "lpush", "rpush", "time"),
+    "enqueue_batch": ("type", "hmget", "hget", "zscore", "zcard", "lrem", "zrem", "hdel", "del",
+                      "hset", "sadd", "zadd", "zrange", "rpush", "time"),
     "cancel": ("type", "hmget", "zscore", "lrem", "zrem", "srem", "hset", "zadd", "sadd",
                "time"),
     "dlq_retry": ("type", "hmget", "lrem", "hset", "zrem", "lpush", "rpush", "zadd", "sadd",

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,13 +20,13 @@ import redis
 
 from queuectl.core import policy as policy_keys
 from queuectl.core.admin_ops import Moved, QuarantineEntry
+from queuectl.core.bulkread import BulkReads, Settled
 from queuectl.core.connection import open_store
 from queuectl.core.errors import (
     ConflictError,
     DataError,
     InvalidInputError,
     NotFoundError,
-    WaitTimeoutError,
 )
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.listing import Count, Lister, Listing, parse_cursor
@@ -35,6 +34,7 @@ from queuectl.core.models import (
     Job,
     JobSpec,
     JobState,
+    check_delay,
     check_job_id,
     spec_from_options,
 )
@@ -45,16 +45,7 @@ from queuectl.core.settings import Settings
 from queuectl.core.store import EnqueueResult, Store, as_str
 from queuectl.core.tracing import Tracing
 
-WAIT_CHUNK = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """How a waited-for job ended: its state, and its record when that can be read."""
-
-    id: str
-    state: JobState
-    job: Job | None
+__all__ = ["Client", "JobPage", "LogTail", "Settled", "parse_state"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +66,7 @@ class LogTail:
     state: JobState
 
 
-class Client(Inspection):
+class Client(BulkReads, Inspection):
     """Typed operations over one Store; every method is safe to call from many threads."""
 
     def __init__(self, store: Store) -> None:
@@ -96,13 +87,25 @@ class Client(Inspection):
                 max_retries: int | None = None, timeout: float | None = None,
                 run_at: datetime | None = None, delay: float | None = None,
                 env: dict[str, str] | None = None, replace: bool = False) -> Job:
-        """Validate and store one job; returns its record."""
+        """Validate and store one job in one round trip; returns its record as stored.
+
+        ``delay`` (seconds) counts from Redis's clock, like every time QueueCTL keeps;
+        ``run_at`` is an absolute time.
+        """
+        checked = check_delay(delay, run_at)
         spec = spec_from_options(command, job_id=job_id, queue=queue, max_retries=max_retries,
-                                 timeout=timeout, run_at=run_at, delay=delay, env=env)
-        self.store.enqueue(spec, replace=replace)
-        return self.get(spec.id)
+                                 timeout=timeout, run_at=run_at, env=env)
+        return self.enqueue_job(spec, replace=replace, delay=checked)
+
+    def enqueue_job(self, spec: JobSpec, *, replace: bool = False,
+                    delay: float | None = None) -> Job:
+        """Store a validated job in one round trip; returns its record as stored (the
+        script answers what only Redis knows: its clock's created_at and run_at)."""
+        return self.store.enqueue_stored(spec, replace=replace,
+                                         delay=check_delay(delay, spec.run_at)).job(spec)
 
     def enqueue_spec(self, spec: JobSpec, *, replace: bool = False) -> JobState:
+        """Store a validated job; returns its state (pending or scheduled)."""
         return self.store.enqueue(spec, replace=replace)
 
     def enqueue_many(self, specs: Iterable[JobSpec], *,
@@ -205,68 +208,7 @@ class Client(Inspection):
                   "aof_enabled", "used_memory_human", "connected_clients")
         return {name: str(info[name]) for name in wanted if name in info}
 
-    # -- waiting and cancelling ---------------------------------------------------------
-    def _states(self, ids: Sequence[str]) -> dict[str, str | None]:
-        """The stored state of each id ("quarantined" for one in quarantine, None if no
-        record), in one round trip per WAIT_CHUNK ids."""
-        out: dict[str, str | None] = {}
-        for start in range(0, len(ids), WAIT_CHUNK):
-            part = list(ids[start:start + WAIT_CHUNK])
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in part:
-                pipe.hget(self.keys.job(job_id), "state")
-            pipe.zmscore(self.keys.quarantine, part)
-            *states, scores = pipe.execute(raise_on_error=False)
-            if isinstance(scores, Exception):
-                scores = [None] * len(part)
-            for job_id, state, score in zip(part, states, scores, strict=True):
-                if score is not None:
-                    out[job_id] = JobState.QUARANTINED.value
-                elif isinstance(state, bytes):
-                    out[job_id] = as_str(state)
-                else:
-                    out[job_id] = "" if isinstance(state, Exception) else None
-        return out
-
-    def _settle(self, job_id: str, state: str) -> Settled:
-        try:
-            job = self.find(job_id)
-        except DataError:
-            job = None
-        return Settled(job_id, JobState(state), job)
-
-    def wait(self, ids: Sequence[str], timeout: float | None = None,
-             poll: float = 0.1) -> dict[str, Settled]:
-        """Block until every job has ended (or is in quarantine); WaitTimeoutError past
-        ``timeout``. Each poll costs one round trip per WAIT_CHUNK ids still open."""
-        ids = [check_job_id(i) for i in dict.fromkeys(ids)]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        settled: dict[str, Settled] = {}
-        first = True
-        settles = {s.value for s in JobState if s.ended} | {JobState.QUARANTINED.value}
-        while True:
-            open_ids = [i for i in ids if i not in settled]
-            for job_id, state in self._states(open_ids).items():
-                if state is None:
-                    if first:
-                        raise NotFoundError(f"no job {job_id}")
-                    raise NotFoundError(f"job {job_id} disappeared (expired or purged)")
-                if state in settles:
-                    settled[job_id] = self._settle(job_id, state)
-            first = False
-            if len(settled) == len(ids):
-                return {i: settled[i] for i in ids}
-            if deadline is not None and time.monotonic() >= deadline:
-                left = [i for i in ids if i not in settled]
-                hints = [h for h in (self.scheduler_hint(),
-                                     self.worker_hint_for(left[:WAIT_CHUNK])) if h]
-                raise WaitTimeoutError(
-                    f"timed out waiting for {len(left)} job(s), e.g. {left[0]}"
-                    + "".join(f"; {h}" for h in hints)
-                )
-            time.sleep(poll)
-            poll = min(poll * 1.5, 1.0)
-
+    # -- cancelling ------------------------------------------------------------------------
     def cancel(self, job_id: str) -> JobState:
         return self.store.cancel(check_job_id(job_id))
 

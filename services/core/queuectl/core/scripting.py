@@ -79,6 +79,16 @@ class Fetched:
     # Server times: since when the job was ready to run (None if unknown) and of the fetch.
     ready_at: float | None = None
     fetched_at: float = 0.0
+    # time.monotonic() when the fetch reply arrived: with fetched_at, it dates the spawn
+    # on Redis's clock (spawned_at) without asking Redis again. Local to this process: not
+    # part of what makes two leases the same.
+    received: float = field(default=0.0, compare=False)
+
+    def server_time(self, monotonic: float) -> float | None:
+        """A moment of this process's monotonic clock on Redis's clock (None if unknown)."""
+        if not self.fetched_at or not self.received:
+            return None
+        return self.fetched_at + max(0.0, monotonic - self.received)
 
     @property
     def wait(self) -> float | None:

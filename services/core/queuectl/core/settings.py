@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field("queuectl", min_length=1, max_length=64)
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     concurrency: int = Field(4, ge=1, le=512)
+    worker_processes: int = Field(
+        1, ge=1, le=64, description="worker processes, each with its own worker id and "
+                                    "QUEUECTL_CONCURRENCY threads")
     data_dir: Path = Field(default_factory=default_data_dir)
     log_dir: Path | None = Field(None, description="default: <data_dir>/logs")
     log_target: LogTarget = LogTarget.FILE

@@ -8,7 +8,9 @@ modules and mixed into the one ``Store`` class.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from queuectl.core.admin_ops import AdminOps
@@ -27,8 +29,33 @@ from queuectl.core.scripting import (
     num,
 )
 
-__all__ = ["BulkEnqueueError", "EnqueueResult", "FailOutcome", "Fetched", "Quarantined",
-           "Store", "as_str", "check_reply", "num"]
+__all__ = ["BulkEnqueueError", "EnqueueResult", "FailOutcome", "Fetched", "Finished",
+           "Quarantined", "Store", "as_str", "check_reply", "num"]
+
+
+def _fetched(reply: Sequence[Any]) -> Fetched:
+    """The job of a fetch reply {1, notes, id, lease, ...} (fetch.lua's header)."""
+    received = time.monotonic()
+    timeout = float(as_str(reply[5]) or 0)
+    ready = as_str(reply[10])
+    return Fetched(
+        id=as_str(reply[2]), lease=int(reply[3]), command=as_str(reply[4]),
+        timeout=timeout if timeout > 0 else None, attempts=int(reply[6]),
+        queue=as_str(reply[7]), trace_context=as_str(reply[8]), env=as_str(reply[9]),
+        ready_at=float(ready) if ready else None, fetched_at=float(as_str(reply[11])),
+        received=received,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What finish_fetch did: the outcome written (``failed`` None for a completion) and the
+    next job. ``next`` None with ``empty`` True: every queue was empty (go idle); with
+    ``empty`` False: nothing was fetched (call ``fetch``)."""
+
+    failed: FailOutcome | None
+    next: Fetched | None
+    empty: bool
 
 
 class Store(EnqueueOps, RecoveryOps, AdminOps):
@@ -48,14 +75,7 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
                 break
         if int(reply[0]) == 0:
             return None
-        timeout = float(as_str(reply[5]) or 0)
-        ready = as_str(reply[10])
-        return Fetched(
-            id=as_str(reply[2]), lease=int(reply[3]), command=as_str(reply[4]),
-            timeout=timeout if timeout > 0 else None, attempts=int(reply[6]),
-            queue=as_str(reply[7]), trace_context=as_str(reply[8]), env=as_str(reply[9]),
-            ready_at=float(ready) if ready else None, fetched_at=float(as_str(reply[11])),
-        )
+        return _fetched(reply)
 
     def _finish_code(self, job: Fetched, reply: Sequence[Any]) -> int:
         code = int(reply[0])
@@ -65,7 +85,45 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
             raise LeaseLostError(f"lease on job {job.id} was lost")
         return code
 
-    def complete(self, job: Fetched, worker_id: str, chunk: bytes, produced: int) -> None:
+    def finish_fetch(self, job: Fetched, worker_id: str, chunk: bytes, produced: int,
+                     spawned_at: float | None, failure: tuple[int | None, str] | None,
+                     queues: Sequence[str]) -> Finished:
+        """Record a held job's outcome (a completion, or ``failure`` = (exit code, error)) and
+        lease the next job of ``queues`` in the same script call (finish_fetch.lua);
+        raises as complete and fail do. ``queues`` empty: the outcome only."""
+        k, p = self.keys, self.policy
+        keys = [k.job(job.id), k.inflight(worker_id), k.log(job.id), k.stats, k.quarantine,
+                k.quarantine_why, k.queues, k.completed, k.index(job.queue, "completed"),
+                k.retry_queue, k.dead_letter, k.scheduler_wake, k.index(job.queue, "failed"),
+                k.index(job.queue, "dead"), k.job_prefix]
+        keys += [k.queue(q) for q in queues] + [k.wake(q) for q in queues]
+        code, error = failure if failure is not None else (None, "")
+        args = [job.id, worker_id, job.lease, chunk, produced, self.log_cap, job.queue,
+                num(spawned_at), "complete" if failure is None else "fail",
+                "" if code is None else code, error,
+                p.max_retries, num(p.backoff_base), num(p.backoff_factor), num(p.backoff_max),
+                MAX_RETRY_DELAY, num(p.backoff_jitter),
+                repr(random.random()),  # noqa: S311 - spreads retries, guards nothing
+                len(queues), num(p.job_timeout)]
+        reply = self._run_confirmed("finish_fetch", keys, args,
+                                    f"the outcome of job {job.id} was", strict=False)
+        outcome = self._finish_code(job, reply)
+        failed = None
+        if failure is not None:
+            failed = FailOutcome(dead=outcome == 2,
+                                 retry_at=float(as_str(reply[1])) if outcome == 1 else None)
+        nxt = reply[2]
+        # A fetch step refused (NOPERM) is left to the caller's next fetch, which raises it:
+        # the outcome is written either way.
+        if not nxt or int(nxt[0]) < 0:
+            return Finished(failed, None, empty=False)
+        self.notes(nxt[1])
+        if int(nxt[0]) == 1:
+            return Finished(failed, _fetched(nxt), empty=False)
+        return Finished(failed, None, empty=int(nxt[0]) == 0)
+
+    def complete(self, job: Fetched, worker_id: str, chunk: bytes, produced: int,
+                 spawned_at: float | None = None) -> None:
         """Mark a held job completed; LeaseLostError if the lease was taken over,
         Quarantined if the job had to be set aside instead."""
         k = self.keys
@@ -76,13 +134,15 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
             "complete",
             [k.job(job.id), k.inflight(worker_id), k.completed, k.log(job.id), k.stats,
              k.quarantine, k.quarantine_why, k.index(job.queue, "completed"), k.queues],
-            [job.id, worker_id, job.lease, chunk, produced, self.log_cap, job.queue],
+            [job.id, worker_id, job.lease, chunk, produced, self.log_cap, job.queue,
+             num(spawned_at)],
             f"the completion of job {job.id} was", strict=False,
         )
         self._finish_code(job, reply)
 
     def fail(self, job: Fetched, worker_id: str, chunk: bytes, produced: int,
-             exit_code: int | None, error: str) -> FailOutcome:
+             exit_code: int | None, error: str,
+             spawned_at: float | None = None) -> FailOutcome:
         """Record a failed run; the script schedules the retry or buries the job."""
         k, p = self.keys, self.policy
         reply = self._run_confirmed(
@@ -94,7 +154,8 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
              "" if exit_code is None else exit_code, error,
              p.max_retries, num(p.backoff_base), num(p.backoff_factor), num(p.backoff_max),
              MAX_RETRY_DELAY, job.queue, num(p.backoff_jitter),
-             repr(random.random())],  # noqa: S311 - spreads retries, guards nothing
+             repr(random.random()),  # noqa: S311 - spreads retries, guards nothing
+             num(spawned_at)],
             f"the failure of job {job.id} was", strict=False,
         )
         if self._finish_code(job, reply) == 1:

@@ -90,6 +90,7 @@ class Execution:
         self._interrupted = False
         self._lock = threading.Lock()
         self._wake: int | None = None
+        self._spawned: float | None = None
 
     def interrupt(self) -> None:
         """Stop the job now because the worker is shutting down; it will be handed back."""
@@ -133,6 +134,9 @@ class Execution:
                          self._trace_env), **run.env()}
 
         def start(argv: list[str]) -> subprocess.Popen[bytes]:
+            # spawned_at is the moment the spawn begins, as the peers in benchmarks/
+            # measure it: the fork and exec themselves are the command's start-up.
+            self._spawned = time.monotonic()
             # start_new_session (not a preexec_fn) keeps vfork, and puts the
             # whole tree in one group that a timeout or cancel can kill.
             return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=capture.child_fd,
@@ -147,9 +151,10 @@ class Execution:
             raise SetupError(environment_or_job(exc),
                              f"cannot create an eventfd: {describe(exc)}") from None
         try:
-            return run.spawn(start, job.command)
+            proc = run.spawn(start, job.command)
         except (OSError, ValueError) as exc:
             raise spawn_error(exc, SHELL) from None
+        return proc
 
     def _supervise(self, proc: subprocess.Popen[bytes], run: Run, capture: Capture,
                    started: float) -> Ending:
@@ -182,16 +187,18 @@ class Execution:
         # A job that finished cleanly as we interrupted it keeps its success.
         if ending is Ending.EXITED and self._interrupted and proc.returncode != 0:
             ending = Ending.INTERRUPTED
+        spawned = self._spawned
         if ending is Ending.TIMED_OUT:
             return RunResult(ending, None, f"timed out after {self.job.timeout:g}s",
-                             chunk, produced, elapsed)
+                             chunk, produced, elapsed, spawned)
         if ending is not Ending.EXITED:
-            return RunResult(ending, None, ending.value, chunk, produced, elapsed)
+            return RunResult(ending, None, ending.value, chunk, produced, elapsed, spawned)
         code, error = _describe(proc.returncode)
         if code != 0:
             detail = capture.last_line(chunk)
             error = f"{error}: {detail}" if detail else error
-        return RunResult(ending, code, "" if code == 0 else error, chunk, produced, elapsed)
+        return RunResult(ending, code, "" if code == 0 else error, chunk, produced, elapsed,
+                         spawned)
 
     def _close_wake(self) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from functools import partial
 from types import FrameType
 
 from queuectl.core.connection import open_store, redis_url
@@ -70,13 +71,23 @@ def _watch_threads(worker: Worker) -> None:
     threading.excepthook = hook
 
 
-def run(settings: Settings, *, count: int | None = None, queues: list[str] | None = None) -> int:
+def run(settings: Settings, *, count: int | None = None, queues: list[str] | None = None,
+        processes: int | None = None, port_offset: int = 0) -> int:
     """Run a worker in the foreground until stopped; returns the process exit code.
 
     0 after a stop (signal or ``worker stop``); otherwise the code of what stopped it
-    (README "Exit codes of the services").
+    (README "Exit codes of the services"). With more than one process (``processes``,
+    else QUEUECTL_WORKER_PROCESSES), this process supervises that many workers
+    (queuectl.worker.processes); ``port_offset`` is such a worker's index.
     """
     log = setup_logging(settings.log_level, "worker", settings.log_format)
+    if (processes or settings.worker_processes) > 1:
+        from queuectl.worker.processes import supervise
+
+        # Checked here, once, rather than failing in every child: exit 3 as below.
+        Tracing("queuectl-worker", mode=settings.trace_mode).check()
+        return supervise(settings, redis_url(settings), processes or settings.worker_processes,
+                         count=count, queues=queues)
     # Checked before anything starts: a bad OTEL_* value is exit 3, like any bad setting.
     tracing = Tracing("queuectl-worker", mode=settings.trace_mode)
     tracing.check()
@@ -93,7 +104,8 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
     health = Health(STUCK_AFTER)
     worker = Worker(store, settings, count or settings.concurrency, queues or settings.queues,
                     url, metrics=WorkerMetrics(registry), health=health, tracing=tracing)
-    endpoint = serve(settings.metrics_port, METRICS_PORT, settings.metrics_addr, registry, health)
+    endpoint = serve(_offset(settings.metrics_port, port_offset), METRICS_PORT + port_offset,
+                     settings.metrics_addr, registry, health)
     try:
         return _run(worker, settings, log)
     finally:
@@ -101,6 +113,17 @@ def run(settings: Settings, *, count: int | None = None, queues: list[str] | Non
             endpoint.close()
         if not tracing.shutdown(TRACE_FLUSH_TIMEOUT):
             log.warning("traces not exported within %gs; given up", TRACE_FLUSH_TIMEOUT)
+
+
+def _offset(port: int | None, offset: int) -> int | None:
+    """Worker process ``offset``'s port: the next ones after the base port (0 stays off)."""
+    return port + offset if port else port
+
+
+def metrics_ports(settings: Settings) -> list[int]:
+    """The port of each worker process's endpoint (one per QUEUECTL_WORKER_PROCESSES)."""
+    base = METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+    return [base + i if base else 0 for i in range(settings.worker_processes)]
 
 
 def _run(worker: Worker, settings: Settings, log: logging.Logger) -> int:
@@ -166,6 +189,9 @@ HELP = ServiceHelp(
         ("QUEUECTL_QUEUES", "queues, comma-separated, highest priority first (default "
                             "default)"),
         ("QUEUECTL_CONCURRENCY", "threads: jobs run at once (default 4)"),
+        ("QUEUECTL_WORKER_PROCESSES", "worker processes, each with its own id, threads and "
+                                      "metrics port (QUEUECTL_METRICS_PORT + its index; "
+                                      "default 1)"),
         ("QUEUECTL_LOG_DIR", "job log files (default $QUEUECTL_DATA_DIR/logs); a file "
                              "goes once its job's record has left Redis"),
         ("QUEUECTL_LOG_SWEEP_INTERVAL", "seconds between those removal passes (default 60)"),
@@ -178,10 +204,23 @@ HELP = ServiceHelp(
 )
 
 
+def check(what: str) -> int:
+    """``--check live|ready``: every worker process must answer (one line each)."""
+    code = probe("queuectl-worker", what, METRICS_PORT, load_settings)
+    if code != 0:
+        return code
+    settings = load_settings()
+    for port in metrics_ports(settings)[1:]:
+        code = probe("queuectl-worker", what, port,
+                     partial(settings.model_copy, update={"metrics_port": port}))
+        if code != 0:
+            return code
+    return 0
+
+
 def main() -> None:
     """Console script ``queuectl-worker``: configured by the environment only."""
-    code = handle_arguments(HELP, sys.argv[1:], check=lambda path: probe(
-        "queuectl-worker", path, METRICS_PORT, load_settings))
+    code = handle_arguments(HELP, sys.argv[1:], check=check)
     if code is not None:
         sys.exit(code)
     run_service("queuectl-worker", "queuectl worker start", run)

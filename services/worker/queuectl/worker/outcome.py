@@ -25,6 +25,8 @@ class RunResult:
     chunk: bytes
     produced: int
     seconds: float
+    # time.monotonic() just after the command was spawned; None when it never was.
+    spawned: float | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -44,7 +44,7 @@ from queuectl.worker.jobenv import base_env
 from queuectl.worker.logdir import LogDir
 from queuectl.worker.outcome import Ending, RunResult, describe
 from queuectl.worker.remains import ProcessControl
-from queuectl.worker.reports import Reporter
+from queuectl.worker.reports import NOTHING, Next, Reporter
 from queuectl.worker.spans import Attempt
 
 log = logging.getLogger("queuectl.worker")
@@ -250,14 +250,19 @@ class Worker:
 
     def _fetch_and_run(self, slot: int) -> None:
         fetching = Backoff(f"slot {slot}", self.url, self.stopping, log, self.monitor)
-        while not self.stopping.is_set():
+        # A busy slot's next job comes with the outcome of its last (one script call); a
+        # job leased as a stop came in is run like one fetched just before it.
+        nxt = NOTHING
+        while nxt.job is not None or not self.stopping.is_set():
             self.health.tick()
+            job, empty, nxt = nxt.job, nxt.empty, NOTHING
             try:
-                job = fetching.call(self.reports.fetch)
+                if job is None and not empty:
+                    job = fetching.call(self.reports.fetch)
                 if job is None:
                     self._idle(fetching)
                 else:
-                    self._run(slot, job)
+                    nxt = self._run(slot, job)
             except RedisRefusedError as exc:
                 self.fail(str(exc), EXIT_REDIS)
             except DataError as exc:
@@ -281,7 +286,7 @@ class Worker:
             self.store.notes([f"worker {self.id}: a wake list has the wrong type; polling"])
             self.stopping.wait(1.0)
 
-    def _run(self, slot: int, job: Fetched) -> None:
+    def _run(self, slot: int, job: Fetched) -> Next:
         attempt = Attempt(self.tracing, job, self.id)  # process span, log fields (spans.py)
         execution = Execution(job, self._cfg, self.reports.ship, attempt.env())
         self.metrics.run_started(job.queue, job.wait)
@@ -301,11 +306,13 @@ class Worker:
         finally:
             with self._lock:
                 del self._running[slot]
-        outcome = self.reports.report(job, result)
+        # While draining, the outcome only: no job is fetched (SIGTERM stops fetching).
+        outcome, nxt = self.reports.report(job, result, fetch_next=not self.stopping.is_set())
         attempt.end(result, outcome)
         self.metrics.busy.dec()
         self.metrics.run_finished(job.queue, outcome, result.seconds, result.produced)
         self.stopping.wait(self._count_environment(result))
+        return nxt
 
     def _count_environment(self, result: RunResult) -> float:
         """Give up after ENVIRONMENT_FAILURE_LIMIT host failures in a row; until then,

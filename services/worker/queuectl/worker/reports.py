@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
@@ -24,11 +25,23 @@ from queuectl.core.errors import (
 )
 from queuectl.core.logs import job_extra
 from queuectl.core.resilience import Backoff, BackoffMonitor
-from queuectl.core.store import Fetched, Quarantined, Store, as_str
+from queuectl.core.store import FailOutcome, Fetched, Finished, Quarantined, Store, as_str
 from queuectl.core.tracecontext import trace_id_of
 from queuectl.worker.outcome import Ending, RunResult
 
 log = logging.getLogger("queuectl.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """What a report fetched for its slot: a job, or ``empty`` (every queue was empty: the
+    slot goes idle); neither when nothing was fetched (the slot calls fetch)."""
+
+    job: Fetched | None = None
+    empty: bool = False
+
+
+NOTHING = Next()
 
 
 class Supervisor(Protocol):
@@ -79,19 +92,21 @@ class Reporter:
                 self.monitor.failed("ship", exc, outage=False)
             self.store.notes([f"could not ship output of {job.id} ({exc})"])
 
-    def report(self, job: Fetched, result: RunResult) -> str:
+    def report(self, job: Fetched, result: RunResult, fetch_next: bool = False) -> tuple[str, Next]:
         """Write the outcome through outages; never raises. Returns what became of the job
-        (one of queuectl.core.metrics.OUTCOMES)."""
+        (one of queuectl.core.metrics.OUTCOMES) and, when ``fetch_next`` asks for it and
+        the run ended with a result, the next job, leased in the same script call."""
         backoff = Backoff(f"report {job.id}", self.url, self.hard, log, self.monitor)
         outcome = "failed"  # a failed run whose next step is unknown
+        nxt = NOTHING
         try:
-            written = backoff.call(lambda: self._write_outcome(job, result))
+            written = backoff.call(lambda: self._write_outcome(job, result, fetch_next))
             if written is None:
                 log.warning("job %s: Redis is away and the worker is stopping: its outcome is "
                             "not written; recovery hands it back", job.id)
                 outcome = "interrupted"
             else:
-                outcome = written
+                outcome, nxt = written
         except LeaseLostError:
             log.info("job %s was cancelled or taken over; its result is discarded", job.id)
             outcome = "cancelled"
@@ -108,28 +123,56 @@ class Reporter:
         finally:
             with self._lock:
                 self._held.pop(job.id, None)
-        return outcome
+        return outcome, nxt
 
-    def _write_outcome(self, job: Fetched, result: RunResult) -> str:
+    def _finish_fetch(self, job: Fetched, result: RunResult, spawned: float | None) -> Finished:
+        """finish_fetch, counted as a fetch while it runs (see reconcile)."""
+        failure = None if result.succeeded else (result.exit_code, result.error)
+        with self._lock:
+            self._fetching += 1
+        done = None
+        try:
+            done = self.store.finish_fetch(job, self.worker_id, result.chunk, result.produced,
+                                           spawned, failure, self.queues)
+            return done
+        finally:
+            with self._lock:
+                self._fetching -= 1
+                if done is not None and done.next is not None:
+                    self._held[done.next.id] = done.next
+
+    def _write_outcome(self, job: Fetched, result: RunResult,
+                       fetch_next: bool) -> tuple[str, Next]:
         if result.ending is Ending.LEASE_LOST:
             raise LeaseLostError(job.id)
         if result.ending is Ending.INTERRUPTED:
             self.store.release(job, self.worker_id)
             log.info("job %s handed back to queue %s", job.id, job.queue)
-            return "interrupted"
+            return "interrupted", NOTHING
         if result.ending is Ending.ENVIRONMENT:
             # This host could not run it (full disk, no pids...): no retry is spent.
             self.store.release(job, self.worker_id, f"not run on this host: {result.error}")
             log.warning("job %s handed back to queue %s: %s", job.id, job.queue, result.error)
-            return "interrupted"
-        if result.succeeded:
-            self.store.complete(job, self.worker_id, result.chunk, result.produced)
-            self.processed += 1
-            log.debug("job %s completed in %.3fs", job.id, result.seconds)
-            return "succeeded"
-        outcome = self.store.fail(job, self.worker_id, result.chunk, result.produced,
-                                  result.exit_code, result.error)
+            return "interrupted", NOTHING
+        nxt = NOTHING
+        spawned = job.server_time(result.spawned) if result.spawned is not None else None
+        if fetch_next:
+            done = self._finish_fetch(job, result, spawned)
+            nxt = Next(done.next, empty=done.empty)
+            failed = done.failed
+        elif result.succeeded:
+            self.store.complete(job, self.worker_id, result.chunk, result.produced, spawned)
+            failed = None
+        else:
+            failed = self.store.fail(job, self.worker_id, result.chunk, result.produced,
+                                     result.exit_code, result.error, spawned)
         self.processed += 1
+        if failed is None:
+            log.debug("job %s completed in %.3fs", job.id, result.seconds)
+            return "succeeded", nxt
+        return self._failed(job, result, failed), nxt
+
+    def _failed(self, job: Fetched, result: RunResult, outcome: FailOutcome) -> str:
         self.failed += 1
         if outcome.dead:
             log.warning("job %s failed (%s); no retries left: moved to the DLQ", job.id,

@@ -13,6 +13,7 @@ KEYS[9] queue names set        P:queues
 ARGV[1] id   ARGV[2] worker id   ARGV[3] lease token
 ARGV[4] last output chunk (already capped)   ARGV[5] bytes produced since the last shipment
 ARGV[6] log cap in bytes   ARGV[7] the job's queue (as fetched; KEYS[8] is built from it)
+ARGV[8] when the command was spawned (epoch seconds by Redis's clock; "" = unknown)
 
 Returns {0}        done (also when this very call is re-sent after a lost reply: the
                    record is already completed under this lease);
@@ -25,46 +26,17 @@ Returns {0}        done (also when this very call is re-sent after a lost reply:
 
 Writes: 0: 1 2 3 4 5 8 9 | -1: none | -3: 2 | -92: 2 6 7 | -90: none | -91: none
 
+The steps are in lib/outcome.lua (complete_job), shared with finish_fetch.lua.
 The output tail and the per-queue counters are best-effort: a log or stats key of
 the wrong type is left alone (doctor reports it) and the job still completes. The
 record is kept until the scheduler's prune.lua removes it, completed-ttl after it
 ended, with its output and index entries.
 ]]
 --- @include "time"
---- @include "guard"
---- @include "job"
---- @include "quarantine"
---- @include "tail"
---- @include "finish"
---- @include "stats"
---- @include "queues"
+--- @include "outcome"
 
-local job, inflight, completed, logkey, stats, qzset, qwhy, index, queues =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local id, worker, lease = ARGV[1], ARGV[2], ARGV[3]
-local why = bad_type(inflight, 'set')
-if why then return {DATA_ERROR, why} end
-local rec, bad, hold = hold_of(job, inflight, id, worker, lease, ARGV[7])
-if hold == 'lost' then return {-1} end
-if hold == 'ok' and rec.state == 'completed' then return {0} end
-if hold == 'ok' and rec.state ~= 'processing' then return {-1} end
-if hold == 'ok' then bad = bad_type(completed, 'zset') or bad_type(index, 'zset') end
-why = denied({{'SREM', inflight, id}, {'ZADD', qzset, '0', id}, {'HSET', qwhy, id, 'x'},
-  {'HSET', job, 'state', 'x'}, {'ZADD', completed, '0', id}, {'APPEND', logkey, 'x'},
-  {'SET', logkey, 'x'}, {'HINCRBY', stats, 'x', '1'}, {'ZADD', index, '0', id},
-  {'SADD', queues, 'x'}})
-if why then return {NO_PERM, why} end
 local now, nows = server_time()
-local reply = unheld(hold, bad, rec, inflight, qzset, qwhy, id, 'exited 0', 'complete', now)
-if reply then return reply end
-
-if not bad_type(logkey, 'string') then append_tail(logkey, ARGV[4], tonumber(ARGV[6])) end
-redis.call('HSET', job, 'state', 'completed', 'exit_code', 0, 'last_error', '',
-  'finished_at', nows, 'updated_at', nows,
-  'log_size', tonumber(rec.log_size) + tonumber(ARGV[5]))
-redis.call('SREM', inflight, id)
-bump(stats, 'completed:' .. rec.queue)
-redis.call('ZADD', completed, now, id)
-redis.call('ZADD', index, now, id)
-note_queue(queues, rec.queue)
-return {0}
+return complete_job({job = KEYS[1], inflight = KEYS[2], completed = KEYS[3], log = KEYS[4],
+  stats = KEYS[5], qzset = KEYS[6], qwhy = KEYS[7], index = KEYS[8], queues = KEYS[9]},
+  {id = ARGV[1], worker = ARGV[2], lease = ARGV[3], chunk = ARGV[4], produced = ARGV[5],
+   cap = ARGV[6], queue = ARGV[7], spawned_at = ARGV[8] or ''}, now, nows)

@@ -56,7 +56,7 @@ for i = 1, #ARGV / 2 do
     if not bad and redis.call('LREM', dlq, 1, id) == 1 then
       redis.call('HSET', job, 'state', 'pending', 'attempts', 0, 'interrupted', 0, 'lost', 0,
         'updated_at', nows, 'exit_code', '', 'last_error', '', 'finished_at', '',
-        'started_at', '', 'worker', '', 'run_at', '')
+        'started_at', '', 'spawned_at', '', 'worker', '', 'run_at', '')
       if key_type(dead_idx) == 'zset' then redis.call('ZREM', dead_idx, id) end
       push_job(queue, wake, id, false, job, nows)
       note_queue(queues, qname)

@@ -23,8 +23,11 @@ ARGV[8] trace context ("" = none)
 ARGV[9] request token: random per call, the same when a call is re-sent
 ARGV[10] env: JSON object of the job's own variables ("" = none)
 ARGV[11] the queue the caller read from an existing record (for a replace; "" = none)
+ARGV[12] delay in seconds from now by Redis's clock ("" = none; used when ARGV[6] is "")
 
-Returns {0}         queued as pending;   {1} stored as scheduled;
+Returns {0, created_at, run_at}  queued as pending;   {1, created_at, run_at} stored as
+                    scheduled (the record's created_at and run_at, "" for none, so the
+                    caller needs no read-back);
         {-1, state} the id exists and has not ended;
         {-2, state} the id exists, has ended (or is in quarantine), and ARGV[7] is not "1";
         {-4}        a replace found the old record in another queue than ARGV[11] (it
@@ -52,15 +55,14 @@ local scheduled_idx, old_dead, old_completed, old_cancelled = KEYS[13], KEYS[14]
   KEYS[16]
 local id = ARGV[1]
 local now, nows = server_time()
-local run_at = tonumber(ARGV[6])
-local later = run_at ~= nil and run_at > now
+local run_at, run_at_s, later = due_time(now, ARGV[6], ARGV[12])
 
 local why = bad_type(later and delayed or queue, later and 'zset' or 'list')
   or (later and bad_type(scheduled_idx, 'zset')) or bad_type(qzset, 'zset') or bad_type(qwhy, 'hash')
 if why then return {DATA_ERROR, why} end
 local rec, bad = read_job(job, id)
 if rec and ARGV[9] ~= '' and redis.call('HGET', job, 'enqueue_token') == ARGV[9] then
-  return {rec.state == 'scheduled' and 1 or 0}
+  return {rec.state == 'scheduled' and 1 or 0, rec.created_at, rec.run_at}
 end
 local quarantined = redis.call('ZSCORE', qzset, id)
 if bad and not quarantined then
@@ -105,7 +107,7 @@ end
 redis.call('HSET', job,
   'id', id, 'command', ARGV[3], 'queue', ARGV[2],
   'state', later and 'scheduled' or 'pending', 'attempts', 0,
-  'max_retries', ARGV[4], 'timeout', ARGV[5], 'run_at', ARGV[6],
+  'max_retries', ARGV[4], 'timeout', ARGV[5], 'run_at', run_at_s,
   'created_at', nows, 'updated_at', nows, 'lease', 0, 'log_size', 0,
   'trace_context', ARGV[8], 'enqueue_token', ARGV[9], 'env', ARGV[10])
 note_queue(queues, ARGV[2])
@@ -118,7 +120,7 @@ if later then
   if first[1] == id and key_type(swake) == 'none' then
     redis.call('RPUSH', swake, '1')
   end
-  return {1}
+  return {1, nows, run_at_s}
 end
 push_job(queue, wake, id, false, job, nows)
-return {0}
+return {0, nows, run_at_s}

@@ -26,14 +26,15 @@ The id moves from the queue into the in-flight set inside this script, so a
 worker that dies at any point after it leaves a recoverable trace: the job is
 never held only in a worker's memory. The lease counter grows on every fetch;
 finish scripts compare it, which fences out a worker whose job was taken over.
-The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
+Each queue is read by LPOP (which also checks its type); an id that must stay where it
+was (its record cannot be quarantined now, or NOPERM) is pushed back to the front, so
+the list is left exactly as it was. A wake list is re-armed when its queue still holds
+ids, for the idle workers that wait on it. The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
 the slot of every other key, which keeps the script Redis Cluster safe.
 ]]
 --- @include "time"
 --- @include "guard"
---- @include "job"
---- @include "quarantine"
---- @include "push"
+--- @include "take"
 
 local inflight, prefix, qzset, qwhy = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker, n = ARGV[1], tonumber(ARGV[2])
@@ -42,67 +43,12 @@ if why then return {DATA_ERROR, why} end
 local checks = {{'SADD', inflight, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'}}
 for i = 1, n do
   checks[#checks + 1] = {'LPOP', KEYS[4 + i]}
+  checks[#checks + 1] = {'LPUSH', KEYS[4 + i], 'x'}
+  checks[#checks + 1] = {'LLEN', KEYS[4 + i]}  -- read after the first write: checked here
+  checks[#checks + 1] = {'LLEN', KEYS[4 + n + i]}
   checks[#checks + 1] = {'RPUSH', KEYS[4 + n + i], '1'}
 end
 why = denied(checks)
 if why then return {NO_PERM, why} end
 local now, nows = server_time()
-local notes = {}
-local quarantine_why = quarantine_unusable(qzset, qwhy)
-
--- Ids set aside (stale, vanished, quarantined) per call are bounded so that one call
--- stays short whatever sits in the queues; {2} tells the caller to call again.
-local budget = 100
-for i = 1, n do
-  local queue = KEYS[4 + i]
-  why = bad_type(queue, 'list')
-  if why then
-    notes[#notes + 1] = 'skipped queue: ' .. why
-  else
-    while true do
-      local id = redis.call('LINDEX', queue, 0)
-      if not id then break end
-      if budget == 0 then return {2, notes} end
-      budget = budget - 1
-      local job = prefix .. id
-      local rec, bad
-      if is_name(id) then rec, bad = read_job(job, id) else bad = 'invalid job id' end
-      if rec then
-        why = denied({{'HSET', job, 'state', 'x'}})
-        if why then return {NO_PERM, why} end
-      end
-      if bad then
-        if quarantine_why then
-          notes[#notes + 1] = 'skipped queue ' .. queue .. ': its head ' .. id .. ' cannot be '
-            .. 'quarantined: ' .. quarantine_why
-          break
-        end
-        redis.call('LPOP', queue)
-        quarantine(qzset, qwhy, id, bad, 'fetch', '', now)
-        notes[#notes + 1] = 'quarantined ' .. id .. ': ' .. bad
-      elseif not rec or rec.state ~= 'pending' then
-        -- A stale entry: the record vanished (purged, expired) or is in another state
-        -- (a second entry of an id already taken). Dropped, never run.
-        redis.call('LPOP', queue)
-      else
-        redis.call('LPOP', queue)
-        local lease = tonumber(rec.lease) + 1
-        local attempts = tonumber(rec.attempts) + 1
-        redis.call('HSET', job, 'state', 'processing', 'worker', worker, 'lease', lease,
-          'attempts', attempts, 'started_at', nows, 'updated_at', nows)
-        redis.call('SADD', inflight, id)
-        -- One marker wakes one idle worker; re-arm so the others see remaining work.
-        for j = 1, n do
-          local q, w = KEYS[4 + j], KEYS[4 + n + j]
-          if key_type(q) == 'list' and key_type(w) == 'none' then
-            redis.call('RPUSH', w, '1')
-          end
-        end
-        local timeout = rec.timeout ~= '' and rec.timeout or ARGV[3]
-        return {1, notes, id, lease, rec.command, timeout, attempts, rec.queue,
-          rec.trace_context, rec.env, rec.ready_at, nows}
-      end
-    end
-  end
-end
-return {0, notes}
+return take_next(inflight, prefix, qzset, qwhy, 4, n, worker, ARGV[3], now, nows, true)

@@ -40,8 +40,8 @@ why = denied(checks)
 if why then return {NO_PERM, why} end
 local now, nows = server_time()
 local reset = {state = 'pending', attempts = '0', interrupted = '0', lost = '0',
-  exit_code = '', last_error = '', finished_at = '', started_at = '', worker = '',
-  run_at = '', updated_at = nows}
+  exit_code = '', last_error = '', finished_at = '', started_at = '', spawned_at = '',
+  worker = '', run_at = '', updated_at = nows}
 local moved, notes = 0, {}
 for i = 1, #ARGV / 2 do
   local id, qname = ARGV[2 * i - 1], ARGV[2 * i]

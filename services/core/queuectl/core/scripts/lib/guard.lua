@@ -14,6 +14,24 @@ local function bad_type(key, want)
   return 'key ' .. key .. ' is a ' .. t .. ', not a ' .. want
 end
 
+-- Runs a command that checks a key's type as a side effect (a read, or the first write of
+-- a script: a command refused with WRONGTYPE writes nothing). Returns its reply, or nil
+-- and Redis's error for a key of the wrong type or a value it cannot count on (those
+-- are data another client planted); any other error (OOM, NOPERM) is raised as it would
+-- be by redis.call.
+local function try(...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply['err'] then
+    local err = reply['err']
+    if string.find(err, '^WRONGTYPE') or string.find(err, 'not an integer', 1, true)
+        or string.find(err, 'overflow', 1, true) then
+      return nil, err
+    end
+    error(reply)
+  end
+  return reply
+end
+
 -- nil when the caller's ACL user may run every command in `cmds` (each {cmd, key, args...}),
 -- else why not. redis.acl_check_cmd exists from Redis 7.0; older servers skip the check.
 local function denied(cmds)

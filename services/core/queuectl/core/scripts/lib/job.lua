@@ -1,3 +1,4 @@
+--- @include "guard"
 -- read_job(key, id, reset): the job record, checked field by field; fields named in the
 -- optional table `reset` are taken from it instead (what the caller is about to write).
 -- Returns rec, nil for a usable record; nil, nil when there is none; nil, why when it
@@ -5,7 +6,8 @@
 -- same rules are in queuectl.core.models.record_problem, which the tests keep equal.
 local JOB_FIELDS = {'id', 'command', 'queue', 'state', 'attempts', 'max_retries', 'timeout',
   'run_at', 'lease', 'interrupted', 'lost', 'log_size', 'worker', 'exit_code',
-  'created_at', 'updated_at', 'started_at', 'finished_at', 'ready_at', 'trace_context', 'env'}
+  'created_at', 'updated_at', 'started_at', 'finished_at', 'ready_at', 'trace_context', 'env',
+  'spawned_at'}
 local JOB_STATES = {pending = true, scheduled = true, processing = true, completed = true,
   failed = true, dead = true, cancelled = true}
 local MAX_TIMEOUT = 30 * 86400
@@ -40,10 +42,13 @@ local function env_problem(s)
 end
 
 local function read_job(key, id, reset)
-  local t = redis.call('TYPE', key)['ok']
-  if t == 'none' then return nil, nil end
-  if t ~= 'hash' then return nil, 'record ' .. key .. ' is a ' .. t .. ', not a hash' end
-  local v = redis.call('HMGET', key, unpack(JOB_FIELDS))
+  -- HMGET checks the type as it reads; TYPE is asked only to tell an absent key from a
+  -- hash without an id field, and to name a wrong type.
+  local v = try('HMGET', key, unpack(JOB_FIELDS))
+  if not v then
+    return nil, 'record ' .. key .. ' is a ' .. redis.call('TYPE', key)['ok'] .. ', not a hash'
+  end
+  if not v[1] and redis.call('TYPE', key)['ok'] == 'none' then return nil, nil end
   local rec = {}
   for i, name in ipairs(JOB_FIELDS) do rec[name] = v[i] or '' end
   for name, value in pairs(reset or {}) do rec[name] = value end
@@ -67,7 +72,7 @@ local function read_job(key, id, reset)
     return nil, 'field timeout is not a number of seconds'
   end
   for _, name in ipairs({'run_at', 'created_at', 'updated_at', 'started_at', 'finished_at',
-      'ready_at'}) do
+      'ready_at', 'spawned_at'}) do
     if rec[name] ~= '' and not is_decimal(rec[name]) then
       return nil, 'field ' .. name .. ' is not a time'
     end

@@ -1,9 +1,11 @@
 -- append_tail(key, chunk, cap): keep only the last `cap` bytes of a job's output.
--- The caller has checked that `key` is a string (or absent).
+-- A key of the wrong type is left alone (APPEND refuses it without writing): the bytes
+-- are still in the log file and counted in the job's log_size.
+--- @include "guard"
 local function append_tail(key, chunk, cap)
   if #chunk == 0 then return end
-  local len = redis.call('APPEND', key, chunk)
-  if len > cap then
+  local len = try('APPEND', key, chunk)
+  if len and len > cap then
     redis.call('SET', key, redis.call('GETRANGE', key, len - cap, -1))
   end
 end

@@ -1,0 +1,88 @@
+"""The no-queue limits: how fast this machine spawns ``sh -c true`` from Python at the
+benchmark's concurrency (with pipes, as a job's output is captured, and the cheapest way:
+``posix_spawn`` without pipes), and how many Redis round trips one client makes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from benchmarks.harness.infra import spread
+
+ARGV = ["/bin/sh", "-c", "true"]
+
+
+def spawn_piped() -> None:
+    proc = subprocess.Popen(ARGV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    proc.communicate()
+
+
+def spawn_posix() -> None:
+    # posix_spawn is vfork-based in glibc: no copy of the parent's page tables, no pipes.
+    pid = os.posix_spawn(ARGV[0], ARGV, os.environ)
+    os.waitpid(pid, 0)
+
+
+SPAWNERS: dict[str, Callable[[], None]] = {"piped": spawn_piped, "posix_spawn": spawn_posix}
+
+
+def _threads(kind: str, threads: int, per_thread: int) -> None:
+    fn = SPAWNERS[kind]
+
+    def loop() -> None:
+        for _ in range(per_thread):
+            fn()
+    pool = [threading.Thread(target=loop) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def spawn_rate(kind: str, processes: int, threads: int, total: int) -> float:
+    """``sh -c true`` per second from ``processes`` x ``threads`` spawning ``total`` in all."""
+    per_thread = max(1, total // (processes * threads))
+    ctx = multiprocessing.get_context("fork")
+    t0 = time.perf_counter()
+    if processes == 1:
+        _threads(kind, threads, per_thread)
+    else:
+        procs = [ctx.Process(target=_threads, args=(kind, threads, per_thread))
+                 for _ in range(processes)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    return per_thread * processes * threads / (time.perf_counter() - t0)
+
+
+def redis_round_trips(url: str, seconds: float = 2.0) -> float:
+    client = redis.Redis.from_url(url)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(100):
+            client.ping()
+        n += 100
+    rate = n / (time.perf_counter() - t0)
+    client.close()
+    return rate
+
+
+def measure(url: str, total: int, repeats: int) -> dict[str, Any]:
+    values: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for kind in SPAWNERS:
+            for processes, threads in ((1, 8), (2, 4)):
+                rate = spawn_rate(kind, processes, threads, total)
+                values.setdefault(f"spawn_{kind}_{processes}x{threads}", []).append(rate)
+        values.setdefault("redis_ping", []).append(redis_round_trips(url))
+    figures = {k: spread(v) for k, v in values.items()}
+    return {"figures": figures}

@@ -1,0 +1,210 @@
+--[[ enqueue_batch: enqueue a chunk of jobs (what enqueue.lua does for one), all or nothing.
+
+KEYS[1] delayed zset        P:delayed
+KEYS[2] queue names set     P:queues
+KEYS[3] dead letter list    P:dead_letter
+KEYS[4] completed zset      P:completed
+KEYS[5] cancelled zset      P:cancelled
+KEYS[6] scheduler wake list P:scheduler_wake
+KEYS[7] quarantine zset     P:quarantine
+KEYS[8] quarantine reasons  P:quarantine:why
+then 6 keys for each of the ARGV[1] queues q (from KEYS[9 + 6(q-1)]): its list, its wake
+  list, and its scheduled, dead, completed and cancelled indexes
+then 2 keys for each job j, in the order of ARGV[4]: its hash P:jobs:<id>, its log key
+
+ARGV[1] number of queues   ARGV[2] "1" to replace ended jobs
+ARGV[3] request token: random per call, the same when a call is re-sent
+ARGV[4] the jobs, a JSON array of one array each: [id, queue number, command,
+        max_retries, timeout, run_at, delay, trace_context, env, old queue number];
+        strings ("" = none, the policy default, now), delay in seconds from now by
+        Redis's clock, old queue number the queue a replace read from the existing
+        record (0 = none)
+ARGV[5 ..] the queue names, in the order of their keys
+
+Returns {now, codes, refused}: codes has one character per job, in order: '0' queued as
+        pending, '1' stored as scheduled, '4' a replace found the old record in another
+        queue (nothing written for that job: read and call again), '-' not stored: refused
+        holds {j, code, state} for each such job j, code -1 (the id exists and has not
+        ended, or came earlier in this chunk) or -2 (the id exists, has ended or is in
+        quarantine, and ARGV[2] is not "1");
+        {-90, why, j} a key the chunk needs has the wrong type, or job j's existing
+        record cannot be read; {-91, why, j} NOPERM. Nothing of the chunk is written then.
+
+Writes: *: 1 2 3 4 5 6 7 8 rest | -90: none | -91: none
+(* is the {now, ...} answer; rest: the queues' and the jobs' keys)
+
+Every check of every job comes before the first write, so a chunk is stored whole or
+not at all (under maxmemory Redis refuses a script's first write, never a later one).
+A call re-sent after its reply was lost finds its token on the records it stored and
+answers as the first run did.
+]]
+--- @include "time"
+--- @include "guard"
+--- @include "job"
+--- @include "queues"
+
+local delayed, queues, dlq, completed, cancelled, swake, qzset, qwhy =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local nq, replace, token = tonumber(ARGV[1]), ARGV[2] == '1', ARGV[3]
+local jobs = cjson.decode(ARGV[4])
+local function qkey(q, i) return KEYS[8 + 6 * (q - 1) + i] end
+local function jkey(j, i) return KEYS[8 + 6 * nq + 2 * (j - 1) + i] end
+local now, nows = server_time()
+
+-- Type checks, each key once; `checked` remembers the answer.
+local checked = {}
+local function bad(key, want)
+  if checked[key] == nil then checked[key] = bad_type(key, want) or false end
+  return checked[key] or nil
+end
+local why = bad(qzset, 'zset') or bad(qwhy, 'hash')
+if why then return {DATA_ERROR, why, 0} end
+local any_quarantined = redis.call('ZCARD', qzset) > 0
+
+-- Pass 1: decide every job; nothing is written.
+local plan, out, seen = {}, {nows}, {}
+local later_any = false
+for j, a in ipairs(jobs) do
+  local id, q, old = a[1], a[2], a[10]
+  local job = jkey(j, 1)
+  local run_at, run_at_s, later = due_time(now, a[6], a[7])
+  why = later and (bad(delayed, 'zset') or bad(qkey(q, 3), 'zset')) or bad(qkey(q, 1), 'list')
+  if why then return {DATA_ERROR, why, j} end
+  local p = nil
+  if seen[id] then
+    out[j + 1] = {-1, seen[id]}
+  else
+    local rec, broken = read_job(job, id)
+    if rec and token ~= '' and redis.call('HGET', job, 'enqueue_token') == token then
+      out[j + 1] = rec.state == 'scheduled' and 1 or 0
+    else
+      local quarantined = any_quarantined and redis.call('ZSCORE', qzset, id)
+      if broken and not quarantined then
+        return {DATA_ERROR, 'job ' .. id .. ' exists but its record cannot be read: ' .. broken, j}
+      end
+      if quarantined then
+        if replace then p = 'quarantined' else out[j + 1] = {-2, 'quarantined'} end
+      elseif rec then
+        if rec.state ~= 'completed' and rec.state ~= 'dead' and rec.state ~= 'cancelled' then
+          out[j + 1] = {-1, rec.state}
+        elseif not replace then
+          out[j + 1] = {-2, rec.state}
+        elseif old == 0 or ARGV[4 + old] ~= rec.queue then
+          out[j + 1] = -4
+        else
+          why = bad(dlq, 'list') or bad(completed, 'zset') or bad(cancelled, 'zset')
+            or bad(qkey(old, 4), 'zset') or bad(qkey(old, 5), 'zset') or bad(qkey(old, 6), 'zset')
+          if why then return {DATA_ERROR, why, j} end
+          p = 'ended'
+        end
+      else
+        p = 'new'
+      end
+      if p then
+        why = denied({{'HSET', job, 'state', 'x'}})
+          or (p ~= 'new' and denied({{'DEL', job}, {'DEL', jkey(j, 2)}}))
+        if why then return {NO_PERM, why, j} end
+        plan[j] = {p, later, run_at, run_at_s}
+        out[j + 1] = later and 1 or 0
+        later_any = later_any or later
+      end
+    end
+    -- A later job with this id meets this one as the record it would find.
+    if out[j + 1] == 0 then seen[id] = 'pending' elseif out[j + 1] == 1 then seen[id] = 'scheduled' end
+  end
+end
+
+-- The commands every stored job needs, on the chunk's shared and queue keys.
+local cmds = {{'SADD', queues, 'x'}}
+if later_any then
+  cmds[#cmds + 1] = {'ZADD', delayed, '0', 'x'}
+  cmds[#cmds + 1] = {'RPUSH', swake, '1'}
+end
+if replace then
+  for _, c in ipairs({{'LREM', dlq, '0', 'x'}, {'ZREM', completed, 'x'},
+      {'ZREM', cancelled, 'x'}, {'ZREM', qzset, 'x'}, {'HDEL', qwhy, 'x'}}) do
+    cmds[#cmds + 1] = c
+  end
+end
+for q = 1, nq do
+  cmds[#cmds + 1] = {'RPUSH', qkey(q, 1), 'x'}
+  cmds[#cmds + 1] = {'RPUSH', qkey(q, 2), '1'}
+  cmds[#cmds + 1] = {'ZADD', qkey(q, 3), '0', 'x'}
+  if replace then
+    for i = 4, 6 do cmds[#cmds + 1] = {'ZREM', qkey(q, i), 'x'} end
+  end
+end
+why = denied(cmds)
+if why then return {NO_PERM, why, 0} end
+
+-- Pass 2: the writes.
+local pending, touched, mine = {}, {}, {}
+for j, a in ipairs(jobs) do
+  local p = plan[j]
+  if p then
+    local id, q, old = a[1], a[2], a[10]
+    local job, logkey = jkey(j, 1), jkey(j, 2)
+    if p[1] == 'quarantined' then
+      redis.call('ZREM', qzset, id)
+      redis.call('HDEL', qwhy, id)
+      redis.call('DEL', job, logkey)
+    elseif p[1] == 'ended' then
+      redis.call('LREM', dlq, 0, id)
+      redis.call('ZREM', completed, id)
+      redis.call('ZREM', cancelled, id)
+      redis.call('ZREM', qkey(old, 4), id)
+      redis.call('ZREM', qkey(old, 5), id)
+      redis.call('ZREM', qkey(old, 6), id)
+      redis.call('DEL', job, logkey)
+    end
+    local later = p[2]
+    local fields = {'id', id, 'command', a[3], 'queue', ARGV[4 + q],
+      'state', later and 'scheduled' or 'pending', 'attempts', 0,
+      'max_retries', a[4], 'timeout', a[5], 'run_at', p[4],
+      'created_at', nows, 'updated_at', nows, 'lease', 0, 'log_size', 0,
+      'trace_context', a[8], 'enqueue_token', token, 'env', a[9]}
+    if not later then
+      -- What push_job writes, in the same HSET; the queue's pushes are one RPUSH below.
+      fields[#fields + 1] = 'ready_at'
+      fields[#fields + 1] = nows
+    end
+    redis.call('HSET', job, unpack(fields))
+    touched[q] = true
+    if later then
+      redis.call('ZADD', delayed, p[3], id)
+      redis.call('ZADD', qkey(q, 3), p[3], id)
+      mine[id] = true
+    else
+      pending[q] = pending[q] or {}
+      table.insert(pending[q], id)
+    end
+  end
+end
+for q = 1, nq do
+  if touched[q] then note_queue(queues, ARGV[4 + q]) end
+  if pending[q] then
+    redis.call('RPUSH', qkey(q, 1), unpack(pending[q]))
+    if key_type(qkey(q, 2)) == 'none' then redis.call('RPUSH', qkey(q, 2), '1') end
+  end
+end
+if later_any then
+  -- Wake a sleeping scheduler only if a job of this chunk is now the earliest one due.
+  local first = redis.call('ZRANGE', delayed, 0, 0)
+  if first[1] and mine[first[1]] and key_type(swake) == 'none' then
+    redis.call('RPUSH', swake, '1')
+  end
+end
+-- The answer: one character a job, cheap to send and to parse for a thousand of them.
+local codes, refused = {}, {}
+for j = 1, #jobs do
+  local r = out[j + 1]
+  if type(r) == 'table' then
+    codes[j] = '-'
+    refused[#refused + 1] = j
+    refused[#refused + 1] = r[1]
+    refused[#refused + 1] = r[2]
+  else
+    codes[j] = r == -4 and '4' or tostring(r)
+  end
+end
+return {nows, table.concat(codes), refused}

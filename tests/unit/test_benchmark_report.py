@@ -1,0 +1,79 @@
+"""The benchmark's report writer and command line (the benchmark itself is not a test)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import report
+from benchmarks.harness.report import DASH, TIMES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fig(median: float, lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"median": median, "min": lo if lo is not None else median,
+            "max": hi if hi is not None else median, "n": 3}
+
+
+def system(name: str, label: str, family: str, model: str, figures: dict[str, Any],
+           errors: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"name": name, "label": label, "family": family, "model": model,
+            "figures": figures, "errors": errors or {},
+            "notes": {"start_field": "spawned_at" if family == "QueueCTL" else None}}
+
+
+DOC: dict[str, Any] = {
+    "meta": {"date": "2026-11-30 06:00 UTC", "duration_s": 600.0, "command": "benchmarks/run.py",
+             "sizes": {"repeats": 3, "promote": 100_000},
+             "machine": {"nproc": 2, "cpu": "Test CPU", "kernel": "6.1", "python": "3.11.7",
+                         "redis": "7.0.15"},
+             "peers": {"dramatiq": "dramatiq==2.2.1"}, "note": ""},
+    "systems": [
+        system("queuectl-2x4", "QueueCTL", "QueueCTL", "2x4",
+               {"drain": fig(1500, 1400, 1600), "latency_p50": fig(0.8),
+                "commands_per_job": fig(26), "rss_mb": fig(100)},
+               {"sleep_pct_ideal": "timed out after 60s waiting for 320 jobs to finish"}),
+        system("dramatiq-2x4", "Dramatiq", "Dramatiq", "2x4", {"drain": fig(1000)}),
+    ],
+    "limits": {"figures": {"spawn_piped_2x4": fig(2000)}},
+    "queuectl": {"figures": {"promote_seconds": fig(1.5)}, "errors": {}},
+}
+
+
+def test_the_table_shows_medians_with_their_range_and_why_a_figure_failed() -> None:
+    text = report.render({**DOC, "ratios": report.ratios(DOC)})
+    row = next(line for line in text.splitlines() if line.startswith(f"| QueueCTL | 2{TIMES}4"))
+    assert f"1,500 (1,400{DASH}1,600)" in row
+    assert "failed: timed out after 60s waiting for 320 jobs to finish" in row
+    assert "Test CPU" in text and "dramatiq==2.2.1" in text
+    assert "`spawned_at` (queuectl-2x4)" in text
+    assert ("| 100,000 due jobs promoted: s from the first promotion to empty | "
+            f"1.50 (1.50{DASH}1.50) |") in text
+
+
+def test_ratios_are_computed_from_the_medians_against_the_targets() -> None:
+    by_what = {r["what"]: r for r in report.ratios(DOC)}
+    vs_dramatiq = by_what["QueueCTL 2x4 drain / Dramatiq 2x4 drain"]
+    assert vs_dramatiq["value"] == 1.5 and vs_dramatiq["met"] is True
+    vs_spawn = by_what["QueueCTL 2x4 drain / no-queue spawn with pipes 2x4"]
+    assert vs_spawn["value"] == 0.75 and vs_spawn["met"] is False
+    assert by_what["QueueCTL 2x4 Redis commands per job"]["met"] is False
+    assert by_what["QueueCTL 2x4 worker RSS per process"]["value"] == 50
+    assert by_what["QueueCTL 1x8 drain / Dramatiq 2x4 drain"]["value"] is None
+    rendered = report.render_ratio(vs_spawn)
+    assert rendered == ("| QueueCTL 2x4 drain / no-queue spawn with pipes 2x4 | "
+                        f"0.75{TIMES} | ≥ 0.85 | **no** |")
+
+
+def test_run_py_help_and_a_bad_name_for_only() -> None:
+    run = [sys.executable, str(ROOT / "benchmarks" / "run.py")]
+    done = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0 and "--quick" in done.stdout and "--only" in done.stdout
+    bad = subprocess.run([*run, "--only", "nosuch"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert bad.returncode == 2
+    assert "unknown name(s) for --only: nosuch" in bad.stderr.splitlines()[-1]

@@ -1,0 +1,52 @@
+"""A command imports what it runs, not the whole tree (cli/app.py's LazyGroup).
+
+Start-up time is what a CLI user feels; these tests guard the import set, never a time.
+Each runs the CLI in a fresh interpreter (``--help``: no settings, no Redis) and reads
+``sys.modules`` afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROGRAM = """
+import contextlib, io, json, sys
+from queuectl.cli.main import run
+with contextlib.redirect_stdout(io.StringIO()):
+    code = run(sys.argv[1:])
+print(json.dumps([code, sorted(sys.modules)]))
+"""
+# The modules behind each command group; a command loads its own and none of the others.
+COMMAND_MODULES = {"enqueue": {"queuectl.cli.enqueue", "queuectl.cli.bulkfile"},
+                   "status": {"queuectl.cli.status"},
+                   "list": {"queuectl.cli.jobs"},
+                   "dlq": {"queuectl.cli.admin"},
+                   "doctor": {"queuectl.cli.care"}}
+# Never needed by a CLI command: the services run in their own processes.
+SERVICES = {"queuectl.worker", "queuectl.scheduler", "prometheus_client"}
+
+
+def loaded(*argv: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", PROGRAM, *argv], capture_output=True,
+                          text=True, timeout=60, check=True)
+    code, modules = json.loads(done.stdout)
+    assert code == 0, done.stderr
+    return set(modules)
+
+
+@pytest.mark.parametrize("command", ["enqueue", "status"])
+def test_a_command_imports_its_own_module_and_no_other(command: str) -> None:
+    modules = loaded(command, "--help")
+    assert COMMAND_MODULES[command] <= modules
+    others = set().union(*(m for c, m in COMMAND_MODULES.items() if c != command))
+    assert not others & modules
+    assert not {m for m in modules if any(m == s or m.startswith(f"{s}.") for s in SERVICES)}
+
+
+def test_root_help_still_lists_every_command() -> None:
+    modules = loaded("--help")
+    assert set().union(*COMMAND_MODULES.values()) <= modules
