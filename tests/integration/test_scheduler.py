@@ -154,6 +154,26 @@ def test_a_due_retry_is_promoted(client: Client, start_scheduler: Start) -> None
     assert client.redis.lrange(client.keys.queue("q"), 0, -1) == [b"r"]
 
 
+def test_the_scheduler_keeps_the_dlq_within_dead_max(client: Client,
+                                                     start_scheduler: Start) -> None:
+    # Retention of dead jobs is the scheduler's: the oldest beyond dead-max go, with
+    # their records and output.
+    k = client.keys
+    store = Store(client.redis, client.keys, client.store.policy.model_copy(
+        update={"max_retries": 0}))
+    for i in range(5):
+        store.enqueue(JobSpec(id=f"d{i}", command="false"))
+        job = store.fetch("w1", ["default"])
+        assert job is not None
+        store.fail(job, "w1", b"out", 3, 1, "exit code 1")
+    client.redis.hset(k.config, "dead-max", "2")
+    start_scheduler()
+    eventually(lambda: client.redis.llen(k.dead_letter) == 2, 20, "the DLQ is trimmed")
+    assert client.redis.lrange(k.dead_letter, 0, -1) == [b"d3", b"d4"]
+    assert client.redis.exists(k.job("d0"), k.log("d0"), k.job("d2")) == 0
+    assert client.get("d4").state is JobState.DEAD
+
+
 def test_two_schedulers_promote_each_job_exactly_once(client: Client,
                                                       start_scheduler: Start) -> None:
     k, r = client.keys, client.redis

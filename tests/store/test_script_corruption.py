@@ -102,9 +102,10 @@ def allowed(head: Header, call: Call, code: str, keys: Keys) -> set[str]:
     for token in tokens:
         if token == "rest":
             out.update(call.keys[head.fixed:])
-        elif token in ("jobs", "logs", "indexes"):
+        elif token in ("jobs", "logs", "indexes", "queues", "wakes"):
             prefix = {"jobs": keys.job_prefix, "logs": keys.log_prefix,
-                      "indexes": keys.index_prefix}[token]
+                      "indexes": keys.index_prefix, "queues": keys.queue_prefix,
+                      "wakes": keys.wake_prefix}[token]
             out.add(prefix + "*")
         else:
             out.add(call.keys[int(token) - 1])
@@ -347,6 +348,15 @@ def _(w: World) -> Call:
     w.store.cancel("c")
     w.raw.zadd(w.keys.cancelled, {"c": 1})
     return capture(w.store, "prune", w.store.prune)
+
+
+@situation("prune_dead")
+def _(w: World) -> Call:
+    w.dead("j")
+    w.dead("k")
+    w.raw.rpush(w.keys.dead_letter, "gone")
+    w.raw.hset(w.keys.config, "dead-max", "1")
+    return capture(w.store, "prune_dead", w.store.prune_dead)
 
 
 @situation("prune_queues")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 import redis
@@ -14,8 +14,8 @@ from queuectl.core.models import JobSpec
 from queuectl.core.store import Fetched, Store
 
 Now = Callable[[], float]
+StoreFactory = Callable[..., Store]
 Lease = Callable[..., Fetched]
-Script = Callable[[list[str], list[Any]], Any]
 
 
 def at(ts: float) -> datetime:
@@ -33,12 +33,6 @@ def failed(store: Store, lease: Lease, job_id: str, due: float, queue: str = "de
     job = lease(store, JobSpec(id=job_id, command="false", queue=queue))
     store.fail(job, "w1", b"", 0, 1, "exit code 1")
     store.redis.zadd(store.keys.retry_queue, {job_id: due})
-
-
-def promote_keys(store: Store, job_id: str, queue: str = "default") -> list[str]:
-    k = store.keys
-    return [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why, k.queues, k.job(job_id),
-            k.queue(queue), k.wake(queue), k.index(queue, "failed"), k.index(queue, "scheduled")]
 
 
 def test_only_due_items_of_both_sets_are_promoted(store: Store, raw: redis.Redis, now: Now,
@@ -118,18 +112,6 @@ def test_batches_are_bounded_and_report_what_is_still_due(store: Store, raw: red
     assert raw.lrange(store.keys.queue("default"), 0, -1) == [f"d{i}" for i in range(5)]
 
 
-def test_job_cancelled_after_the_read_is_not_promoted(store: Store, raw: redis.Redis, now: Now,
-                                                      lua: Callable[[str], Script]) -> None:
-    # The scheduler read "c" as due, then a cancel ran before its promote call.
-    k = store.keys
-    scheduled(store, "c", now() - 1)
-    store.cancel("c")
-    moved, next_due, _, _, jobs = lua("promote")(promote_keys(store, "c"), ["c", "default"])
-    assert moved == 0 and next_due == b"" and jobs == []
-    assert raw.hget(k.job("c"), "state") == "cancelled"
-    assert raw.llen(k.queue("default")) == 0
-
-
 def test_entries_of_ended_or_vanished_jobs_are_dropped(store: Store, raw: redis.Redis,
                                                        now: Now) -> None:
     k = store.keys
@@ -145,34 +127,65 @@ def test_entries_of_ended_or_vanished_jobs_are_dropped(store: Store, raw: redis.
     assert raw.hget(k.job("cancelled"), "state") == "cancelled"
 
 
-def test_two_promoters_reading_the_same_ids_move_each_once(store: Store, raw: redis.Redis,
-                                                           now: Now,
-                                                           lua: Callable[[str], Script]) -> None:
-    # Two scheduler replicas read the same due ids; both call the script with them.
+def test_two_promoters_at_once_move_each_job_once(store: Store, make_store: StoreFactory,
+                                                   raw: redis.Redis, now: Now) -> None:
+    # Two scheduler replicas promote the same due jobs at the same time, in small batches.
     k = store.keys
-    ids = [f"d{i}" for i in range(20)]
+    ids = [f"d{i}" for i in range(60)]
     for job_id in ids:
         scheduled(store, job_id, now() - 1)
-    promote = lua("promote")
-    keys = [k.retry_queue, k.delayed, k.quarantine, k.quarantine_why, k.queues]
-    args = []
-    for job_id in ids:
-        keys += [k.job(job_id), k.queue("default"), k.wake("default"),
-                 k.index("default", "failed"), k.index("default", "scheduled")]
-        args += [job_id, "default"]
-    first, second = promote(keys, args), promote(keys, args)
-    assert (first[0], second[0]) == (20, 0)
+    moved: list[int] = []
+
+    def replica(replica_store: Store) -> None:
+        while (result := replica_store.promote_due(7)).moved:
+            moved.append(result.moved)
+
+    threads = [threading.Thread(target=replica, args=(s,)) for s in (store, make_store())]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(moved) == 60
     assert Counter(raw.lrange(k.queue("default"), 0, -1)) == Counter({i: 1 for i in ids})
 
 
-def test_not_yet_due_in_the_script_is_left_alone(store: Store, raw: redis.Redis, now: Now,
-                                                 lua: Callable[[str], Script]) -> None:
-    # A caller passing an id that is not due (clock skew, a rescheduled retry) moves nothing.
+def test_a_batch_takes_the_earliest_of_both_sets(store: Store, raw: redis.Redis, now: Now,
+                                                 lease: Lease) -> None:
     k = store.keys
-    scheduled(store, "later", now() + 60)
-    moved, next_due, server_now, _, _ = lua("promote")(promote_keys(store, "later"),
-                                                    ["later", "default"])
-    assert moved == 0
-    assert float(next_due) - float(server_now) > 55
-    assert raw.zrange(k.delayed, 0, -1) == ["later"]
-    assert raw.hget(k.job("later"), "state") == "scheduled"
+    t = now()
+    failed(store, lease, "r3", t - 3)
+    scheduled(store, "d2", t - 2)
+    failed(store, lease, "r1", t - 1)
+    first = store.promote_due(2)
+    assert [(m.id, m.source) for m in first.jobs] == [("r3", "retry"), ("d2", "delayed")]
+    assert raw.zrange(k.retry_queue, 0, -1) == ["r1"] and raw.zcard(k.delayed) == 0
+    assert [m.id for m in store.promote_due(2).jobs] == ["r1"]
+
+
+def test_a_call_handles_at_most_its_batch(store: Store, raw: redis.Redis, now: Now) -> None:
+    # The due entries are read inside the script with a LIMIT: a large backlog costs one
+    # batch per call, not the size of the set.
+    k = store.keys
+    store.enqueue_many(JobSpec(id=f"b{i}", command="true", run_at=at(now() + 10**6))
+                       for i in range(300))
+    raw.zadd(k.delayed, {f"b{i}": now() - 300 + i for i in range(300)})
+    result = store.promote_due(50)
+    assert result.moved == 50 and result.next_due is not None and result.next_due <= result.now
+    assert raw.lrange(k.queue("default"), 0, -1) == [f"b{i}" for i in range(50)]
+    assert raw.zcard(k.delayed) == 250
+    assert raw.zcard(k.index("default", "scheduled")) == 250
+
+
+def test_without_detail_the_reply_carries_counts_and_due_times(store: Store, raw: redis.Redis,
+                                                               now: Now, lease: Lease) -> None:
+    t = now()
+    failed(store, lease, "r1", t - 3, queue="q")
+    failed(store, lease, "r2", t - 2, queue="q")
+    scheduled(store, "d1", t - 1)
+    result = store.promote_due(10, detail=False)
+    assert result.moved == 3 and result.jobs == []
+    assert result.counts == {("q", "retry"): 2, ("default", "delayed"): 1}
+    assert result.dues == pytest.approx([t - 3, t - 2, t - 1], abs=1e-3)
+    assert raw.lrange(store.keys.queue("q"), 0, -1) == ["r1", "r2"]
+    # With detail (the default), the same counts come with each job.
+    assert store.promote_due(10).counts == {}

@@ -91,17 +91,20 @@ def test_the_contract_keys_exist() -> None:
 def test_default_values_come_from_the_settings_defaults() -> None:
     defaults = PolicyDefaults(max_retries=4, backoff_base=0.5, backoff_factor=3.0,
                               backoff_max=60.0, job_timeout=0.0, completed_ttl=10,
-                              max_lost=5)
+                              max_lost=5, dead_ttl=3600, dead_max=50)
     assert {name: policy.default_value(name, defaults) for name in policy.POLICY_KEYS} == {
         "max-retries": "4", "backoff-base": "0.5", "backoff-factor": "3",
         "backoff-max": "60", "job-timeout": "0", "completed-ttl": "10", "max-lost": "5",
-        "backoff-jitter": "0",
+        "backoff-jitter": "0", "dead-ttl": "3600", "dead-max": "50",
     }
     # The documented defaults: the note's 3 retries, 2 s, factor 2.
     plain = PolicyDefaults()
     assert policy.default_value("max-retries", plain) == "3"
     assert policy.default_value("backoff-base", plain) == "2"
     assert policy.default_value("backoff-factor", plain) == "2"
+    # The DLQ's bound, Sidekiq's dead set's count: 10,000 jobs, kept 30 days.
+    assert policy.default_value("dead-max", plain) == "10000"
+    assert policy.default_value("dead-ttl", plain) == "2592000"
 
 
 def test_every_normalised_value_parses_back_to_itself() -> None:

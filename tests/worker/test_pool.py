@@ -45,14 +45,20 @@ def settle(client: Client, job_id: str, *states: JobState, timeout: float = 20.0
         time.sleep(0.02)
 
 
-@pytest.fixture
-def worker(client: Client, settings: Settings) -> Iterator[Worker]:
-    w = Worker(client.store, settings.model_copy(update={"shutdown_grace": 5.0}), 2,
-               ["default"])
+def stopped_at_the_end(client: Client, settings: Settings, **overrides: object
+                       ) -> Iterator[Worker]:
+    """A two-slot worker on ``default`` (not started), stopped and closed afterwards."""
+    w = Worker(client.store, settings.model_copy(update={"shutdown_grace": 5.0, **overrides}),
+               2, ["default"])
     yield w
     w.hard_stop()
     w.join(10)
     w.close()
+
+
+@pytest.fixture
+def worker(client: Client, settings: Settings) -> Iterator[Worker]:
+    yield from stopped_at_the_end(client, settings)
 
 
 def test_jobs_run_to_their_end_in_process(worker: Worker, client: Client) -> None:

@@ -204,6 +204,16 @@ class AdminOps(ScriptStore):
                                        k.index_prefix],
                              [self.policy.completed_ttl, batch])[0])
 
+    def prune_dead(self, batch: int = 500) -> tuple[int, int]:
+        """Delete up to ``batch`` of the oldest dead jobs past dead-ttl or beyond dead-max,
+        with their output and index entries; returns (deleted, stale DLQ entries dropped)."""
+        k = self.keys
+        policy = self.policy
+        reply = self._run("prune_dead", [k.dead_letter, k.job_prefix, k.log_prefix,
+                                         k.index_prefix],
+                          [policy.dead_ttl, policy.dead_max, batch])
+        return int(reply[0]), int(reply[1])
+
     def prune_queues(self, names: Sequence[str]) -> int:
         """Forget the names among ``names`` whose queue holds nothing; returns how many."""
         k = self.keys

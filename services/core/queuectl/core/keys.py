@@ -81,6 +81,16 @@ class Keys:
             return f"{self.prefix}:jobs"
         return f"{self.prefix}:queue:{name}"
 
+    @property
+    def queue_prefix(self) -> str:
+        """Prefix of the named queues' lists; promote.lua builds ``prefix .. name``."""
+        return f"{self.prefix}:queue:"
+
+    @property
+    def wake_prefix(self) -> str:
+        """Prefix of the wake lists; promote.lua builds ``prefix .. name``."""
+        return f"{self.prefix}:wake:"
+
     def wake(self, name: str) -> str:
         """Wake-up marker list idle workers block on; armed whenever the queue gains a job."""
         return f"{self.prefix}:wake:{name}"

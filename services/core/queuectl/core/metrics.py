@@ -13,7 +13,7 @@ so a sum over worker pods is the cluster's total.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -217,6 +217,11 @@ class SchedulerMetrics:
             for source in PROMOTION_SOURCES:
                 self.promoted.labels(queue, source)
 
-    def promoted_job(self, queue: str, source: str, lag: float) -> None:
-        self.promoted.labels(queue, source).inc()
-        self.lag.observe(max(0.0, lag))
+    def promoted_jobs(self, now: float, counts: Mapping[tuple[str, str], int],
+                      dues: Iterable[float]) -> None:
+        """Count one batch of promoted jobs (one increment per queue and source) and
+        observe each job's lag from its due time to ``now``."""
+        for (queue, source), n in counts.items():
+            self.promoted.labels(queue, source).inc(n)
+        for due in dues:
+            self.lag.observe(max(0.0, now - due))

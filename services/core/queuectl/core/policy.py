@@ -49,6 +49,9 @@ class Policy(BaseModel):
                                description="seconds; 0 = no timeout")
     completed_ttl: int = Field(86400, ge=0, le=MAX_COMPLETED_TTL,
                                description="seconds completed jobs are kept")
+    dead_ttl: int = Field(30 * DAY, ge=0, le=MAX_COMPLETED_TTL,
+                          description="seconds dead jobs are kept in the DLQ")
+    dead_max: int = Field(10000, ge=0, le=10**9, description="dead jobs kept at most")
     max_lost: int = Field(3, ge=1, le=1000, description="runs that may lose their worker")
     backoff_jitter: float = Field(0.0, ge=0, le=1,
                                   description="proportional spread of each retry delay")
@@ -77,6 +80,10 @@ POLICY_KEYS: dict[str, PolicyKey] = {
                   duration=True),
         PolicyKey("completed-ttl", "completed_ttl",
                   "seconds completed and cancelled jobs are kept (0 = forever)", duration=True),
+        PolicyKey("dead-ttl", "dead_ttl",
+                  "seconds dead jobs are kept in the DLQ (0 = no age limit)", duration=True),
+        PolicyKey("dead-max", "dead_max",
+                  "dead jobs kept at most; the oldest go first (0 = no limit)"),
         PolicyKey("max-lost", "max_lost",
                   "runs that may lose their worker before the job goes to the DLQ"),
     )

@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 
+from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.scripting import (
     PIPELINE_CHUNK,
     Moved,
@@ -16,35 +17,31 @@ from queuectl.core.scripting import (
 )
 
 
-def _wrongtype(reply: Any) -> bool:
-    return isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE")
-
-
 class RecoveryOps(ScriptStore):
     """Promotion and recovery; mixed into ``Store``."""
 
-    def promote_due(self, batch: int) -> PromoteResult:
-        """Move up to ``batch`` due retries and delayed jobs back onto their queues."""
+    def promote_due(self, batch: int, *, detail: bool = True) -> PromoteResult:
+        """Move up to ``batch`` due retries and delayed jobs back onto their queues.
+
+        One script call: it reads the due entries itself, so the read and the move are
+        one atomic step, and its cost is bounded by ``batch``. Without ``detail`` the
+        reply carries counts and due times only, not each job (a fifth of the parsing).
+        """
         k = self.keys
-        pipe = self.server_pipeline()
-        pipe.time()
-        pipe.zrange(k.retry_queue, 0, batch - 1, withscores=True)
-        pipe.zrange(k.delayed, 0, batch - 1, withscores=True)
-        (secs, micros), retry, delayed = pipe.execute(raise_on_error=False)
-        now = secs + micros / 1e6
-        # A set of the wrong type reads as empty here; the script says so in its notes.
-        entries = [e for e in (retry, delayed) if not _wrongtype(e)]
-        due = sorted((s, as_str(m)) for part in entries for m, s in part if s <= now)[:batch]
-        keys, args = self.job_queue_keys([m for _, m in due], ("failed", "scheduled"))
         reply = self._run("promote", [k.retry_queue, k.delayed, k.quarantine,
-                                      k.quarantine_why, k.queues, *keys], args)
-        moved, next_due, server_now, notes, jobs = reply
+                                      k.quarantine_why, k.queues, k.job_prefix,
+                                      k.queue(DEFAULT_QUEUE), k.queue_prefix, k.wake_prefix,
+                                      k.index_prefix], [batch, int(detail)])
+        moved, next_due, server_now, notes, jobs, counts, dues = reply
         self.notes(notes)
         nd = as_str(next_due)
         return PromoteResult(int(moved), float(nd) if nd else None, float(as_str(server_now)),
                              [Moved(as_str(jobs[i]), as_str(jobs[i + 1]), as_str(jobs[i + 2]),
                                     float(as_str(jobs[i + 3])), as_str(jobs[i + 4]))
-                              for i in range(0, len(jobs), 5)])
+                              for i in range(0, len(jobs), 5)],
+                             {(as_str(counts[i]), as_str(counts[i + 1])): int(counts[i + 2])
+                              for i in range(0, len(counts), 3)},
+                             [float(d) for d in dues])
 
     def gauges_lease(self, holder: str, seconds: float) -> bool:
         """Take or renew the cluster-gauges lease for ``holder``; False if another holds it."""

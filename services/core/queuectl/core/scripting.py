@@ -159,7 +159,9 @@ class PromoteResult:
     moved: int
     next_due: float | None
     now: float
-    jobs: list[Moved] = field(default_factory=list)
+    jobs: list[Moved] = field(default_factory=list)  # each job, when asked for details
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, source) -> n
+    dues: list[float] = field(default_factory=list)  # each moved job's due time
 
 
 class NoteLog:

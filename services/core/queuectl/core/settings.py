@@ -127,7 +127,7 @@ class Settings(BaseSettings):
                                 "longest block on an empty queue")
     scheduler_interval: float = _seconds(1.0, MIN_INTERVAL, MAX_INTERVAL,
                                          "longest scheduler sleep")
-    scheduler_batch: int = Field(500, ge=1, le=10000)
+    scheduler_batch: int = Field(100, ge=1, le=10000)
     worker_id: str | None = Field(None, description="default: <hostname>-<pid>-<random>")
     shutdown_grace: float = _seconds(25.0, 0, MAX_SHUTDOWN_GRACE,
                                      "seconds running jobs get to finish after SIGTERM")
@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     job_cgroup: JobCgroup = Field(
         JobCgroup.AUTO, description="auto: each run in its own cgroup v2 where writable; off"
     )
+    log_sweep_interval: float = _seconds(
+        60.0, MIN_INTERVAL, MAX_INTERVAL,
+        "seconds between passes that remove the log files of jobs no longer kept in Redis")
     log_level: str = "INFO"
     job_env_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_JOB_ENV_ALLOW),

@@ -98,16 +98,18 @@ class Scheduler:
         batch = self.settings.scheduler_batch
         while True:
             started = time.time_ns()
-            result = self.store.promote_due(batch)
+            result = self.store.promote_due(batch, detail=spans.wanted(self.tracing))
             spans.promoted(self.tracing, self.id, result.jobs, started)
             self.promoted += result.moved
-            for job in result.jobs:
-                self.metrics.promoted_job(job.queue, job.source, result.now - (job.due or 0))
+            self.metrics.promoted_jobs(result.now, result.counts, result.dues)
             if result.moved:
                 log.debug("promoted %d job(s)", result.moved)
-            # A full batch means more may be due. On stop the batch in hand is
-            # finished (each batch is one atomic script) and nothing more is started.
-            if result.moved < batch or self.stop.is_set():
+            # While a batch moved jobs and more is due, the next one follows at once: the
+            # batch bounds how long one script call blocks Redis, not how fast a backlog
+            # drains. On stop the batch in hand is finished (each batch is one atomic
+            # script) and nothing more is started.
+            more = result.next_due is not None and result.next_due <= result.now
+            if not (result.moved and more) or self.stop.is_set():
                 break
             # A long backlog must not let this replica's status expire meanwhile.
             self._beat_if_due()
@@ -172,10 +174,14 @@ class Scheduler:
             self._next_beat = time.monotonic() + self.settings.heartbeat_interval
 
     def tidy(self) -> None:
-        """Retention and upkeep, a slice per beat: delete ended jobs past completed-ttl
-        (with their output and index entries), and forget queue names that hold nothing."""
+        """Retention and upkeep, a slice per beat: delete ended jobs past completed-ttl,
+        dead jobs past dead-ttl or beyond dead-max (with their output and index entries),
+        and forget queue names that hold nothing."""
         deadline = time.monotonic() + TIDY_BUDGET
         while self.store.prune(PRUNE_BATCH) >= PRUNE_BATCH and time.monotonic() < deadline:
+            pass
+        while sum(self.store.prune_dead(PRUNE_BATCH)) >= PRUNE_BATCH \
+                and time.monotonic() < deadline:
             pass
         try:
             cursor, names = self.store.redis.sscan(self.store.keys.queues, self._queue_cursor,

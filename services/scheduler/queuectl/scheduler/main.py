@@ -114,7 +114,8 @@ HELP = ServiceHelp(
             "Several replicas may run at once. The same code as 'queuectl scheduler'.",
     variables=(
         ("QUEUECTL_SCHEDULER_INTERVAL", "longest sleep between rounds in seconds (default 1)"),
-        ("QUEUECTL_SCHEDULER_BATCH", "items promoted per script call (default 500)"),
+        ("QUEUECTL_SCHEDULER_BATCH", "items promoted per script call "
+                                     "(default 100: a few ms of Redis time)"),
         ("QUEUECTL_WORKER_TTL", "seconds without a heartbeat before a worker is dead "
                                 "(default 10)"),
     ),

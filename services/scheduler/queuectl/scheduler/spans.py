@@ -19,6 +19,12 @@ from queuectl.core.tracing import DEAD_LETTER_EVENT, Tracing
 log = logging.getLogger("queuectl.scheduler")
 
 
+def wanted(tracing: Tracing) -> bool:
+    """Whether promoted jobs make spans or debug lines: only then does the scheduler ask
+    promote.lua for each job (a backlog of 100,000 must not pay for what nobody keeps)."""
+    return tracing.check() or log.isEnabledFor(logging.DEBUG)
+
+
 def promoted(tracing: Tracing, scheduler_id: str, jobs: Sequence[Moved],
              start_ns: int) -> None:
     """A ``promote <queue>`` span and a debug line per job ``promote.lua`` moved."""

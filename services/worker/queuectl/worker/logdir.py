@@ -15,6 +15,7 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Generator
 from pathlib import Path
 
 from queuectl.worker.outcome import Ending, SetupError, describe, environment_or_job
@@ -77,6 +78,36 @@ class LogDir:
             with contextlib.suppress(OSError):  # a file from before we made them 0600
                 os.fchmod(fd, 0o600)
         return fd
+
+    # -- retention (janitor.py) -----------------------------------------------------------
+    def scan(self) -> Generator[str, None, None]:
+        """The names in the directory, read lazily; close() the generator to stop early."""
+        fd = self._fd
+        if fd is None:
+            return
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                yield entry.name
+
+    def stat(self, name: str) -> os.stat_result | None:
+        """``name``'s status when it is a regular file (never through a link), else None."""
+        if self._fd is None:
+            return None
+        try:
+            st = os.stat(name, dir_fd=self._fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    def remove(self, name: str) -> bool:
+        """Delete ``name``; False when it is already gone."""
+        if self._fd is None:
+            return False
+        try:
+            os.unlink(name, dir_fd=self._fd)
+        except FileNotFoundError:
+            return False
+        return True
 
     # -- internals -----------------------------------------------------------------------
     def _open_dir(self) -> int:

@@ -192,7 +192,9 @@ HELP = ServiceHelp(
         ("QUEUECTL_WORKER_PROCESSES", "worker processes, each with its own id, threads and "
                                       "metrics port (QUEUECTL_METRICS_PORT + its index; "
                                       "default 1)"),
-        ("QUEUECTL_LOG_DIR", "job log files (default $QUEUECTL_DATA_DIR/logs)"),
+        ("QUEUECTL_LOG_DIR", "job log files (default $QUEUECTL_DATA_DIR/logs); a file "
+                             "goes once its job's record has left Redis"),
+        ("QUEUECTL_LOG_SWEEP_INTERVAL", "seconds between those removal passes (default 60)"),
         ("QUEUECTL_LOG_TARGET", "where job output goes: file, stdout or both (default file)"),
         ("QUEUECTL_SHUTDOWN_GRACE", "seconds running jobs get after SIGTERM (default 25)"),
         ("QUEUECTL_WORKER_ID", "this worker's id (default <host>-<pid>-<random>)"),

@@ -39,6 +39,7 @@ from queuectl.core.store import Fetched, Store
 from queuectl.core.tracing import NO_TRACING, Tracing
 from queuectl.worker.executor import ExecConfig, Execution
 from queuectl.worker.heartbeat import EXIT_CANNOT_WORK, Heartbeat, status_fields
+from queuectl.worker.janitor import LogJanitor
 from queuectl.worker.jobenv import base_env
 from queuectl.worker.logdir import LogDir
 from queuectl.worker.outcome import Ending, RunResult, describe
@@ -56,6 +57,9 @@ ENVIRONMENT_FAILURE_LIMIT = 5
 # it runs a job or waits out an outage; one Redis call can block for the socket timeout
 # (30 s) on each of redis-py's retries, hence the margin.
 STUCK_AFTER = 150.0
+# How long a stopping worker waits for a retention pass in progress (one pipelined
+# Redis call and some unlinks) before it closes the log directory anyway.
+JANITOR_JOIN = 5.0
 
 
 def default_worker_id() -> str:
@@ -103,6 +107,9 @@ class Worker:
         # Tells this process apart from any other that was given the same worker id.
         self.instance = secrets.token_hex(8)
         self.reports = Reporter(store, self.id, queues, self.url, self.hard, self, self.monitor)
+        self._janitor = (LogJanitor(store, self._logs, self._running_ids, self._done,
+                                    self.health, settings.log_sweep_interval)
+                         if self._logs is not None else None)
         self._heartbeat = Heartbeat(store, self.id, self.instance, self.url,
                                     settings.heartbeat_interval, settings.worker_ttl,
                                     self._status, self.request_stop, self._done,
@@ -130,6 +137,8 @@ class Worker:
         if claimed is None:
             return  # stopped before Redis answered: nothing was started
         self._heartbeat.start()
+        if self._janitor is not None:
+            self._janitor.start()
         self.metrics.start(self.queues, self.count)
         for slot in range(self.count):
             thread = threading.Thread(target=self._slot, args=(slot,), name=f"job-{slot}",
@@ -205,6 +214,10 @@ class Worker:
         self._done.set()
         self._procs.reap()
         self._procs.close()
+        if self._janitor is not None and self._janitor.is_alive():
+            self._janitor.join(JANITOR_JOIN)
+        if self._janitor is not None and not self._janitor.is_alive():
+            self._janitor.close()
         if self._logs is not None:
             self._logs.close()
         try:
@@ -217,6 +230,10 @@ class Worker:
         log.info("worker %s stopped (%d processed, %d failed)", self.id,
                  self.reports.processed, self.reports.failed)
         return held
+
+    def _running_ids(self) -> set[str]:
+        with self._lock:
+            return {e.job.id for e in self._running.values()}
 
     def _status(self) -> dict[str, str]:
         with self._lock:

@@ -1,118 +1,189 @@
---[[ promote: move due retries and due delayed jobs back onto their queues.
+--[[ promote: move due retries and due delayed jobs back onto their queues, earliest first.
 
 KEYS[1] retry zset          P:retry_queue
 KEYS[2] delayed zset        P:delayed
 KEYS[3] quarantine zset     P:quarantine
 KEYS[4] quarantine reasons  P:quarantine:why
 KEYS[5] queue names set     P:queues
-then for each id in ARGV, five keys (see Store.job_queue_keys):
-KEYS[5i+1] job hash           P:jobs:<id>
-KEYS[5i+2] its queue list     P:jobs | P:queue:<name>
-KEYS[5i+3] its wake list      P:wake:<name>
-KEYS[5i+4] its failed index   P:idx:<name>:failed
-KEYS[5i+5] its scheduled index P:idx:<name>:scheduled
+KEYS[6] job hash prefix     P:jobs:    (job hash = prefix .. id)
+KEYS[7] default queue list  P:jobs     (the queue list of 'default')
+KEYS[8] queue list prefix   P:queue:   (queue list of any other queue = prefix .. name)
+KEYS[9] wake list prefix    P:wake:    (wake list = prefix .. name)
+KEYS[10] index prefix       P:idx:     (per-queue index = prefix .. name .. ':' .. state)
 
-ARGV[2i-1] job id, ARGV[2i] the queue name the caller built its keys from;
-           at most a batch, as read by the caller (ZRANGE ... WITHSCORES).
+ARGV[1] how many due entries to handle at most (the batch)
+ARGV[2] "1": report each job moved (for spans and debug lines); "0": counts only
 
-Returns {promoted, next_due, now, notes, moved}: how many moved; the earliest score left
-in either set ("" when both are empty or unusable); the server's time; what was set
-aside on the way (ids moved to quarantine, a set of the wrong type skipped); and for
-each job moved, five entries: id, queue, source ("retry" or "delayed"), due time, trace
-context (for the scheduler's metrics and spans). A moved job's ready_at is its due time.
-A scheduler sleeps until next_due. Or {-91, why} NOPERM, nothing written.
+Returns {promoted, next_due, now, notes, moved, counts, dues}: how many moved; the
+earliest score left in either set ("" when both are empty or unusable); the server's
+time; what was set aside on the way (ids moved to quarantine, a set of the wrong type
+skipped); with ARGV[2] "1", for each job moved five entries: id, queue, source ("retry"
+or "delayed"), due time, trace context (else empty); three entries per queue and
+source that moved jobs: queue, source, how many; and each moved job's due time (for
+the lag metric). A moved job's ready_at is its due time.
+A scheduler sleeps until next_due, or calls again at once while a full batch moved.
+Or {-91, why} NOPERM, nothing written.
 
-Writes: * : 1 2 3 4 5 rest | -91: none
+Writes: * : 1 2 3 4 5 7 jobs queues wakes indexes | -91: none
 
-The caller's read happens outside this script, so every id is re-checked
-here: only a ZREM that returns 1 moves a job, which is why two schedulers
-running at once never promote one item twice. A job whose record cannot be read,
-or whose queue key has the wrong type, leaves the set for quarantine; an entry
-whose record vanished or moved on is dropped.
+The due entries are read here (ZRANGEBYSCORE ... LIMIT, so a call costs its batch, not
+the size of the sets), in the same atomic step that moves them: two schedulers running
+at once never promote one item twice. Keys are built from the prefixes in KEYS the way
+prune.lua builds them; under a hash-tagged prefix (required on a Cluster) they all
+share one slot. Everything is read and checked (types, ACL) before the first write. A
+job whose record cannot be read, or whose queue key has the wrong type, leaves the set
+for quarantine; an entry whose record vanished or moved on is dropped.
 ]]
 --- @include "time"
 --- @include "guard"
 --- @include "job"
 --- @include "quarantine"
---- @include "push"
---- @include "queues"
 
 local qzset, qwhy, queues = KEYS[3], KEYS[4], KEYS[5]
+local job_prefix, default_queue, queue_prefix, wake_prefix, index_prefix =
+  KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local batch, detail = tonumber(ARGV[1]), ARGV[2] == '1'
 local now, nows = server_time()
 local notes = {}
-local sets = {}
+
+-- The due entries of both sets, merged by due time, at most `batch` of them.
+local sets, due = {}, {}
 for z = 1, 2 do
   local why = bad_type(KEYS[z], 'zset')
-  if why then notes[#notes + 1] = 'skipped: ' .. why else sets[#sets + 1] = KEYS[z] end
+  if why then
+    notes[#notes + 1] = 'skipped: ' .. why
+  else
+    sets[#sets + 1] = KEYS[z]
+    local got = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nows, 'WITHSCORES', 'LIMIT', 0, batch)
+    for i = 1, #got, 2 do
+      due[#due + 1] = {z = KEYS[z], id = got[i], score = got[i + 1], at = tonumber(got[i + 1]),
+        source = z == 1 and 'retry' or 'delayed'}
+    end
+  end
 end
+if #due > batch then
+  -- Both sets had due entries: the earliest of the two win (each part is already sorted).
+  table.sort(due, function(a, b) return a.at < b.at end)
+  for i = #due, batch + 1, -1 do due[i] = nil end
+elseif #due > 0 and due[1].z ~= due[#due].z then
+  table.sort(due, function(a, b) return a.at < b.at end)
+end
+
+-- What each queue's keys are, and whether jobs can be pushed there (read once per queue).
+local qinfo = {}
+local function queue_info(name)
+  local q = qinfo[name]
+  if q then return q end
+  local idx = index_prefix .. name .. ':'
+  q = {name = name, list = name == 'default' and default_queue or queue_prefix .. name,
+       wake = wake_prefix .. name, failed = idx .. 'failed', scheduled = idx .. 'scheduled',
+       ids = {}}
+  q.bad = bad_type(q.list, 'list')
+  q.arm = key_type(q.wake) == 'none'
+  q.indexes = {}
+  for _, index in ipairs({q.failed, q.scheduled}) do
+    -- Indexes of the wrong type are left alone: doctor reports them.
+    if key_type(index) == 'zset' then q.indexes[#q.indexes + 1] = index end
+  end
+  qinfo[name] = q
+  return q
+end
+
+-- The queue a record names, when the record is a hash whose queue field is a name.
+local function queue_of(job)
+  if key_type(job) ~= 'hash' then return nil end
+  local name = redis.call('HGET', job, 'queue')
+  if name and is_name(name) then return queue_info(name) end
+  return nil
+end
+
+-- Pass 1, reads only: decide what happens to each entry.
 local checks = {{'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'}, {'SADD', queues, 'x'}}
 for _, z in ipairs(sets) do checks[#checks + 1] = {'ZREM', z, 'x'} end
-for i = 1, #ARGV / 2 do
-  checks[#checks + 1] = {'HSET', KEYS[5 * i + 1], 'state', 'x'}
-  checks[#checks + 1] = {'RPUSH', KEYS[5 * i + 2], 'x'}
-  checks[#checks + 1] = {'RPUSH', KEYS[5 * i + 3], '1'}
-  checks[#checks + 1] = {'ZREM', KEYS[5 * i + 4], 'x'}
-  checks[#checks + 1] = {'ZREM', KEYS[5 * i + 5], 'x'}
+for _, e in ipairs(due) do
+  local rec, bad
+  if is_name(e.id) then
+    e.job = job_prefix .. e.id
+    rec, bad = read_job(e.job, e.id)
+  else
+    bad = 'invalid job id'
+  end
+  if rec then e.q = queue_info(rec.queue) elseif bad and e.job then e.q = queue_of(e.job) end
+  if rec and (rec.state == 'failed' or rec.state == 'scheduled') then
+    bad = e.q.bad
+    if not bad then
+      e.action, e.trace = 'move', rec.trace_context
+      e.q.ids[#e.q.ids + 1] = e.id
+    end
+  end
+  if not e.action then e.action = bad and 'quarantine' or 'drop' end
+  e.bad, e.state = bad, rec and rec.state
+  if e.job then checks[#checks + 1] = {'HSET', e.job, 'state', 'x'} end
+end
+for _, q in pairs(qinfo) do
+  checks[#checks + 1] = {'RPUSH', q.list, 'x'}
+  checks[#checks + 1] = {'RPUSH', q.wake, '1'}
+  checks[#checks + 1] = {'ZREM', q.failed, 'x'}
+  checks[#checks + 1] = {'ZREM', q.scheduled, 'x'}
 end
 local why = denied(checks)
 if why then return {NO_PERM, why} end
 local quarantine_why = quarantine_unusable(qzset, qwhy)
 
-local moved = 0
-local jobs = {}
--- Drop the id from its queue's failed and scheduled indexes (those of the wrong type
--- are left alone: doctor reports them).
-local function unindex(id, failed_idx, scheduled_idx)
-  for _, index in ipairs({failed_idx, scheduled_idx}) do
-    if key_type(index) == 'zset' then redis.call('ZREM', index, id) end
+-- Pass 2, writes. Many-argument calls go in chunks: Lua's unpack has a stack limit.
+local CHUNK = 1000
+local function each_chunk(cmd, key, ids)
+  for i = 1, #ids, CHUNK do
+    redis.call(cmd, key, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+  end
+end
+local removed = {}
+local function remove(e)
+  removed[e.z] = removed[e.z] or {}
+  table.insert(removed[e.z], e.id)
+  if e.q then
+    for _, index in ipairs(e.q.indexes) do
+      removed[index] = removed[index] or {}
+      table.insert(removed[index], e.id)
+    end
   end
 end
 
--- One due entry of set z: promote it, quarantine it, drop it, or leave it be.
-local function settle(z, score, id, qname, job, queue, wake, failed_idx, scheduled_idx)
-  local rec, bad
-  if is_name(id) then rec, bad = read_job(job, id) else bad = 'invalid job id' end
-  if rec and rec.queue ~= qname then
-    return -- the id was replaced since the caller read it: the next round reads it again
-  end
-  if rec and (rec.state == 'failed' or rec.state == 'scheduled') then
-    bad = bad_type(queue, 'list')
-    if not bad then
-      redis.call('ZREM', z, id)
-      unindex(id, failed_idx, scheduled_idx)
-      redis.call('HSET', job, 'state', 'pending', 'updated_at', nows)
-      push_job(queue, wake, id, false, job, score)
-      note_queue(queues, qname)
-      moved = moved + 1
-      for _, v in ipairs({id, qname, z == KEYS[1] and 'retry' or 'delayed', score,
-          rec.trace_context}) do
+local moved, jobs, counted, dues = 0, {}, {}, {}
+for _, e in ipairs(due) do
+  if e.action == 'move' then
+    remove(e)
+    redis.call('HSET', e.job, 'state', 'pending', 'updated_at', nows, 'ready_at', e.score)
+    moved = moved + 1
+    dues[moved] = e.score
+    local by = e.q.name .. ' ' .. e.source
+    counted[by] = (counted[by] or 0) + 1
+    if detail then
+      for _, v in ipairs({e.id, e.q.name, e.source, e.score, e.trace}) do
         jobs[#jobs + 1] = v
       end
-      return
     end
-  end
-  if not bad then
-    redis.call('ZREM', z, id) -- its record vanished or moved on: a stale entry
-    unindex(id, failed_idx, scheduled_idx)
+  elseif e.action == 'drop' then
+    remove(e) -- its record vanished or moved on: a stale entry
   elseif quarantine_why then
-    notes[#notes + 1] = 'left ' .. id .. ' in ' .. z .. ' (' .. bad .. '): cannot quarantine: '
-      .. quarantine_why
+    notes[#notes + 1] = 'left ' .. e.id .. ' in ' .. e.z .. ' (' .. e.bad
+      .. '): cannot quarantine: ' .. quarantine_why
   else
-    redis.call('ZREM', z, id)
-    unindex(id, failed_idx, scheduled_idx)
-    quarantine(qzset, qwhy, id, bad, 'promote', rec and rec.state, now)
-    notes[#notes + 1] = 'quarantined ' .. id .. ': ' .. bad
+    remove(e)
+    quarantine(qzset, qwhy, e.id, e.bad, 'promote', e.state, now)
+    notes[#notes + 1] = 'quarantined ' .. e.id .. ': ' .. e.bad
   end
 end
-
-for i = 1, #ARGV / 2 do
-  for _, z in ipairs(sets) do
-    local id = ARGV[2 * i - 1]
-    local score = redis.call('ZSCORE', z, id)
-    if score and tonumber(score) <= now then
-      settle(z, score, id, ARGV[2 * i], KEYS[5 * i + 1], KEYS[5 * i + 2], KEYS[5 * i + 3],
-        KEYS[5 * i + 4], KEYS[5 * i + 5])
-    end
+for key, ids in pairs(removed) do each_chunk('ZREM', key, ids) end
+local queues_ok = key_type(queues)
+queues_ok = queues_ok == 'set' or queues_ok == 'none'
+for name, q in pairs(qinfo) do
+  if #q.ids > 0 then
+    each_chunk('RPUSH', q.list, q.ids)
+    -- Idle workers block on the wake list; a marker already there wakes one of them.
+    if q.arm then redis.call('RPUSH', q.wake, '1') end
+    -- The names set is an index: one of the wrong type is left alone (doctor reports it).
+    if queues_ok then redis.call('SADD', queues, name) end
   end
 end
 
@@ -123,4 +194,11 @@ for _, z in ipairs(sets) do
     next_due = first[2]
   end
 end
-return {moved, next_due, nows, notes, jobs}
+local counts = {}
+for by, n in pairs(counted) do
+  local space = string.find(by, ' ', 1, true)
+  for _, v in ipairs({string.sub(by, 1, space - 1), string.sub(by, space + 1), n}) do
+    counts[#counts + 1] = v
+  end
+end
+return {moved, next_due, nows, notes, jobs, counts, dues}
