@@ -77,6 +77,13 @@ def ratios(doc: Doc) -> list[Doc]:
             div(drain, figure(limits, f"spawn_posix_spawn_{model}")), "—", lambda v: True)
         add(f"QueueCTL {model} live drain / pre-enqueued drain",
             div(median(doc, name, "drain_live"), drain), "—", lambda v: True)
+    nocg = median(doc, "queuectl-2x4-nocg", "drain")
+    add("QueueCTL 2x4, job cgroups off, drain / Dramatiq 2x4 drain", div(nocg, dramatiq),
+        "—", lambda v: True)
+    add("QueueCTL 2x4, job cgroups off, drain / no-queue spawn with pipes 2x4",
+        div(nocg, figure(limits, "spawn_piped_2x4")), "—", lambda v: True)
+    add("QueueCTL 2x4, job cgroups off, `sleep 0.05` % of ideal (160/s)",
+        median(doc, "queuectl-2x4-nocg", "sleep_pct_ideal"), "—", lambda v: True, "%", 1)
     for model in ("1x8", "2x4"):
         name = f"queuectl-{model}"
         add(f"QueueCTL {model} `sleep 0.05` % of ideal (160/s)",

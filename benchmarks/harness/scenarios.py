@@ -28,7 +28,7 @@ class Sizes:
     drain: int = 2000
     sleep_jobs: int = 320
     latency_samples: int = 200
-    cli_file: int = 10000
+    cli_file: int = 100_000
     spawn: int = 2000
     promote: int = 100_000
     memory: int = 10_000

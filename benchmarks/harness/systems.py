@@ -218,14 +218,19 @@ class QueueCtlSystem(System):
 
     family, label = "QueueCTL", "QueueCTL"
 
-    def __init__(self, url: str, workdir: Path, processes: int) -> None:
+    def __init__(self, url: str, workdir: Path, processes: int, cgroups: bool = True) -> None:
         super().__init__(url, workdir)
         self.processes, self.threads = processes, CONCURRENCY // processes
-        self.name = f"queuectl-{self.model}"
+        self.name = f"queuectl-{self.model}" + ("" if cgroups else "-nocg")
+        if not cgroups:
+            # The peers contain a job by its process group at most: this variant shows
+            # what QueueCTL's per-run cgroup (where the host allows one) costs.
+            self.label = "QueueCTL, job cgroups off"
         self.bin = Path(sys.executable).parent
         self.envs = {"QUEUECTL_REDIS_URL": url, "QUEUECTL_KEY_PREFIX": "queuectl",
                      "QUEUECTL_LOG_DIR": str(workdir / f"{self.name}-logs"),
-                     "QUEUECTL_METRICS_PORT": "0", "QUEUECTL_LOG_LEVEL": "WARNING"}
+                     "QUEUECTL_METRICS_PORT": "0", "QUEUECTL_LOG_LEVEL": "WARNING",
+                     "QUEUECTL_JOB_CGROUP": "auto" if cgroups else "off"}
         os.environ.update(self.envs)
         from queuectl.core.client import Client
         from queuectl.core.settings import Settings
@@ -318,6 +323,7 @@ class QueueCtlSystem(System):
 SYSTEMS: dict[str, Callable[[str, Path], System]] = {
     "queuectl-1x8": lambda url, wd: QueueCtlSystem(url, wd, 1),
     "queuectl-2x4": lambda url, wd: QueueCtlSystem(url, wd, 2),
+    "queuectl-2x4-nocg": lambda url, wd: QueueCtlSystem(url, wd, 2, cgroups=False),
     "rq-simple": lambda url, wd: RqSystem(url, wd, "simple"),
     "rq-fork": lambda url, wd: RqSystem(url, wd, "fork"),
     "dramatiq-2x4": DramatiqSystem,

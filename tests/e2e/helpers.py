@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def finish(client: Client, job_id: str, output: bytes = b"", *, exit_code: int =
            queue: str = "default") -> None:
     """Run ``job_id`` to completion (exit 0) or to one failure, shipping ``output``."""
     fetched = take(client, job_id, queue)
-    spawned = fetched.fetched_at + 0.001  # as a worker reports it: on Redis's clock
+    spawned = fetched.server_time(time.monotonic())  # as a worker reports it: Redis's clock
     if exit_code == 0:
         client.store.complete(fetched, FAKE_WORKER, output, len(output), spawned)
     else:
