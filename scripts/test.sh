@@ -17,4 +17,5 @@ if command -v npm >/dev/null 2>&1 && ! [ "$crd/node_modules/.package-lock.json" 
 fi
 echo "== ruff" && ruff check .
 echo "== mypy --strict" && mypy
-echo "== pytest" && exec pytest "$@"
+# The slowest tests are listed at the end: the suite has a time budget in CI.
+echo "== pytest" && exec pytest --durations=15 "$@"

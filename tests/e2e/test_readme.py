@@ -60,9 +60,10 @@ def test_no_stray_markup_outside_the_blocks() -> None:
 def test_the_test_command_is_what_ci_runs() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     for command in (RUN_BY_CI, STAGE_BY_CI):
-        # Run as written: alone on its line, or with its exit status kept (`|| suite=$?`).
-        assert re.search(rf"^(exec )?{re.escape(command)}( \|\| \w+=\$\?)?$", ci,
-                         re.MULTILINE), command
+        # Run as written: alone on its line, with its exit status kept (`|| suite=$?`), or
+        # in the background with its output kept (`>"$log" 2>&1 &`).
+        assert re.search(rf"^(exec )?{re.escape(command)}( \|\| \w+=\$\?| >\"\$\w+\" 2>&1 &)?$",
+                         ci, re.MULTILINE), command
         assert any(command in body for _, kind, body in CODE if kind == "sh"), command
 
 
