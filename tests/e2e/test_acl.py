@@ -5,8 +5,10 @@ exit 6, and no partial state."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,12 @@ import pytest
 import redis
 
 from queuectl.core import acl
+from queuectl.core.client import Client
+from queuectl.core.health import Health
 from queuectl.core.lua import script_names, script_source
+from queuectl.core.settings import Settings
+from queuectl.worker.janitor import LogJanitor
+from queuectl.worker.logdir import LogDir
 from tests.integration.procs import Procs, eventually
 from tests.secure_servers import GuardedRedis
 
@@ -138,6 +145,31 @@ def test_every_service_works_under_exactly_its_acl(cli: Cli, env: dict[str, str]
         client_view.close()
     assert denials(guarded) == []
     assert json.loads(run("status", "--json"))["problems"] == []
+
+
+def test_the_log_janitor_works_under_the_workers_acl(env: dict[str, str],
+                                                      guarded: GuardedRedis,
+                                                      tmp_path: Path) -> None:
+    """It runs once a minute: the services' run above ends before its first pass."""
+    prefix = env["QUEUECTL_KEY_PREFIX"]
+    with guarded.admin() as admin:
+        admin.execute_command("ACL", "LOG", "RESET")
+    worker = Client.connect(Settings(redis_url=user_url(guarded, prefix, "worker"),
+                                     key_prefix=prefix))
+    logs = LogDir(tmp_path / "logs")
+    logs.open()
+    gone = tmp_path / "logs" / "gone.log"
+    gone.write_bytes(b"output\n")
+    os.utime(gone, (0, 0))
+    janitor = LogJanitor(worker.store, logs, set, threading.Event(), Health(150.0), 60.0)
+    try:
+        assert janitor.sweep() == 1
+    finally:
+        janitor.close()
+        logs.close()
+        worker.redis.close()
+    assert not gone.exists()
+    assert denials(guarded) == []
 
 
 def test_a_worker_without_a_permission_stops_and_changes_no_job(

@@ -30,7 +30,8 @@ COMMON = ("ping", "select", "evalsha", "script|load", "script|exists", "hgetall"
 
 # Commands a service sends directly, outside scripts.
 DIRECT: dict[str, tuple[str, ...]] = {
-    "worker": ("blpop", "smembers", "hmget", "hget", "rpush", "expire"),
+    # exists: the log janitor asks whether a log file's job is still kept.
+    "worker": ("blpop", "smembers", "hmget", "hget", "rpush", "expire", "exists"),
     # The cluster gauges read what `queuectl status` reads (llen, zcard, zcount, lrange).
     "scheduler": ("time", "zrange", "zrangebyscore", "smembers", "hget", "blpop", "multi",
                   "exec", "del", "zrem", "zremrangebyscore", "sscan", "llen", "zcard",
