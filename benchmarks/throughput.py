@@ -63,6 +63,12 @@ def redis_cost(client: Client, n: int, cpu: float, enqueued: dict[str, tuple[int
               + ", ".join(f"{k} {c / n:.2f}" for k, c in busiest if c))
 
 
+def own_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used itself, not counting its children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drain(client: Client, n: int, concurrency: int, env: dict[str, str], workers: int,
           cost: bool) -> None:
     if cost:
@@ -83,6 +89,7 @@ def drain(client: Client, n: int, concurrency: int, env: dict[str, str], workers
         # One ZCARD a poll: the poll must not weigh in the cost per job.
         while client.count_jobs(JobState.COMPLETED).total < n:
             time.sleep(0.1)
+        worker_cpu = sum(own_cpu(worker.pid) for worker in procs)
     finally:
         for worker in procs:
             worker.terminate()
@@ -94,7 +101,8 @@ def drain(client: Client, n: int, concurrency: int, env: dict[str, str], workers
     first = min(j.started_at or 0 for j in jobs)
     last = max(j.finished_at or 0 for j in jobs)
     print(f"drain: {n} `true` jobs at concurrency {concurrency} in {last - first:.2f}s "
-          f"= {n / (last - first):,.0f} jobs/s ({workers} worker process(es))")
+          f"= {n / (last - first):,.0f} jobs/s ({workers} worker process(es)); "
+          f"{worker_cpu * 1e6 / n:.0f} us of worker CPU per job (its own, not the jobs')")
 
 
 def pickup(client: Client, samples: int, env: dict[str, str]) -> None:

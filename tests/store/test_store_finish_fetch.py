@@ -31,7 +31,8 @@ def test_complete_then_next_job_in_one_call(store: Store, raw: redis.Redis, now:
     k = store.keys
     job = lease(store, JobSpec(id="a", command="true", queue="q"))
     store.enqueue(JobSpec(id="b", command="echo b", queue="q", timeout=5))
-    spawned = job.fetched_at + 0.0005
+    # The fetch's own moment: a spawn dated later could fall after a finish this fast.
+    spawned = job.fetched_at
     done = store.finish_fetch(job, "w1", b"out\n", 4, spawned, None, ["q"])
     assert done.failed is None and not done.empty
     record = raw.hgetall(k.job("a"))
