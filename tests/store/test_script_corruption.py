@@ -440,20 +440,41 @@ def make_world(client: redis.Redis) -> World:
                                     decode_responses=False))
 
 
+def restore(r: redis.Redis, prefix: str, snapshot: dict[bytes, tuple[bytes, int]]) -> None:
+    """Put every key under ``prefix`` back as ``snapshot`` holds it (value and TTL)."""
+    pipe = r.pipeline(transaction=False)
+    for name in r.scan_iter(match=f"{prefix}:*", count=1000):
+        pipe.delete(name)
+    for name, (value, ttl) in snapshot.items():
+        pipe.restore(name, max(ttl, 0), value)
+    pipe.execute()
+
+
+def snapshot_of(r: redis.Redis, prefix: str) -> dict[bytes, tuple[bytes, int]]:
+    names = sorted(r.scan_iter(match=f"{prefix}:*", count=1000))
+    pipe = r.pipeline(transaction=False)
+    for name in names:
+        pipe.dump(name)
+        pipe.pttl(name)
+    got = pipe.execute()
+    return {name: (got[2 * i], got[2 * i + 1]) for i, name in enumerate(names)}
+
+
 @pytest.mark.parametrize("name", sorted(SITUATIONS))
 def test_garbage_never_half_applies(name: str, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, encoding_errors="surrogateescape")
     failures: list[str] = []
     runs = 0
     try:
-        probe = make_world(client)
-        plants = list(corruptions(SITUATIONS[name](probe), probe.keys, client))
-        for index in range(len(plants)):
-            world = make_world(client)
-            call = SITUATIONS[name](world)
-            # Rebuilt on this world's prefix, so each run starts from the same valid state.
-            what, plant = list(corruptions(call, world.keys, client))[index]
-            head = header(call.name)
+        world = make_world(client)
+        call = SITUATIONS[name](world)
+        head = header(call.name)
+        # Every plant starts from the same valid state: the situation's keys as they
+        # were when the call was captured, restored before each plant.
+        valid = snapshot_of(client, world.keys.prefix)
+        plants = list(corruptions(call, world.keys, client))
+        for what, plant in plants:
+            restore(client, world.keys.prefix, valid)
             plant()
             before = dump(client, world.keys.prefix)
             try:
