@@ -50,3 +50,30 @@ def test_a_command_imports_its_own_module_and_no_other(command: str) -> None:
 def test_root_help_still_lists_every_command() -> None:
     modules = loaded("--help")
     assert set().union(*COMMAND_MODULES.values()) <= modules
+
+
+GC_PROGRAM = """
+import atexit, gc, json, sys
+from queuectl.cli.main import main
+# atexit runs after main()'s SystemExit: the collector's state the command left behind.
+atexit.register(lambda: sys.stderr.write(json.dumps([gc.isenabled(), gc.get_freeze_count()])))
+sys.argv[0] = "queuectl"
+main()
+"""
+
+
+def collector_after(*argv: str) -> tuple[bool, int]:
+    done = subprocess.run([sys.executable, "-c", GC_PROGRAM, *argv], capture_output=True,
+                          text=True, timeout=60, check=True)
+    enabled, frozen = json.loads(done.stderr.splitlines()[-1])
+    return enabled, frozen
+
+
+def test_a_command_runs_with_the_collector_on_and_start_up_frozen() -> None:
+    # main() turns the collector off for start-up; the command itself must run with it on
+    # (status --watch and worker start run for days), what start-up loaded frozen.
+    enabled, frozen = collector_after("acl", "worker", "--user", "u")
+    assert enabled
+    assert frozen > 10_000
+    # --version ends before any command runs: the collector was off all along.
+    assert collector_after("--version") == (False, 0)
