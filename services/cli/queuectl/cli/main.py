@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from queuectl.core import wording
 from queuectl.core.errors import (
     EXIT_DATA,
     EXIT_INTERRUPTED,
@@ -49,6 +48,7 @@ def bad_value(exc: typer.BadParameter) -> str:
     from pydantic import ValidationError
 
     from queuectl.cli.command import argument_name
+    from queuectl.core import wording
 
     cause = exc.__cause__
     param = exc.param
