@@ -478,7 +478,7 @@ def test_garbage_never_half_applies(name: str, redis_url: str) -> None:
             plant()
             before = dump(client, world.keys.prefix)
             try:
-                reply = world.store._scripts[call.name](keys=call.keys, args=call.args)
+                reply = world.store._script(call.name)(keys=call.keys, args=call.args)
             except redis.ResponseError as exc:
                 failures.append(f"{what}: error reply {exc}")
                 continue

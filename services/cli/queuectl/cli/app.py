@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from queuectl.cli import completion
 from queuectl.cli.command import Command
-from queuectl.core.entrypoint import version_line
+from queuectl.core.version import version_line
 
 EPILOG = (
     "Exit codes: 0 ok, 1 a waited job did not complete, 2 usage, 3 invalid input, "

@@ -8,11 +8,16 @@ Two departures from Typer's defaults, for every command at once:
   and none of ours does.
 * Help shows the metavars we chose (``ID``, ``KEY VALUE``), not Python types
   (``ID <str>``, ``{ID}``, ``<list[str]>``).
+
+And one duty: ``invoke`` ends start-up, turning the garbage collector back on that
+``main()`` turned off (``queuectl.cli.main``).
 """
 
 from __future__ import annotations
 
+import gc
 import re
+from typing import Any
 
 from typer import _click
 from typer._click.parser import _OptionParser, _ParsingState
@@ -41,8 +46,26 @@ def argument_name(param: _click.Parameter) -> str:
     return name
 
 
+def start_up_done() -> None:
+    """Turn the garbage collector back on if ``main()`` turned it off for start-up.
+
+    What start-up loaded is frozen first (moved out of the collector's sight): it lives
+    until exit, and a long command (``status --watch``, ``worker start``) would otherwise
+    walk it on every full collection. Run in-process (tests), the collector was never off
+    and nothing changes.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 class Command(TyperCommand):
     """Every leaf command of ``queuectl``: negative numbers as values, plain help."""
+
+    def invoke(self, ctx: _click.Context) -> Any:
+        """Run the command, its code loaded: start-up is over (see start_up_done)."""
+        start_up_done()
+        return super().invoke(ctx)
 
     def make_parser(self, ctx: _click.Context) -> _OptionParser:
         """Click's parser with negative numbers taken as values."""

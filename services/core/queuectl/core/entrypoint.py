@@ -13,7 +13,6 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 import redis
@@ -22,6 +21,7 @@ from queuectl.core.display import escape
 from queuectl.core.errors import EXIT_OK, EXIT_REDIS, EXIT_USAGE, InvalidInputError, QueueCtlError
 from queuectl.core.resilience import redis_error_message
 from queuectl.core.settings import Settings, load_settings
+from queuectl.core.version import version_line
 
 WIDTH = 79
 CHECKS = ("live", "ready")
@@ -56,14 +56,6 @@ COMMON_VARIABLES: tuple[tuple[str, str], ...] = (
                             "(a trace per attempt, linked); traces are on when "
                             "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set"),
 )
-
-
-def version_line(prog: str) -> str:
-    """``<prog> <version>`` of the installed distribution."""
-    try:
-        return f"{prog} {version('queuectl')}"
-    except PackageNotFoundError:
-        return f"{prog} (not installed)"
 
 
 @dataclass(frozen=True)

@@ -207,8 +207,10 @@ class ScriptStore:
         self.log_cap = log_cap
         self.policies = PolicyCache(self._read_config, policy, policy_max_age)
         self.notes = NoteLog()
-        self._scripts = {name: client.register_script(script_source(name))
-                         for name in script_names()}
+        # Filled on first use: a CLI command runs one script or none, and reading and
+        # expanding all of them cost it ~10 ms (load_scripts still loads every one). Two
+        # threads may register one script at once: the same text twice, no harm.
+        self._scripts: dict[str, Any] = {}
 
     @property
     def policy(self) -> Policy:
@@ -224,13 +226,20 @@ class ScriptStore:
             raise
         return {as_str(a): as_str(b) for a, b in raw.items()}
 
+    def _script(self, name: str) -> Any:
+        """The registered script ``scripts/<name>.lua`` (redis-py's Script)."""
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.redis.register_script(script_source(name))
+        return script
+
     def load_scripts(self) -> None:
         """Load every script now (SCRIPT LOAD), so the first job does not pay for it and a
         service is ready only once they are in (redis-py reloads them after a restart)."""
         # On a cluster, the server that holds the prefix's slot: it runs every script.
         pipe = node_of(self.redis, self.keys.config).pipeline(transaction=False)
-        for script in self._scripts.values():
-            pipe.script_load(script.script)
+        for name in script_names():
+            pipe.script_load(self._script(name).script)
         try:
             pipe.execute()
         except redis.ResponseError as exc:
@@ -243,7 +252,7 @@ class ScriptStore:
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any],
              client: Any = None) -> Any:
-        reply = self._scripts[name](keys=list(keys), args=list(args), client=client)
+        reply = self._script(name)(keys=list(keys), args=list(args), client=client)
         return reply if client is not None else check_reply(reply)
 
     def server_pipeline(self) -> Any:
