@@ -317,8 +317,26 @@ class EnqueueOps(ScriptStore):
             raise reply
         return check_reply(reply), acked
 
+    def _answers(self, prepared: PreparedChunk, codes: str, flat: Sequence[Any],
+                 results: list[EnqueueResult]) -> None:
+        """One result a job of a chunk the script answered, in order."""
+        refused = {int(flat[i]) - 1: flat[i + 1:i + 3] for i in range(0, len(flat), 3)}
+        pending, scheduled = JobState.PENDING, JobState.SCHEDULED
+        for i, (row, span, code) in enumerate(zip(prepared.chunk, prepared.spans, codes,
+                                                  strict=True)):
+            if code in "01":  # stored
+                results.append(EnqueueResult(row[0], pending if code == "0" else scheduled))
+                continue
+            if code == "4":  # the record changed since its queue was read
+                answer = self._enqueue_one(spec_of(row), prepared.replace, span.context)
+            else:
+                answer = refused[i]
+            results.append(self._enqueue_result(row[0], answer))
+            if results[-1].state is None:
+                span.error("ConflictError", results[-1].error or "conflict")
+
     def _send_traced(self, prepared: PreparedChunk, results: list[EnqueueResult]) -> None:
-        chunk, spans, replace = prepared.chunk, prepared.spans, prepared.replace
+        chunk, spans = prepared.chunk, prepared.spans
         start = len(results)
         try:
             # redis-py re-sends a call after a dropped connection: safe, because the call
@@ -333,20 +351,13 @@ class EnqueueOps(ScriptStore):
             if lost:
                 raise BulkEnqueueError(exc, results, start, unsure=len(chunk)) from None
             raise BulkEnqueueError(exc, results, start, refused=len(chunk)) from None
-        codes, flat = as_str(reply[1]), reply[2]
-        refused = {int(flat[i]) - 1: flat[i + 1:i + 3] for i in range(0, len(flat), 3)}
-        pending, scheduled = JobState.PENDING, JobState.SCHEDULED
-        for i, (row, span, code) in enumerate(zip(chunk, spans, codes, strict=True)):
-            if code in "01":  # stored: the common case, kept cheap
-                results.append(EnqueueResult(row[0], pending if code == "0" else scheduled))
-                continue
-            if code == "4":  # the record changed since its queue was read
-                answer = self._enqueue_one(spec_of(row), replace, span.context)
-            else:
-                answer = refused[i]
-            results.append(self._enqueue_result(row[0], answer))
-            if results[-1].state is None:
-                span.error("ConflictError", results[-1].error or "conflict")
+        codes = as_str(reply[1])
+        if codes == "0" * len(chunk):
+            # Every job stored as pending: the usual chunk, answered in one pass.
+            pending = JobState.PENDING
+            results.extend([EnqueueResult(row[0], pending) for row in chunk])
+        else:
+            self._answers(prepared, codes, reply[2], results)
         short = None if acked is None else self.replicas.short(
             0 if isinstance(acked, Exception) else acked, f"the {len(chunk)} jobs sent last were")
         if short is not None:
