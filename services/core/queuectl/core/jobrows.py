@@ -22,6 +22,7 @@ from queuectl.core.models import (
 # The fields the cheap path knows; a job with any other goes through JobSpec.
 _SIMPLE = frozenset({"id", "command", "queue", "max_retries"})
 _GENERATE = object()  # no id given: one is generated
+_DEFAULT = object()  # no queue given: the default one
 
 
 def _command_ok(value: object) -> bool:
@@ -46,12 +47,14 @@ def _simple_row(data: dict[str, object]) -> Row | None:
         return None
     # An id or queue that is given must be a name (null is not); max_retries may be null.
     job_id = data.get("id", _GENERATE)
-    queue = data.get("queue", DEFAULT_QUEUE)
+    queue = data.get("queue", _DEFAULT)
     retries = data.get("max_retries")
     if (job_id is not _GENERATE and (type(job_id) is not str or not valid_name(job_id))) or (
-            type(queue) is not str or not valid_name(queue)) or (
+            queue is not _DEFAULT and (type(queue) is not str or not valid_name(queue))) or (
             retries is not None and (type(retries) is not int or not 0 <= retries <= 1000)):
         return None
+    if queue is _DEFAULT:
+        queue = DEFAULT_QUEUE
     return (new_job_id() if job_id is _GENERATE else str(job_id), str(queue), str(command),
             "" if retries is None else str(retries), "", "", "")
 
