@@ -4,7 +4,8 @@ Bulk enqueue sends a chunk and waits for Redis's answer; the wait releases the G
 thread can read and build the next chunk meanwhile. The thread runs at most ``depth``
 items ahead (bounded memory), an exception it meets is raised in the caller at the item
 where it happened, and leaving the ``with`` block stops it: items built but not yet
-taken are dropped, and the thread never outlives the block.
+taken are dropped (an exception met after the caller stopped too: it concerns items the
+caller never took), and the thread never outlives the block.
 """
 
 from __future__ import annotations
