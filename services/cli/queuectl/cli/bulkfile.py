@@ -18,11 +18,12 @@ more is sent, and the summary says how many jobs were stored and which line stop
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -45,6 +46,9 @@ from queuectl.core.strictjson import MAX_JOB_JSON_BYTES
 # A line may hold the longest valid job, every character \u-escaped (core/strictjson.py).
 MAX_LINE_BYTES = MAX_JOB_JSON_BYTES
 PROGRESS_MIN = 5000
+# Allocations between two runs of the collector's youngest generation during the second
+# pass (see _fewer_collections).
+GC_THRESHOLD = 20_000
 SKIPPED_SHOWN = 20
 
 
@@ -190,6 +194,19 @@ def _prepared(client: Client, spool: IO[bytes], replace: bool
         yield client.store.prepare_chunk(rows, replace), lines
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Python's cyclic collector less often while chunks are sent: each chunk makes
+    thousands of short-lived, acyclic objects, and the collector's default pace (every
+    700 allocations) cost about 6 % of the second pass."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
 def store(client: Client, spool: IO[bytes], tally: Tally, *, replace: bool,
           where: str) -> None:
     """Enqueue the spooled jobs; StoppedError (with the summary so far) if Redis refuses one.
@@ -203,7 +220,7 @@ def store(client: Client, spool: IO[bytes], tally: Tally, *, replace: bool,
     chunks = _prepared(client, spool, replace)
     ahead = not replace and not client.store.tracing.check()
     try:
-        with Ahead(chunks) if ahead else nullcontext(chunks) as prepared:
+        with _fewer_collections(), Ahead(chunks) if ahead else nullcontext(chunks) as prepared:
             for chunk, lines in prepared:
                 results: list[EnqueueResult] = []
                 try:
