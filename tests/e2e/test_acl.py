@@ -211,13 +211,20 @@ def test_a_scheduler_without_a_permission_stops_and_changes_no_job(
 
 
 def test_the_cli_without_a_permission_is_one_line_and_changes_nothing(
-        env: dict[str, str], guarded: GuardedRedis, cli: Cli) -> None:
+        env: dict[str, str], guarded: GuardedRedis, cli: Cli, tmp_path: Path) -> None:
     prefix = env["QUEUECTL_KEY_PREFIX"]
     admin_env = env | {"QUEUECTL_REDIS_URL": guarded.admin_url()}
     assert_ok(cli("enqueue", "--id", "keep", "--", "true", env=admin_env))
     before = snapshot(guarded, prefix)
     limited = env | {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "cli", "zadd")}
     assert_error(cli("cancel", "keep", env=limited), 6, "refused a command", "ZADD")
+    assert snapshot(guarded, prefix) == before
+    # enqueue_batch checks each job's HSET before its first write.
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"command": "true"}\n' * 3)
+    limited = env | {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "cli", "hset")}
+    assert_error(cli("enqueue", "--file", str(jobs), env=limited), 6, "stopped at line 1: ",
+                 "HSET", "0 of 3 jobs enqueued")
     assert snapshot(guarded, prefix) == before
 
 

@@ -31,8 +31,8 @@ from queuectl.core.scripting import (
 from queuectl.core.tracing import NO_TRACING, JobSpan, Tracing
 
 # Jobs in one chunk script. Larger chunks send fewer calls, but the script blocks Redis
-# for the whole chunk (about 5 ms for 1,000 new jobs), and Lua's unpack takes at most
-# a few thousand values (the queue's RPUSH).
+# for the whole chunk (about 9 ms for 1,000 new jobs on 2 shared cores), and Lua's unpack
+# takes at most a few thousand values (the queue's RPUSH, the EXISTS of every record).
 CHUNK_JOBS = 1000
 # A chunk is also cut at this many bytes of commands: 1000 jobs of 128 KiB each would
 # be a 128 MiB request (and as much memory in the client and in Redis's query buffer).
@@ -42,6 +42,27 @@ CHUNK_BYTES = 4 * 1024 * 1024
 # A validated job in the form its record stores it: id, queue, command, max_retries,
 # timeout, run_at (epoch seconds) and env (compact JSON), "" for each one not given.
 Row = tuple[str, str, str, str, str, str, str]
+
+
+def row_size(row: Row) -> int:
+    """What a job adds to its chunk's size (see CHUNK_BYTES)."""
+    return len(row[2]) + len(row[6])
+
+
+def chunk_full(jobs: int, size: int) -> bool:
+    """Whether a chunk of ``jobs`` rows of ``size`` (``row_size`` summed) is cut here."""
+    return jobs >= CHUNK_JOBS or size >= CHUNK_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChunk:
+    """One enqueue_batch.lua call, built and not yet sent (``EnqueueOps.prepare_chunk``)."""
+
+    chunk: Sequence[Row]
+    spans: Sequence[JobSpan]
+    replace: bool
+    keys: list[str]
+    args: list[str]
 
 
 def row_of(spec: JobSpec) -> Row:
@@ -222,26 +243,37 @@ class EnqueueOps(ScriptStore):
         size = 0
         for row in rows:
             chunk.append(row)
-            size += len(row[2]) + len(row[6])
-            if len(chunk) >= CHUNK_JOBS or size >= CHUNK_BYTES:
-                self._send(chunk, replace, results)
+            size += row_size(row)
+            if chunk_full(len(chunk), size):
+                self.send_chunk(self.prepare_chunk(chunk, replace), results)
                 chunk, size = [], 0
         if chunk:
-            self._send(chunk, replace, results)
+            self.send_chunk(self.prepare_chunk(chunk, replace), results)
         return results
 
-    def _send(self, chunk: Sequence[Row], replace: bool,
-              results: list[EnqueueResult]) -> None:
-        """One chunk script; its results appended to ``results``, or BulkEnqueueError."""
+    def prepare_chunk(self, chunk: Sequence[Row], replace: bool) -> PreparedChunk:
+        """Everything one chunk script needs, ready to send (``send_chunk``); a chunk is
+        cut as ``chunk_full`` says. With ``replace`` it reads the old queues (one round
+        trip); else it touches no Redis, so that it may run while another chunk is sent."""
         olds = self._old_queues([row[0] for row in chunk]) if replace else None
         first = self.tracing.send(chunk[0][1], chunk[0][0])
         # Tracing off, a span is only the context every job of the chunk carries alike.
         spans = [first] * len(chunk) if first.span_id is None else [first] + [
             self.tracing.send(row[1], row[0]) for row in chunk[1:]]
         try:
-            self._send_traced(chunk, olds, spans, replace, results)
-        finally:
+            keys, args = self._batch_call(chunk, olds, spans, replace)
+        except BaseException:
             for span in spans:
+                span.end()
+            raise
+        return PreparedChunk(chunk, spans, replace, keys, args)
+
+    def send_chunk(self, prepared: PreparedChunk, results: list[EnqueueResult]) -> None:
+        """One chunk script; its results appended to ``results``, or BulkEnqueueError."""
+        try:
+            self._send_traced(prepared, results)
+        finally:
+            for span in prepared.spans:
                 span.end()
 
     def _batch_call(self, chunk: Sequence[Row], olds: Sequence[str] | None,
@@ -262,8 +294,11 @@ class EnqueueOps(ScriptStore):
                      k.index(name, "dead"), k.index(name, "completed"),
                      k.index(name, "cancelled")]
         job, log = k.job, k.log
-        for row in chunk:
-            keys += (job(row[0]), log(row[0]))
+        if replace:
+            for row in chunk:
+                keys += (job(row[0]), log(row[0]))
+        else:  # only a replace deletes a job's old log
+            keys += [job(row[0]) for row in chunk]
         payload = json.dumps(jobs, ensure_ascii=False, separators=(",", ":"))
         args = [str(len(numbers)), "1" if replace else "0", secrets.token_hex(8), payload,
                 *numbers]
@@ -282,15 +317,31 @@ class EnqueueOps(ScriptStore):
             raise reply
         return check_reply(reply), acked
 
-    def _send_traced(self, chunk: Sequence[Row], olds: Sequence[str] | None,
-                     spans: Sequence[JobSpan], replace: bool,
-                     results: list[EnqueueResult]) -> None:
+    def _answers(self, prepared: PreparedChunk, codes: str, flat: Sequence[Any],
+                 results: list[EnqueueResult]) -> None:
+        """One result a job of a chunk the script answered, in order."""
+        refused = {int(flat[i]) - 1: flat[i + 1:i + 3] for i in range(0, len(flat), 3)}
+        pending, scheduled = JobState.PENDING, JobState.SCHEDULED
+        for i, (row, span, code) in enumerate(zip(prepared.chunk, prepared.spans, codes,
+                                                  strict=True)):
+            if code in "01":  # stored
+                results.append(EnqueueResult(row[0], pending if code == "0" else scheduled))
+                continue
+            if code == "4":  # the record changed since its queue was read
+                answer = self._enqueue_one(spec_of(row), prepared.replace, span.context)
+            else:
+                answer = refused[i]
+            results.append(self._enqueue_result(row[0], answer))
+            if results[-1].state is None:
+                span.error("ConflictError", results[-1].error or "conflict")
+
+    def _send_traced(self, prepared: PreparedChunk, results: list[EnqueueResult]) -> None:
+        chunk, spans = prepared.chunk, prepared.spans
         start = len(results)
-        keys, args = self._batch_call(chunk, olds, spans, replace)
         try:
             # redis-py re-sends a call after a dropped connection: safe, because the call
             # carries its own token and the script answers a repeat as it did first.
-            reply, acked = self._call_batch(keys, args)
+            reply, acked = self._call_batch(prepared.keys, prepared.args)
         except (redis.RedisError, QueueCtlError) as exc:
             # An answer (an error reply, a code the script refused with) says nothing of
             # the chunk was written; a lost connection leaves it unknown.
@@ -300,20 +351,13 @@ class EnqueueOps(ScriptStore):
             if lost:
                 raise BulkEnqueueError(exc, results, start, unsure=len(chunk)) from None
             raise BulkEnqueueError(exc, results, start, refused=len(chunk)) from None
-        codes, flat = as_str(reply[1]), reply[2]
-        refused = {int(flat[i]) - 1: flat[i + 1:i + 3] for i in range(0, len(flat), 3)}
-        pending, scheduled = JobState.PENDING, JobState.SCHEDULED
-        for i, (row, span, code) in enumerate(zip(chunk, spans, codes, strict=True)):
-            if code in "01":  # stored: the common case, kept cheap
-                results.append(EnqueueResult(row[0], pending if code == "0" else scheduled))
-                continue
-            if code == "4":  # the record changed since its queue was read
-                answer = self._enqueue_one(spec_of(row), replace, span.context)
-            else:
-                answer = refused[i]
-            results.append(self._enqueue_result(row[0], answer))
-            if results[-1].state is None:
-                span.error("ConflictError", results[-1].error or "conflict")
+        codes = as_str(reply[1])
+        if codes == "0" * len(chunk):
+            # Every job stored as pending: the usual chunk, answered in one pass.
+            pending = JobState.PENDING
+            results.extend([EnqueueResult(row[0], pending) for row in chunk])
+        else:
+            self._answers(prepared, codes, reply[2], results)
         short = None if acked is None else self.replicas.short(
             0 if isinstance(acked, Exception) else acked, f"the {len(chunk)} jobs sent last were")
         if short is not None:
