@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from queuectl.core.enqueueing import row_of
 from queuectl.core.errors import InvalidInputError
@@ -75,3 +77,30 @@ def test_a_job_without_an_id_gets_a_new_one_each_time() -> None:
     assert first[1:] == second[1:] == ("default", "true", "", "", "", "")
     assert first[0] != second[0]
     assert len(first[0]) == 32 and int(first[0], 16) >= 0
+
+
+# Each field drawn from values at the edges its rules draw (names, lengths, the retry
+# range, blank, NUL-bearing and surrogate strings, the wrong JSON types), or anything.
+ANY = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                st.text(max_size=8), st.lists(st.none(), max_size=1))
+COMMANDS = st.sampled_from(["true", "echo ü", " x ", " ", "", "a\x00b", "bad \ud800",
+                            "x" * MAX_COMMAND_BYTES, "x" * (MAX_COMMAND_BYTES + 1),
+                            "ü" * (MAX_COMMAND_BYTES // 2 + 1)]) | ANY
+NAMES = st.sampled_from(["a", "q-1", "a.b_c", "default", "", "a b", "a\n", "no/slash",
+                         "x" * 128, "x" * 129]) | ANY
+RETRIES = st.sampled_from([None, 0, 3, 1000, 1001, -1, True, False, 1.0, "3"]) | ANY
+VALID = {"id": "a", "command": "true", "queue": "q", "max_retries": 3}
+# One field varied while the others stay valid (where a wrong answer would show), and
+# jobs whose every field is drawn.
+JOBS = st.one_of(
+    *(st.builds(lambda v, f=field: {**VALID, f: v}, values)
+      for field, values in (("command", COMMANDS), ("id", NAMES), ("queue", NAMES),
+                            ("max_retries", RETRIES), ("timeout", ANY))),
+    st.fixed_dictionaries({"id": NAMES, "command": COMMANDS}, optional={
+        "queue": NAMES, "max_retries": RETRIES, "timeout": ANY}))
+
+
+@settings(max_examples=500, deadline=None)
+@given(JOBS)
+def test_generated_jobs_come_out_as_jobspec_makes_them(data: dict[str, object]) -> None:
+    assert fast(data) == slow(data)
