@@ -89,42 +89,51 @@ local function queue_info(name)
   return q
 end
 
--- The queue a record names, when the record is a hash whose queue field is a name.
-local function queue_of(job)
-  if key_type(job) ~= 'hash' then return nil end
-  local name = redis.call('HGET', job, 'queue')
-  if name and is_name(name) then return queue_info(name) end
-  return nil
-end
-
--- Pass 1, reads only: decide what happens to each entry.
+-- Pass 1, reads only: decide what happens to each entry. Promotion reads three fields of
+-- a record (state, queue, trace_context) and checks those, and that the record is a hash;
+-- a field it neither reads nor writes is checked by whatever reads it next (the fetch,
+-- which quarantines a record it cannot use), as in every other script.
 local checks = {{'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'}, {'SADD', queues, 'x'}}
 for _, z in ipairs(sets) do checks[#checks + 1] = {'ZREM', z, 'x'} end
-for _, e in ipairs(due) do
-  local rec, bad
+for i = 1, #due do
+  local e = due[i]
+  local bad
   if is_name(e.id) then
-    e.job = job_prefix .. e.id
-    rec, bad = read_job(e.job, e.id)
+    local job = job_prefix .. e.id
+    e.job = job
+    -- HMGET checks the type as it reads; TYPE is asked only to name a wrong type, and to
+    -- tell an absent record (dropped) from a hash without a state (quarantined).
+    local v = try('HMGET', job, 'state', 'queue', 'trace_context')
+    if not v then
+      bad = 'record ' .. job .. ' is a ' .. key_type(job) .. ', not a hash'
+    else
+      local state, name = v[1], v[2]
+      if name and is_name(name) then e.q = queue_info(name) end
+      if state == 'failed' or state == 'scheduled' then
+        if not e.q then
+          bad = 'field queue is not a queue name'
+        else
+          bad, e.state = e.q.bad, state
+          if not bad then
+            e.action, e.trace = 'move', v[3] or ''
+            local ids = e.q.ids
+            ids[#ids + 1] = e.id
+          end
+        end
+      elseif state == nil then
+        if name or v[3] or key_type(job) ~= 'none' then
+          bad = 'field state is not a known state'
+        end
+      elseif not JOB_STATES[state] then
+        bad = 'field state is not a known state'
+      end
+    end
+    checks[#checks + 1] = {'HSET', job, 'state', 'x'}
   else
     bad = 'invalid job id'
   end
-  if rec then e.q = queue_info(rec.queue) elseif bad and e.job then e.q = queue_of(e.job) end
-  if rec and (rec.state == 'failed' or rec.state == 'scheduled') then
-    bad = e.q.bad
-    if not bad then
-      e.action, e.trace = 'move', rec.trace_context
-      e.q.ids[#e.q.ids + 1] = e.id
-    end
-  end
   if not e.action then e.action = bad and 'quarantine' or 'drop' end
-  e.bad, e.state = bad, rec and rec.state
-  if e.job then checks[#checks + 1] = {'HSET', e.job, 'state', 'x'} end
-end
-for _, q in pairs(qinfo) do
-  checks[#checks + 1] = {'RPUSH', q.list, 'x'}
-  checks[#checks + 1] = {'RPUSH', q.wake, '1'}
-  checks[#checks + 1] = {'ZREM', q.failed, 'x'}
-  checks[#checks + 1] = {'ZREM', q.scheduled, 'x'}
+  e.bad = bad
 end
 local why = denied(checks)
 if why then return {NO_PERM, why} end
