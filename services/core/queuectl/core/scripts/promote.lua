@@ -77,7 +77,7 @@ local function queue_info(name)
   local idx = index_prefix .. name .. ':'
   q = {name = name, list = name == 'default' and default_queue or queue_prefix .. name,
        wake = wake_prefix .. name, failed = idx .. 'failed', scheduled = idx .. 'scheduled',
-       ids = {}}
+       ids = {}, moved = {}}
   q.bad = bad_type(q.list, 'list')
   q.arm = key_type(q.wake) == 'none'
   q.indexes = {}
@@ -93,8 +93,12 @@ end
 -- a record (state, queue, trace_context) and checks those, and that the record is a hash;
 -- a field it neither reads nor writes is checked by whatever reads it next (the fetch,
 -- which quarantines a record it cannot use), as in every other script.
+-- The ACL check of each record's HSET is made per key: ACL key patterns are globs, so a
+-- user may write P:jobs:a* and not P:jobs:b*; no check of one key or of a prefix stands
+-- for another id's record.
 local checks = {{'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'}, {'SADD', queues, 'x'}}
 for _, z in ipairs(sets) do checks[#checks + 1] = {'ZREM', z, 'x'} end
+local job_denied
 for i = 1, #due do
   local e = due[i]
   local bad
@@ -128,14 +132,14 @@ for i = 1, #due do
         bad = 'field state is not a known state'
       end
     end
-    checks[#checks + 1] = {'HSET', job, 'state', 'x'}
+    job_denied = job_denied or denied_one('HSET', job, 'state', 'x')
   else
     bad = 'invalid job id'
   end
   if not e.action then e.action = bad and 'quarantine' or 'drop' end
   e.bad = bad
 end
-local why = denied(checks)
+local why = job_denied or denied(checks)
 if why then return {NO_PERM, why} end
 local quarantine_why = quarantine_unusable(qzset, qwhy)
 
@@ -147,30 +151,36 @@ local function each_chunk(cmd, key, ids)
   end
 end
 local removed = {}
+local function remove_from(key, id)
+  local ids = removed[key]
+  if not ids then
+    ids = {}
+    removed[key] = ids
+  end
+  ids[#ids + 1] = id
+end
 local function remove(e)
-  removed[e.z] = removed[e.z] or {}
-  table.insert(removed[e.z], e.id)
+  remove_from(e.z, e.id)
   if e.q then
-    for _, index in ipairs(e.q.indexes) do
-      removed[index] = removed[index] or {}
-      table.insert(removed[index], e.id)
-    end
+    local indexes = e.q.indexes
+    for i = 1, #indexes do remove_from(indexes[i], e.id) end
   end
 end
 
-local moved, jobs, counted, dues = 0, {}, {}, {}
-for _, e in ipairs(due) do
+local moved, jobs, dues = 0, {}, {}
+for i = 1, #due do
+  local e = due[i]
   if e.action == 'move' then
+    local q = e.q
     remove(e)
     redis.call('HSET', e.job, 'state', 'pending', 'updated_at', nows, 'ready_at', e.score)
     moved = moved + 1
     dues[moved] = e.score
-    local by = e.q.name .. ' ' .. e.source
-    counted[by] = (counted[by] or 0) + 1
+    q.moved[e.source] = (q.moved[e.source] or 0) + 1
     if detail then
-      for _, v in ipairs({e.id, e.q.name, e.source, e.score, e.trace}) do
-        jobs[#jobs + 1] = v
-      end
+      local n = #jobs
+      jobs[n + 1], jobs[n + 2], jobs[n + 3], jobs[n + 4], jobs[n + 5] =
+        e.id, q.name, e.source, e.score, e.trace
     end
   elseif e.action == 'drop' then
     remove(e) -- its record vanished or moved on: a stale entry
@@ -204,10 +214,10 @@ for _, z in ipairs(sets) do
   end
 end
 local counts = {}
-for by, n in pairs(counted) do
-  local space = string.find(by, ' ', 1, true)
-  for _, v in ipairs({string.sub(by, 1, space - 1), string.sub(by, space + 1), n}) do
-    counts[#counts + 1] = v
+for name, q in pairs(qinfo) do
+  for source, n in pairs(q.moved) do
+    local c = #counts
+    counts[c + 1], counts[c + 2], counts[c + 3] = name, source, n
   end
 end
 return {moved, next_due, nows, notes, jobs, counts, dues}
