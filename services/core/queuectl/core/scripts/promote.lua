@@ -30,9 +30,13 @@ The due entries are read here (ZRANGEBYSCORE ... LIMIT, so a call costs its batc
 the size of the sets), in the same atomic step that moves them: two schedulers running
 at once never promote one item twice. Keys are built from the prefixes in KEYS the way
 prune.lua builds them; under a hash-tagged prefix (required on a Cluster) they all
-share one slot. Everything is read and checked (types, ACL) before the first write. A
-job whose record cannot be read, or whose queue key has the wrong type, leaves the set
-for quarantine; an entry whose record vanished or moved on is dropped.
+share one slot. Everything is read and checked (types, ACL) before the first write. Of a
+record only state, queue and trace_context are read, so only they are checked (and that
+it is a hash): a job whose record is not a hash, whose state is unknown or whose queue
+is not a name, or whose queue key has the wrong type, leaves the set for quarantine; a
+field promotion does not read is checked by the fetch, which quarantines the record
+before it runs. An entry whose record vanished or moved on is dropped. A call costs
+about 9 µs a job in Redis, most of it the HMGET and HSET of each record.
 ]]
 --- @include "time"
 --- @include "guard"
