@@ -237,8 +237,9 @@ def test_an_acl_that_denies_one_record_stops_the_batch_before_any_write(
     scheduled(store, "b1", t - 1)
     user = f"promote-{uuid.uuid4().hex[:8]}"
     p = k.prefix
-    raw.execute_command("ACL", "SETUSER", user, "on", ">pw", "+@all", f"~{p}:[^j]*",
-                        f"~{p}:jobs", f"~{p}:jobs:", f"~{p}:jobs:a*", f"%R~{p}:jobs:*")
+    rules = ["on", ">pw", "+@all", f"~{p}:[^j]*", f"~{p}:jobs", f"~{p}:jobs:", f"~{p}:jobs:a*",
+             f"%R~{p}:jobs:*"]
+    raw.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
     limited = redis.Redis.from_url(redis_url, username=user, password="pw",
                                    decode_responses=True)
     try:
