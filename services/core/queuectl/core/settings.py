@@ -127,7 +127,7 @@ class Settings(BaseSettings):
                                 "longest block on an empty queue")
     scheduler_interval: float = _seconds(1.0, MIN_INTERVAL, MAX_INTERVAL,
                                          "longest scheduler sleep")
-    scheduler_batch: int = Field(200, ge=1, le=10000)
+    scheduler_batch: int = Field(100, ge=1, le=10000)
     worker_id: str | None = Field(None, description="default: <hostname>-<pid>-<random>")
     shutdown_grace: float = _seconds(25.0, 0, MAX_SHUTDOWN_GRACE,
                                      "seconds running jobs get to finish after SIGTERM")
