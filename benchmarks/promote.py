@@ -4,6 +4,7 @@ single Redis command meanwhile.
     python benchmarks/promote.py                       # starts its own redis-server
     python benchmarks/promote.py --jobs 100000 --repeats 3
     python benchmarks/promote.py --redis-url redis://127.0.0.1:6379/0
+    python benchmarks/promote.py --batch 100           # QUEUECTL_SCHEDULER_BATCH
 
 The jobs are made the way a worker makes them: enqueued, fetched and failed through
 ``enqueue.lua``, ``fetch.lua`` and ``fail.lua`` (a back-off of 1 ms, so every retry is
@@ -12,7 +13,9 @@ and the retry set polled (ZCARD) until it is empty. Reported: seconds from the f
 promotion to an empty set (``promote_seconds``), seconds from the scheduler's start
 (``since_start_seconds``, includes the interpreter's start-up), and from SLOWLOG (every
 command logged during the run: slowlog-log-slower-than 0) the longest single command in
-ms and its name. Numbers are printed, never asserted; the benchmark uses its own key
+ms and its name, and the promote calls' total time per job in µs (``promote_usec_per_job``:
+Redis's own time in ``promote.lua``, the figure least moved by a busy machine's round
+trips). Numbers are printed, never asserted; the benchmark uses its own key
 prefix and deletes its keys. ``measure(redis_url)`` is the entry point for a harness.
 """
 
@@ -77,13 +80,14 @@ def slowlog(client: redis.Redis, scripts: dict[str, str]) -> dict[str, Any]:
             best = (usec / 1000, name)
     promotes.sort()
     return {"longest_command_ms": round(best[0], 3), "longest_command": best[1],
-            "promote_calls": len(promotes),
+            "promote_calls": len(promotes), "promote_ms_total": round(sum(promotes), 1),
             "promote_call_p50_ms": round(statistics.median(promotes), 3) if promotes else None,
             "promote_call_p99_ms": (round(promotes[int(len(promotes) * 0.99) - 1], 3)
                                     if promotes else None)}
 
 
-def measure(redis_url: str, jobs: int = 100_000, timeout: float = 300.0) -> dict[str, Any]:
+def measure(redis_url: str, jobs: int = 100_000, timeout: float = 300.0,
+            batch: int | None = None) -> dict[str, Any]:
     """Promote ``jobs`` due retries with a real scheduler on ``redis_url``; the figures."""
     prefix = f"benchpromote{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(redis_url)
@@ -101,6 +105,8 @@ def measure(redis_url: str, jobs: int = 100_000, timeout: float = 300.0) -> dict
     env = {**os.environ, "QUEUECTL_REDIS_URL": redis_url, "QUEUECTL_KEY_PREFIX": prefix,
            "QUEUECTL_METRICS_PORT": "0", "QUEUECTL_LOG_LEVEL": "WARNING",
            "OTEL_SDK_DISABLED": "true"}
+    if batch is not None:
+        env["QUEUECTL_SCHEDULER_BATCH"] = str(batch)
     started = time.perf_counter()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "queuectl-scheduler")], env=env)
     first: float | None = None
@@ -130,7 +136,7 @@ def measure(redis_url: str, jobs: int = 100_000, timeout: float = 300.0) -> dict
     return {"jobs": jobs, "pending_after": pending, "setup_seconds": round(setup, 2),
             "promote_seconds": round(done - (first or started), 3),
             "since_start_seconds": round(done - started, 3),
-            **log}
+            "promote_usec_per_job": round(log["promote_ms_total"] * 1000 / jobs, 2), **log}
 
 
 @contextlib.contextmanager
@@ -169,13 +175,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--redis-url", default=os.environ.get("QUEUECTL_REDIS_URL"))
+    parser.add_argument("--batch", type=int, default=None,
+                        help="QUEUECTL_SCHEDULER_BATCH for the scheduler (default: its own)")
     args = parser.parse_args()
     with redis_server(args.redis_url) as url:
         runs = []
         for _ in range(args.repeats):
-            runs.append(measure(url, args.jobs))
+            runs.append(measure(url, args.jobs, batch=args.batch))
             print(json.dumps(runs[-1]), flush=True)
         for name in ("promote_seconds", "since_start_seconds", "longest_command_ms",
+                     "promote_usec_per_job",
                      "promote_call_p50_ms", "promote_call_p99_ms"):
             values = [r[name] for r in runs]
             print(f"{name}: median {statistics.median(values)} "

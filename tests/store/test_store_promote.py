@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,7 +11,10 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
+from queuectl.core.errors import PermissionDeniedError
+from queuectl.core.keys import Keys
 from queuectl.core.models import JobSpec
+from queuectl.core.policy import Policy
 from queuectl.core.store import Fetched, Store
 
 Now = Callable[[], float]
@@ -189,3 +193,60 @@ def test_without_detail_the_reply_carries_counts_and_due_times(store: Store, raw
     assert raw.lrange(store.keys.queue("q"), 0, -1) == ["r1", "r2"]
     # With detail (the default), the same counts come with each job.
     assert store.promote_due(10).counts == {}
+
+
+def test_promotion_checks_the_fields_it_reads_and_the_fetch_the_rest(
+        store: Store, raw: redis.Redis, now: Now, lease: Lease) -> None:
+    # promote.lua reads state, queue and trace_context: garbage there (or a record that is
+    # not a hash) sends the job to quarantine before anything is written. A field it does
+    # not read is the business of the fetch, which quarantines the record it cannot run.
+    k = store.keys
+    t = now()
+    for job_id, field, value in [("bad-state", "state", "bogus"), ("bad-queue", "queue", "a b"),
+                                 ("bad-attempts", "attempts", "abc")]:
+        failed(store, lease, job_id, t - 3)
+        raw.hset(k.job(job_id), field, value)
+    failed(store, lease, "no-state", t - 2)
+    raw.hdel(k.job("no-state"), "state")
+    failed(store, lease, "ok", t - 1)
+    result = store.promote_due(100)
+    assert result.moved == 2
+    assert raw.lrange(k.queue("default"), 0, -1) == ["bad-attempts", "ok"]
+    why = {i: str(raw.hget(k.quarantine_why, i)) for i in ("bad-state", "bad-queue", "no-state")}
+    assert "field state is not a known state" in why["bad-state"]
+    assert "field queue is not a queue name" in why["bad-queue"]
+    assert "field state is not a known state" in why["no-state"]
+    assert raw.hget(k.job("bad-state"), "state") == "bogus"  # left as found
+    assert raw.zcard(k.retry_queue) == 0
+    # A record that names no queue names no index either: doctor finds that entry.
+    assert raw.zrange(k.index("default", "failed"), 0, -1) == ["bad-queue"]
+    got = store.fetch("w1", ["default"])
+    assert got is not None and got.id == "ok"
+    assert "field attempts is not a number" in str(raw.hget(k.quarantine_why, "bad-attempts"))
+    assert raw.hget(k.job("bad-attempts"), "attempts") == "abc"
+
+
+def test_an_acl_that_denies_one_record_stops_the_batch_before_any_write(
+        store: Store, raw: redis.Redis, now: Now, redis_url: str) -> None:
+    # ACL key patterns are globs: a user may write P:jobs:a* and not P:jobs:b*, so the
+    # permission to write each record is checked for that record, before the first write.
+    # Every record may be read (P:jobs: itself is in KEYS as the records' prefix).
+    k = store.keys
+    t = now()
+    scheduled(store, "a1", t - 2)
+    scheduled(store, "b1", t - 1)
+    user = f"promote-{uuid.uuid4().hex[:8]}"
+    p = k.prefix
+    rules = ["on", ">pw", "+@all", f"~{p}:[^j]*", f"~{p}:jobs", f"~{p}:jobs:", f"~{p}:jobs:a*",
+             f"%R~{p}:jobs:*"]
+    raw.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
+    limited = redis.Redis.from_url(redis_url, username=user, password="pw",
+                                   decode_responses=True)
+    try:
+        before = {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")}
+        with pytest.raises(PermissionDeniedError, match=f"HSET on {p}:jobs:b1"):
+            Store(limited, Keys(p), Policy()).promote_due(100)
+        assert {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")} == before
+    finally:
+        limited.close()
+        raw.acl_deluser(user)

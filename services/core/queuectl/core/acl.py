@@ -61,7 +61,7 @@ SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
                 "time"),
     "heartbeat": ("type", "hmget", "hset", "pexpire", "zadd", "time"),
     "unregister": ("type", "hget", "scard", "del", "zrem"),
-    "promote": ("type", "hmget", "hget", "zrangebyscore", "zrem", "zadd", "hset", "rpush",
+    "promote": ("type", "hmget", "zrangebyscore", "zrem", "zadd", "hset", "rpush",
                 "zrange", "sadd", "time"),
     "reap": ("type", "hmget", "zscore", "exists", "sismember", "srem", "scard", "zadd", "hset",
              "hincrby", "lpush", "rpush", "zrem", "del", "sadd", "time"),

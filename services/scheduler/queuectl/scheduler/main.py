@@ -115,7 +115,7 @@ HELP = ServiceHelp(
     variables=(
         ("QUEUECTL_SCHEDULER_INTERVAL", "longest sleep between rounds in seconds (default 1)"),
         ("QUEUECTL_SCHEDULER_BATCH", "items promoted per script call "
-                                     "(default 100: a few ms of Redis time)"),
+                                     "(default 100: about 1 ms of Redis time)"),
         ("QUEUECTL_WORKER_TTL", "seconds without a heartbeat before a worker is dead "
                                 "(default 10)"),
     ),

@@ -32,14 +32,23 @@ local function try(...)
   return reply
 end
 
+-- nil when the caller's ACL user may run `cmd` on `key` with `...`, else why not (a
+-- script that checks many keys in a loop calls this rather than build a table for each).
+-- redis.acl_check_cmd exists from Redis 7.0; older servers skip the check.
+local function denied_one(cmd, key, ...)
+  if redis.acl_check_cmd and not redis.acl_check_cmd(cmd, key, ...) then
+    return 'NOPERM: this user has no permission to run ' .. cmd .. ' on ' .. key
+  end
+  return nil
+end
+
 -- nil when the caller's ACL user may run every command in `cmds` (each {cmd, key, args...}),
--- else why not. redis.acl_check_cmd exists from Redis 7.0; older servers skip the check.
+-- else why not.
 local function denied(cmds)
   if not redis.acl_check_cmd then return nil end
   for _, c in ipairs(cmds) do
-    if not redis.acl_check_cmd(unpack(c)) then
-      return 'NOPERM: this user has no permission to run ' .. c[1] .. ' on ' .. c[2]
-    end
+    local why = denied_one(unpack(c))
+    if why then return why end
   end
   return nil
 end
