@@ -69,8 +69,6 @@ local job_keys = {}
 for j = 1, #jobs do job_keys[j] = jkey(j, 1) end
 local any_exist = #jobs > 0 and redis.call('EXISTS', unpack(job_keys)) > 0
 
-local acl_check = redis.acl_check_cmd  -- from Redis 7.0 (see denied())
-
 -- Pass 1: decide every job; nothing is written.
 local plan, out, seen = {}, {nows}, {}
 local later_any = false
@@ -114,8 +112,7 @@ for j, a in ipairs(jobs) do
       end
       if p then
         -- One check a job, without denied()'s tables: a chunk has a thousand.
-        why = acl_check and not acl_check('HSET', job, 'state', 'x')
-          and 'NOPERM: this user has no permission to run HSET on ' .. job
+        why = denied_one('HSET', job, 'state', 'x')
           or (p ~= 'new' and denied({{'DEL', job}, {'DEL', jkey(j, 2)}}))
         if why then return {NO_PERM, why, j} end
         plan[j] = {p, later, run_at, run_at_s}
