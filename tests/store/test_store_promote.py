@@ -250,3 +250,28 @@ def test_an_acl_that_denies_one_record_stops_the_batch_before_any_write(
     finally:
         limited.close()
         raw.acl_deluser(user)
+
+
+def test_an_acl_that_denies_one_queue_stops_the_batch_before_any_write(
+        store: Store, raw: redis.Redis, now: Now, redis_url: str) -> None:
+    # The queues a batch pushes to are known only once the records are read; each one's
+    # list, wake list and indexes are checked before the first write all the same.
+    k = store.keys
+    t = now()
+    scheduled(store, "a1", t - 2, queue="q1")
+    scheduled(store, "b1", t - 1, queue="q2")
+    user = f"promote-{uuid.uuid4().hex[:8]}"
+    p = k.prefix
+    rules = ["on", ">pw", "+@all", f"~{p}:[^q]*", f"~{p}:queues", f"~{p}:quarantine*",
+             f"~{p}:queue:", f"~{p}:queue:q1", f"%R~{p}:queue:*"]
+    raw.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
+    limited = redis.Redis.from_url(redis_url, username=user, password="pw",
+                                   decode_responses=True)
+    try:
+        before = {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")}
+        with pytest.raises(PermissionDeniedError, match=f"RPUSH on {p}:queue:q2"):
+            Store(limited, Keys(p), Policy()).promote_due(100)
+        assert {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")} == before
+    finally:
+        limited.close()
+        raw.acl_deluser(user)

@@ -143,6 +143,12 @@ for i = 1, #due do
   if not e.action then e.action = bad and 'quarantine' or 'drop' end
   e.bad = bad
 end
+for _, q in pairs(qinfo) do
+  checks[#checks + 1] = {'RPUSH', q.list, 'x'}
+  checks[#checks + 1] = {'RPUSH', q.wake, '1'}
+  checks[#checks + 1] = {'ZREM', q.failed, 'x'}
+  checks[#checks + 1] = {'ZREM', q.scheduled, 'x'}
+end
 local why = job_denied or denied(checks)
 if why then return {NO_PERM, why} end
 local quarantine_why = quarantine_unusable(qzset, qwhy)
