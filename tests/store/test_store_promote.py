@@ -226,52 +226,47 @@ def test_promotion_checks_the_fields_it_reads_and_the_fetch_the_rest(
     assert raw.hget(k.job("bad-attempts"), "attempts") == "abc"
 
 
+def refused_with_nothing_written(raw: redis.Redis, redis_url: str, prefix: str,
+                                 rules: list[str], match: str) -> None:
+    """promote_due under an ACL user with ``rules`` answers NOPERM (``match``), unchanged."""
+    user = f"promote-{uuid.uuid4().hex[:8]}"
+    raw.execute_command("ACL", "SETUSER", user, "on", ">pw", "+@all",  # type: ignore[no-untyped-call]
+                        *rules)
+    limited = redis.Redis.from_url(redis_url, username=user, password="pw",
+                                   decode_responses=True)
+    try:
+        before = {key: raw.dump(key) for key in raw.scan_iter(f"{prefix}:*")}
+        with pytest.raises(PermissionDeniedError, match=match):
+            Store(limited, Keys(prefix), Policy()).promote_due(100)
+        assert {key: raw.dump(key) for key in raw.scan_iter(f"{prefix}:*")} == before
+    finally:
+        limited.close()
+        raw.acl_deluser(user)
+
+
 def test_an_acl_that_denies_one_record_stops_the_batch_before_any_write(
         store: Store, raw: redis.Redis, now: Now, redis_url: str) -> None:
     # ACL key patterns are globs: a user may write P:jobs:a* and not P:jobs:b*, so the
     # permission to write each record is checked for that record, before the first write.
     # Every record may be read (P:jobs: itself is in KEYS as the records' prefix).
-    k = store.keys
     t = now()
     scheduled(store, "a1", t - 2)
     scheduled(store, "b1", t - 1)
-    user = f"promote-{uuid.uuid4().hex[:8]}"
-    p = k.prefix
-    rules = ["on", ">pw", "+@all", f"~{p}:[^j]*", f"~{p}:jobs", f"~{p}:jobs:", f"~{p}:jobs:a*",
-             f"%R~{p}:jobs:*"]
-    raw.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
-    limited = redis.Redis.from_url(redis_url, username=user, password="pw",
-                                   decode_responses=True)
-    try:
-        before = {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")}
-        with pytest.raises(PermissionDeniedError, match=f"HSET on {p}:jobs:b1"):
-            Store(limited, Keys(p), Policy()).promote_due(100)
-        assert {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")} == before
-    finally:
-        limited.close()
-        raw.acl_deluser(user)
+    p = store.keys.prefix
+    refused_with_nothing_written(
+        raw, redis_url, p, [f"~{p}:[^j]*", f"~{p}:jobs", f"~{p}:jobs:", f"~{p}:jobs:a*",
+                            f"%R~{p}:jobs:*"], f"HSET on {p}:jobs:b1")
 
 
 def test_an_acl_that_denies_one_queue_stops_the_batch_before_any_write(
         store: Store, raw: redis.Redis, now: Now, redis_url: str) -> None:
     # The queues a batch pushes to are known only once the records are read; each one's
     # list, wake list and indexes are checked before the first write all the same.
-    k = store.keys
     t = now()
     scheduled(store, "a1", t - 2, queue="q1")
     scheduled(store, "b1", t - 1, queue="q2")
-    user = f"promote-{uuid.uuid4().hex[:8]}"
-    p = k.prefix
-    rules = ["on", ">pw", "+@all", f"~{p}:[^q]*", f"~{p}:queues", f"~{p}:quarantine*",
-             f"~{p}:queue:", f"~{p}:queue:q1", f"%R~{p}:queue:*"]
-    raw.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
-    limited = redis.Redis.from_url(redis_url, username=user, password="pw",
-                                   decode_responses=True)
-    try:
-        before = {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")}
-        with pytest.raises(PermissionDeniedError, match=f"RPUSH on {p}:queue:q2"):
-            Store(limited, Keys(p), Policy()).promote_due(100)
-        assert {key: raw.dump(key) for key in raw.scan_iter(f"{p}:*")} == before
-    finally:
-        limited.close()
-        raw.acl_deluser(user)
+    p = store.keys.prefix
+    refused_with_nothing_written(
+        raw, redis_url, p, [f"~{p}:[^q]*", f"~{p}:queues", f"~{p}:quarantine*",
+                            f"~{p}:queue:", f"~{p}:queue:q1", f"%R~{p}:queue:*"],
+        f"RPUSH on {p}:queue:q2")
