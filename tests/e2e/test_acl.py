@@ -225,6 +225,10 @@ def test_the_cli_without_a_permission_is_one_line_and_changes_nothing(
     limited = env | {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "cli", "hset")}
     assert_error(cli("enqueue", "--file", str(jobs), env=limited), 6, "stopped at line 1: ",
                  "HSET", "0 of 3 jobs enqueued")
+    # The CLI's line of an earlier release had no EXISTS, which a chunk asks first.
+    limited = env | {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "cli", "exists")}
+    assert_error(cli("enqueue", "--file", str(jobs), env=limited), 6, "stopped at line 1: ",
+                 "EXISTS", "0 of 3 jobs enqueued")
     assert snapshot(guarded, prefix) == before
 
 

@@ -65,8 +65,13 @@ local any_quarantined = redis.call('ZCARD', qzset) > 0
 
 -- Most chunks are all new jobs: one EXISTS over every record says so, and spares a
 -- TYPE a job.
+-- A user made with the CLI's ACL line of an earlier release has no EXISTS: say so.
 local job_keys = {}
 for j = 1, #jobs do job_keys[j] = jkey(j, 1) end
+if #jobs > 0 then
+  why = denied_one('EXISTS', job_keys[1])
+  if why then return {NO_PERM, why, 0} end
+end
 local any_exist = #jobs > 0 and redis.call('EXISTS', unpack(job_keys)) > 0
 
 -- Pass 1: decide every job; nothing is written.
