@@ -281,10 +281,10 @@ class EnqueueOps(ScriptStore):
         """The keys and args of one enqueue_batch.lua call."""
         k = self.keys
         numbers: dict[str, int] = {}
-        jobs: list[list[Any]] = []
+        jobs: list[Any] = []  # ten values a job, flat: see enqueue_batch.lua
         for i, (job_id, queue, command, retries, timeout, run_at, env) in enumerate(chunk):
             old = olds[i] if olds is not None else ""
-            jobs.append([job_id, numbers.setdefault(queue, len(numbers) + 1), command, retries,
+            jobs.extend([job_id, numbers.setdefault(queue, len(numbers) + 1), command, retries,
                          timeout, run_at, "", spans[i].context, env,
                          numbers.setdefault(old, len(numbers) + 1) if old else 0])
         keys = [k.delayed, k.queues, k.dead_letter, k.completed, k.cancelled,

@@ -15,8 +15,8 @@ then for each job j, in the order of ARGV[4]: its hash P:jobs:<id>, and when ARG
 
 ARGV[1] number of queues   ARGV[2] "1" to replace ended jobs
 ARGV[3] request token: random per call, the same when a call is re-sent
-ARGV[4] the jobs, a JSON array of one array each: [id, queue number, command,
-        max_retries, timeout, run_at, delay, trace_context, env, old queue number];
+ARGV[4] the jobs, one flat JSON array of ten values a job: id, queue number, command,
+        max_retries, timeout, run_at, delay, trace_context, env, old queue number;
         strings ("" = none, the policy default, now), delay in seconds from now by
         Redis's clock, old queue number the queue a replace read from the existing
         record (0 = none)
@@ -47,7 +47,9 @@ answers as the first run did.
 local delayed, queues, dlq, completed, cancelled, swake, qzset, qwhy =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local nq, replace, token = tonumber(ARGV[1]), ARGV[2] == '1', ARGV[3]
+-- Flat, not an array a job: decoding a thousand small tables cost more than the rest.
 local jobs = cjson.decode(ARGV[4])
+local n = #jobs / 10
 local function qkey(q, i) return KEYS[8 + 6 * (q - 1) + i] end
 local per_job = replace and 2 or 1
 local function jkey(j, i) return KEYS[8 + 6 * nq + per_job * (j - 1) + i] end
@@ -67,21 +69,32 @@ local any_quarantined = redis.call('ZCARD', qzset) > 0
 -- TYPE a job.
 -- A user made with the CLI's ACL line of an earlier release has no EXISTS: say so.
 local job_keys = {}
-for j = 1, #jobs do job_keys[j] = jkey(j, 1) end
-if #jobs > 0 then
+for j = 1, n do job_keys[j] = jkey(j, 1) end
+if n > 0 then
   why = denied_one('EXISTS', job_keys[1])
   if why then return {NO_PERM, why, 0} end
 end
-local any_exist = #jobs > 0 and redis.call('EXISTS', unpack(job_keys)) > 0
+local any_exist = n > 0 and redis.call('EXISTS', unpack(job_keys)) > 0
 
 -- Pass 1: decide every job; nothing is written.
-local plan, out, seen = {}, {nows}, {}
+-- plan[j]: how job j is stored ('new', 'ended', 'quarantined'); at[j] its run_at as the
+-- record stores it, when it has one; due[j] that time as a number, when it is later than
+-- now. list_ok[q]: queue q's list was checked.
+local plan, at, due, out, seen, list_ok = {}, {}, {}, {nows}, {}, {}
 local later_any = false
-for j, a in ipairs(jobs) do
-  local id, q, old = a[1], a[2], a[10]
-  local job = jkey(j, 1)
-  local run_at, run_at_s, later = due_time(now, a[6], a[7])
-  why = later and (bad(delayed, 'zset') or bad(qkey(q, 3), 'zset')) or bad(qkey(q, 1), 'list')
+for j = 1, n do
+  local b = 10 * (j - 1)
+  local id, q, old = jobs[b + 1], jobs[b + 2], jobs[b + 10]
+  local job = job_keys[j]
+  local run_at, run_at_s, later = nil, '', false
+  if jobs[b + 6] ~= '' or jobs[b + 7] ~= '' then
+    run_at, run_at_s, later = due_time(now, jobs[b + 6], jobs[b + 7])
+  end
+  why = later and (bad(delayed, 'zset') or bad(qkey(q, 3), 'zset')) or nil
+  if not why and not list_ok[q] then
+    why = bad(qkey(q, 1), 'list')
+    list_ok[q] = not why
+  end
   if why then return {DATA_ERROR, why, j} end
   local p = nil
   if seen[id] then
@@ -120,7 +133,9 @@ for j, a in ipairs(jobs) do
         why = denied_one('HSET', job, 'state', 'x')
           or (p ~= 'new' and denied({{'DEL', job}, {'DEL', jkey(j, 2)}}))
         if why then return {NO_PERM, why, j} end
-        plan[j] = {p, later, run_at, run_at_s}
+        plan[j] = p
+        if run_at_s ~= '' then at[j] = run_at_s end
+        if later then due[j] = run_at end
         out[j + 1] = later and 1 or 0
         later_any = later_any or later
       end
@@ -155,16 +170,17 @@ if why then return {NO_PERM, why, 0} end
 
 -- Pass 2: the writes.
 local pending, touched, mine = {}, {}, {}
-for j, a in ipairs(jobs) do
+for j = 1, n do
   local p = plan[j]
   if p then
-    local id, q, old = a[1], a[2], a[10]
-    local job, logkey = jkey(j, 1), replace and jkey(j, 2)
-    if p[1] == 'quarantined' then
+    local id, q, command, retries, timeout, _, _, trace, env, old =
+      unpack(jobs, 10 * (j - 1) + 1, 10 * j)
+    local job, logkey = job_keys[j], replace and jkey(j, 2)
+    if p == 'quarantined' then
       redis.call('ZREM', qzset, id)
       redis.call('HDEL', qwhy, id)
       redis.call('DEL', job, logkey)
-    elseif p[1] == 'ended' then
+    elseif p == 'ended' then
       redis.call('LREM', dlq, 0, id)
       redis.call('ZREM', completed, id)
       redis.call('ZREM', cancelled, id)
@@ -173,21 +189,25 @@ for j, a in ipairs(jobs) do
       redis.call('ZREM', qkey(old, 6), id)
       redis.call('DEL', job, logkey)
     end
-    local later = p[2]
-    local fields = {'id', id, 'command', a[3], 'queue', ARGV[4 + q],
-      'state', later and 'scheduled' or 'pending', 'attempts', '0',
-      'max_retries', a[4], 'timeout', a[5], 'run_at', p[4],
-      'created_at', nows, 'updated_at', nows, 'lease', '0', 'log_size', '0',
-      'trace_context', a[8], 'enqueue_token', token, 'env', a[9], 'ready_at', nows}
-    -- ready_at is what push_job writes, in the same HSET (the queue's pushes are one
-    -- RPUSH below); a scheduled job has none. One table, sized once: no append.
-    redis.call('HSET', job, unpack(fields, 1, later and #fields - 2 or #fields))
+    local later = due[j]
     touched[q] = true
+    -- The arguments in the call itself, not in a table a job: a chunk has a thousand.
     if later then
-      redis.call('ZADD', delayed, p[3], id)
-      redis.call('ZADD', qkey(q, 3), p[3], id)
+      redis.call('HSET', job, 'id', id, 'command', command, 'queue', ARGV[4 + q],
+        'state', 'scheduled', 'attempts', '0', 'max_retries', retries, 'timeout', timeout,
+        'run_at', at[j], 'created_at', nows, 'updated_at', nows, 'lease', '0',
+        'log_size', '0', 'trace_context', trace, 'enqueue_token', token, 'env', env)
+      redis.call('ZADD', delayed, later, id)
+      redis.call('ZADD', qkey(q, 3), later, id)
       mine[id] = true
     else
+      -- ready_at is what push_job writes, in the same HSET (the queue's pushes are one
+      -- RPUSH below); a scheduled job has none.
+      redis.call('HSET', job, 'id', id, 'command', command, 'queue', ARGV[4 + q],
+        'state', 'pending', 'attempts', '0', 'max_retries', retries, 'timeout', timeout,
+        'run_at', at[j] or '', 'created_at', nows, 'updated_at', nows, 'lease', '0',
+        'log_size', '0', 'trace_context', trace, 'enqueue_token', token, 'env', env,
+        'ready_at', nows)
       pending[q] = pending[q] or {}
       table.insert(pending[q], id)
     end
@@ -208,8 +228,9 @@ if later_any then
   end
 end
 -- The answer: one character a job, cheap to send and to parse for a thousand of them.
+local CODE = {[0] = '0', [1] = '1', [-4] = '4'}
 local codes, refused = {}, {}
-for j = 1, #jobs do
+for j = 1, n do
   local r = out[j + 1]
   if type(r) == 'table' then
     codes[j] = '-'
@@ -217,7 +238,7 @@ for j = 1, #jobs do
     refused[#refused + 1] = r[1]
     refused[#refused + 1] = r[2]
   else
-    codes[j] = r == -4 and '4' or tostring(r)
+    codes[j] = CODE[r]
   end
 end
 return {nows, table.concat(codes), refused}
