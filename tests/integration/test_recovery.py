@@ -52,3 +52,28 @@ def test_a_job_whose_fetch_reply_was_lost_is_handed_back(
     assert back.interrupted == 1, "the run never started, so it uses no retry"
     assert client.redis.lrange(client.keys.queue("default"), 0, -1) == [b"ghost", b"mine"]
     assert client.redis.scard(client.keys.inflight(worker.id)) == 0
+
+
+def test_a_job_whose_fetch_reply_is_on_its_way_is_kept(client: Client, settings: Settings) -> None:
+    """An idle slot's fetch waits behind its BLPOP: Redis may have run it and leased a job
+    whose reply the slot has not read yet. Reconcile keeps such a job, and one leased by
+    a call that began after it looked, and hands it back only once the call has ended
+    without it."""
+    worker = Worker(client.store, settings, 1, ["default"])
+    reports = worker.reports
+    client.store.enqueue(JobSpec(id="awaited", command="true"))
+    client.store.enqueue(JobSpec(id="later", command="true"))
+    tag = reports._call()  # the call is sent; Redis runs it, the reply is not read yet
+    assert client.store.fetch(worker.id, ["default"], str(tag)) is not None
+    # A call begun after reconcile took its snapshot has the next number.
+    assert client.store.fetch(worker.id, ["default"], str(tag + 1)) is not None
+
+    reports.reconcile()
+    assert client.get("awaited").state is JobState.PROCESSING
+    assert client.get("later").state is JobState.PROCESSING
+
+    reports._answered(tag, None)  # the reply never came: the call ended without a job
+    assert reports._call() == tag + 1  # and the later call is now under way
+    reports.reconcile()
+    assert client.get("awaited").state is JobState.PENDING
+    assert client.get("later").state is JobState.PROCESSING

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -164,3 +166,55 @@ def test_fractional_timeouts_survive(store: Store, timeout: float) -> None:
     store.enqueue(JobSpec(id="f", command="true", timeout=timeout))
     job = store.fetch("w1", ["default"])
     assert job is not None and job.timeout == timeout
+
+
+def test_a_waiting_fetch_leases_the_job_that_wakes_it(store: Store, raw: redis.Redis) -> None:
+    k = store.keys
+    got: list[Fetched | None] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(store.wait_fetch("w1", ["q"], timeout=10, tag="7")))
+    waiter.start()
+    while not any(c.get("cmd") == "blpop" for c in raw.client_list()):
+        time.sleep(0.01)
+    assert raw.scard(k.inflight("w1")) == 0, "nothing is leased while it waits"
+    store.enqueue(JobSpec(id="j1", command="true", queue="q"))
+    waiter.join(5)
+    assert got and got[0] is not None and got[0].id == "j1"
+    assert raw.hget(k.job("j1"), "fetch_tag") == "7"
+    assert raw.smembers(k.inflight("w1")) == {"j1"}
+    assert raw.llen(k.wake("q")) == 0, "the marker was taken, and no work remains"
+
+
+def test_a_waiting_fetch_of_a_stopping_worker_takes_nothing(store: Store,
+                                                            raw: redis.Redis) -> None:
+    """The worker's wakeup list holds one marker more than it has slots while it stops:
+    the fetch behind the last slot's wait still finds one."""
+    k = store.keys
+    store.enqueue(JobSpec(id="j1", command="true", queue="q"))
+    raw.rpush(k.wakeup("w1"), "1", "1")
+    assert store.wait_fetch("w1", ["q"], timeout=10) is None
+    assert store.fetch("w1", ["q"]) is None, "a plain fetch takes nothing either"
+    assert raw.hget(k.job("j1"), "state") == "pending"
+    assert raw.lrange(k.queue("q"), 0, -1) == ["j1"]
+    raw.delete(k.wakeup("w1"))
+    assert store.wait_fetch("w1", ["q"], timeout=10) is not None
+
+
+def test_a_wake_list_of_the_wrong_type_never_costs_a_leased_job(store: Store,
+                                                              raw: redis.Redis) -> None:
+    """BLPOP fails at once and the fetch behind it still runs: its job is returned."""
+    k = store.keys
+    store.enqueue(JobSpec(id="j1", command="true", queue="q"))
+    raw.delete(k.wake("q"))
+    raw.set(k.wake("q"), "planted")
+    job = store.wait_fetch("w1", ["q"], timeout=10)
+    assert job is not None and job.id == "j1"
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        store.wait_fetch("w1", ["q"], timeout=10)
+
+
+def test_a_waiting_fetch_runs_again_after_a_script_flush(store: Store, raw: redis.Redis) -> None:
+    store.enqueue(JobSpec(id="j1", command="true", queue="q"))
+    raw.script_flush()
+    job = store.wait_fetch("w1", ["q"], timeout=10)
+    assert job is not None and job.id == "j1"

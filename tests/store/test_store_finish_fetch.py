@@ -33,8 +33,9 @@ def test_complete_then_next_job_in_one_call(store: Store, raw: redis.Redis, now:
     store.enqueue(JobSpec(id="b", command="echo b", queue="q", timeout=5))
     # The fetch's own moment: a spawn dated later could fall after a finish this fast.
     spawned = job.fetched_at
-    done = store.finish_fetch(job, "w1", b"out\n", 4, spawned, None, ["q"])
+    done = store.finish_fetch(job, "w1", b"out\n", 4, spawned, None, ["q"], "9")
     assert done.failed is None and not done.empty
+    assert raw.hget(k.job("b"), "fetch_tag") == "9", "the call's number, for reconcile"
     record = raw.hgetall(k.job("a"))
     assert record["state"] == "completed" and record["exit_code"] == "0"
     assert float(record["started_at"]) <= float(record["spawned_at"])

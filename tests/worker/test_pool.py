@@ -151,3 +151,23 @@ def test_a_busy_slot_finishes_and_fetches_in_one_call_and_records_the_spawn(
         assert job.finished_at is not None
         assert job.started_at <= job.spawned_at <= job.finished_at
         assert job.spawned_at - job.started_at < 5.0
+
+
+def test_a_stop_leaves_one_marker_for_the_fetches_behind_the_waits(
+        worker: Worker, client: Client) -> None:
+    """Each idle slot waits with a fetch queued behind its BLPOP (Store.wait_fetch). A stop
+    wakes every slot with a marker and leaves one more, which the fetch behind the last
+    wait finds: a job enqueued just then stays pending."""
+    worker.start()
+    wakeup = client.keys.wakeup(worker.id)
+    deadline = time.monotonic() + 10
+    while sum(c.get("cmd") == "blpop" for c in client.redis.client_list()) < 2:
+        assert time.monotonic() < deadline, "both slots wait"
+        time.sleep(0.01)
+    worker.request_stop()
+    worker.join(10)
+    assert not worker.alive()
+    assert client.redis.llen(wakeup) == 1
+    job = client.enqueue("true")
+    assert client.store.fetch(worker.id, ["default"]) is None
+    assert client.get(job.id).state is JobState.PENDING

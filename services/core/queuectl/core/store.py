@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from queuectl.core.admin_ops import AdminOps
 from queuectl.core.enqueueing import BulkEnqueueError, EnqueueOps
 from queuectl.core.errors import ConflictError, LeaseLostError
@@ -62,12 +64,18 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
     """Typed access to QueueCTL's scripts; every method is safe to call from many threads."""
 
     # -- the worker's hot path ------------------------------------------------------
-    def fetch(self, worker_id: str, queues: Sequence[str]) -> Fetched | None:
-        """Lease the next job of the first non-empty queue, or return None."""
+    def _fetch_call(self, worker_id: str, queues: Sequence[str],
+                    tag: str) -> tuple[list[str], list[Any]]:
         k = self.keys
-        keys = [k.inflight(worker_id), k.job_prefix, k.quarantine, k.quarantine_why]
+        keys = [k.inflight(worker_id), k.job_prefix, k.quarantine, k.quarantine_why,
+                k.wakeup(worker_id)]
         keys += [k.queue(q) for q in queues] + [k.wake(q) for q in queues]
-        args = [worker_id, len(queues), num(self.policy.job_timeout)]
+        return keys, [worker_id, len(queues), num(self.policy.job_timeout), tag]
+
+    def fetch(self, worker_id: str, queues: Sequence[str], tag: str = "") -> Fetched | None:
+        """Lease the next job of the first non-empty queue, or return None. ``tag``, the
+        caller's number for the call, is kept in the job's record (``fetch_tag``)."""
+        keys, args = self._fetch_call(worker_id, queues, tag)
         while True:
             reply = self._run("fetch", keys, args)
             self.notes(reply[1])
@@ -76,6 +84,36 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
         if int(reply[0]) == 0:
             return None
         return _fetched(reply)
+
+    def wait_fetch(self, worker_id: str, queues: Sequence[str], timeout: float,
+                   tag: str = "") -> Fetched | None:
+        """Wait up to ``timeout`` seconds for a wake marker of ``queues`` (or the worker's
+        wakeup list), then fetch, in one round trip: the fetch goes out behind the BLPOP,
+        and Redis runs it the moment the BLPOP returns, marker or not.
+
+        A wake list of the wrong type raises its WRONGTYPE error, unless the fetch that
+        followed leased a job, which is returned (a job leased is never dropped)."""
+        k = self.keys
+        keys, args = self._fetch_call(worker_id, queues, tag)
+        script = self._script("fetch")
+        pipe = self.server_pipeline()
+        pipe.blpop([k.wakeup(worker_id)] + [k.wake(q) for q in queues], timeout=timeout)
+        # EVALSHA itself, not the Script: a Script in a pipeline costs a SCRIPT EXISTS
+        # round trip at every execute.
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        woke, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            # Not run (the scripts were flushed): the plain call loads it again.
+            return self.fetch(worker_id, queues, tag)
+        if isinstance(reply, Exception):
+            raise reply
+        reply = check_reply(reply)
+        self.notes(reply[1])
+        if int(reply[0]) == 1:
+            return _fetched(reply)
+        if isinstance(woke, Exception):
+            raise woke
+        return self.fetch(worker_id, queues, tag) if int(reply[0]) == 2 else None
 
     def _finish_code(self, job: Fetched, reply: Sequence[Any]) -> int:
         code = int(reply[0])
@@ -87,7 +125,7 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
 
     def finish_fetch(self, job: Fetched, worker_id: str, chunk: bytes, produced: int,
                      spawned_at: float | None, failure: tuple[int | None, str] | None,
-                     queues: Sequence[str]) -> Finished:
+                     queues: Sequence[str], tag: str = "") -> Finished:
         """Record a held job's outcome (a completion, or ``failure`` = (exit code, error)) and
         lease the next job of ``queues`` in the same script call (finish_fetch.lua);
         raises as complete and fail do. ``queues`` empty: the outcome only."""
@@ -104,7 +142,7 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
                 p.max_retries, num(p.backoff_base), num(p.backoff_factor), num(p.backoff_max),
                 MAX_RETRY_DELAY, num(p.backoff_jitter),
                 repr(random.random()),  # noqa: S311 - spreads retries, guards nothing
-                len(queues), num(p.job_timeout)]
+                len(queues), num(p.job_timeout), tag]
         reply = self._run_confirmed("finish_fetch", keys, args,
                                     f"the outcome of job {job.id} was", strict=False)
         outcome = self._finish_code(job, reply)

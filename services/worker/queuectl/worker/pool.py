@@ -44,7 +44,7 @@ from queuectl.worker.jobenv import base_env
 from queuectl.worker.logdir import LogDir
 from queuectl.worker.outcome import Ending, RunResult, describe
 from queuectl.worker.remains import ProcessControl
-from queuectl.worker.reports import NOTHING, Next, Reporter
+from queuectl.worker.reports import IDLE, NOTHING, Next, Reporter
 from queuectl.worker.spans import Attempt
 
 log = logging.getLogger("queuectl.worker")
@@ -172,11 +172,12 @@ class Worker:
         threading.Thread(target=self._wake_idle_slots, name="wake-slots", daemon=True).start()
 
     def _wake_idle_slots(self) -> None:
-        """Idle slots block on the wake lists; one marker each wakes them now."""
+        """Idle slots block on the wake lists; one marker each wakes them now, and one
+        more stays: the fetch an idle slot sent behind its wait finds it and takes no job."""
         try:
             key = self.store.keys.wakeup(self.id)
             pipe = self.store.redis.pipeline(transaction=False)
-            pipe.rpush(key, *(["1"] * self.count))
+            pipe.rpush(key, *(["1"] * (self.count + 1)))
             pipe.expire(key, 60)
             pipe.execute()
         except Exception as exc:
@@ -260,8 +261,10 @@ class Worker:
                 if job is None and not empty:
                     job = fetching.call(self.reports.fetch)
                 if job is None:
-                    self._idle(fetching)
-                else:
+                    job = self._idle(fetching)
+                    if job is None:  # the fetch after the wait found every queue empty
+                        nxt = IDLE
+                if job is not None:
                     nxt = self._run(slot, job)
             except RedisRefusedError as exc:
                 self.fail(str(exc), EXIT_REDIS)
@@ -272,19 +275,18 @@ class Worker:
                 log.exception("job slot %d: unexpected error; the slot goes on", slot)
                 self.stopping.wait(1.0)
 
-    def _idle(self, backoff: Backoff) -> None:
-        """Block until a queue of ours may have work, a stop, or idle_wait passes."""
-        k = self.store.keys
-        wake_keys = [k.wakeup(self.id)] + [k.wake(q) for q in self.queues]
+    def _idle(self, backoff: Backoff) -> Fetched | None:
+        """Block until a queue of ours may have work, a stop, or idle_wait passes, and
+        fetch then, in the same round trip (Store.wait_fetch): the job, or None."""
         try:
-            backoff.call(lambda: self.store.redis.blpop(wake_keys,
-                                                        timeout=self.settings.idle_wait))
+            return backoff.call(lambda: self.reports.wait_fetch(self.settings.idle_wait))
         except redis.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             # A wake list of the wrong type: poll instead of blocking until it is fixed.
             self.store.notes([f"worker {self.id}: a wake list has the wrong type; polling"])
             self.stopping.wait(1.0)
+            return None
 
     def _run(self, slot: int, job: Fetched) -> Next:
         attempt = Attempt(self.tracing, job, self.id)  # process span, log fields (spans.py)

@@ -42,6 +42,7 @@ class Next:
 
 
 NOTHING = Next()
+IDLE = Next(empty=True)  # every queue was empty at the last fetch
 
 
 class Supervisor(Protocol):
@@ -66,21 +67,40 @@ class Reporter:
         self._lock = threading.Lock()
         # Jobs this process holds, from the fetch reply until the outcome is written.
         self._held: dict[str, Fetched] = {}
-        self._fetching = 0
+        # Every call that may lease a job gets the next number, kept in the job's record
+        # (fetch_tag); _calls holds the numbers of the calls whose reply is still awaited.
+        self._tag = 0
+        self._calls: set[int] = set()
+
+    def _call(self) -> int:
+        with self._lock:
+            self._tag += 1
+            self._calls.add(self._tag)
+            return self._tag
+
+    def _answered(self, tag: int, job: Fetched | None) -> None:
+        with self._lock:
+            self._calls.discard(tag)
+            if job is not None:
+                self._held[job.id] = job
 
     def fetch(self) -> Fetched | None:
         """Lease the next job of our queues (see Store.fetch), remembering that we hold it."""
-        with self._lock:
-            self._fetching += 1
-        job = None
+        tag, job = self._call(), None
         try:
-            job = self.store.fetch(self.worker_id, self.queues)
+            job = self.store.fetch(self.worker_id, self.queues, str(tag))
             return job
         finally:
-            with self._lock:
-                self._fetching -= 1
-                if job is not None:
-                    self._held[job.id] = job
+            self._answered(tag, job)
+
+    def wait_fetch(self, timeout: float) -> Fetched | None:
+        """Wait for work and lease it in one round trip (see Store.wait_fetch)."""
+        tag, job = self._call(), None
+        try:
+            job = self.store.wait_fetch(self.worker_id, self.queues, timeout, str(tag))
+            return job
+        finally:
+            self._answered(tag, job)
 
     def ship(self, job: Fetched, chunk: bytes, produced: int) -> None:
         """Ship a running job's output; LeaseLostError (from the store) stops the job."""
@@ -126,20 +146,15 @@ class Reporter:
         return outcome, nxt
 
     def _finish_fetch(self, job: Fetched, result: RunResult, spawned: float | None) -> Finished:
-        """finish_fetch, counted as a fetch while it runs (see reconcile)."""
+        """finish_fetch, a call that may lease a job like fetch (see reconcile)."""
         failure = None if result.succeeded else (result.exit_code, result.error)
-        with self._lock:
-            self._fetching += 1
-        done = None
+        tag, done = self._call(), None
         try:
             done = self.store.finish_fetch(job, self.worker_id, result.chunk, result.produced,
-                                           spawned, failure, self.queues)
+                                           spawned, failure, self.queues, str(tag))
             return done
         finally:
-            with self._lock:
-                self._fetching -= 1
-                if done is not None and done.next is not None:
-                    self._held[done.next.id] = done.next
+            self._answered(tag, done.next if done is not None else None)
 
     def _write_outcome(self, job: Fetched, result: RunResult,
                        fetch_next: bool) -> tuple[str, Next]:
@@ -188,23 +203,25 @@ class Reporter:
         If Redis ran a fetch but the reply was lost (a connection cut, a restart),
         the job sits in our in-flight set, marked processing by a live worker, so
         recovery would never take it; redis-py may even re-send the fetch and hand
-        us the next job, so no error is seen. Run on every heartbeat, and only while
-        no fetch is outstanding (under the lock every fetched job is in ``_held``),
-        any id in the in-flight set that we do not hold is such an orphan.
+        us the next job, so no error is seen. Run on every heartbeat: an id in the
+        in-flight set that we do not hold is such an orphan, unless the call that
+        leased it (its record's ``fetch_tag``) is still awaiting its reply, or began
+        after we looked: an idle slot's fetch waits behind its BLPOP for seconds.
         """
         r, k = self.store.redis, self.store.keys
         with self._lock:
-            if self._fetching:
-                return
-            members = r.smembers(k.inflight(self.worker_id))
-            orphans = {as_str(m) for m in members} - set(self._held)
-        for job_id in sorted(orphans):
+            held, awaited, last = set(self._held), set(self._calls), self._tag
+        members = r.smembers(k.inflight(self.worker_id))
+        for job_id in sorted({as_str(m) for m in members} - held):
             try:
-                lease, queue, attempts, context = r.hmget(
-                    k.job(job_id), ["lease", "queue", "attempts", "trace_context"])
+                lease, queue, attempts, context, tag = r.hmget(
+                    k.job(job_id), ["lease", "queue", "attempts", "trace_context", "fetch_tag"])
             except redis.ResponseError:
                 # not a hash: release.lua quarantines it
-                lease = queue = attempts = context = None
+                lease = queue = attempts = context = tag = None
+            call = as_str(tag or b"")
+            if call.isdigit() and len(call) < 16 and (int(call) in awaited or int(call) > last):
+                continue  # its reply is on its way
             token = as_str(lease or b"0")
             # A lease that does not parse marks a record release.lua sends to quarantine.
             ghost = Fetched(job_id, int(token) if token.isdigit() and len(token) < 16 else -1,

@@ -5,16 +5,19 @@ KEYS[1]           the worker's in-flight set   P:inflight:<worker>
 KEYS[2]           job hash prefix              P:jobs:   (job hash = prefix .. id)
 KEYS[3]           quarantine zset              P:quarantine
 KEYS[4]           quarantine reasons hash      P:quarantine:why
-KEYS[5 .. 4+n]    queue lists, highest priority first
-KEYS[5+n .. 4+2n] their wake lists, same order
+KEYS[5]           the worker's wakeup list     P:wakeup:<worker>
+KEYS[6 .. 5+n]    queue lists, highest priority first
+KEYS[6+n .. 5+2n] their wake lists, same order
 
 ARGV[1] worker id   ARGV[2] n (number of queues)   ARGV[3] job-timeout policy ("0" = none)
+ARGV[4] the worker's number for this call, kept in the job's record (fetch_tag): its
+        reconcile tells by it a job whose reply is on its way from one whose reply was lost
 
 Returns {1, notes, id, lease, command, timeout, attempts, queue, trace_context, env,
           ready_at, now}:
           a job, leased; timeout is the job's own, else ARGV[3] ("0" = none); since
           when it was ready ("" if unknown) and the server's time of this fetch;
-        {0, notes}   every queue is empty (or unusable);
+        {0, notes}   every queue is empty (or unusable), or the worker is stopping;
         {2, notes}   nothing taken yet but this call stopped early: call again;
         {-90, why}   the in-flight set has the wrong type; {-91, why} NOPERM.
 notes lists what was set aside on the way: ids moved to quarantine (their record
@@ -29,26 +32,33 @@ finish scripts compare it, which fences out a worker whose job was taken over.
 Each queue is read by LPOP (which also checks its type); an id that must stay where it
 was (its record cannot be quarantined now, or NOPERM) is pushed back to the front, so
 the list is left exactly as it was. A wake list is re-armed when its queue still holds
-ids, for the idle workers that wait on it. The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
+ids, for the idle workers that wait on it.
+An idle worker sends this script right behind its BLPOP on the wake lists, so that Redis
+runs it the moment the BLPOP returns (worker/pool.py). A stopping worker leaves a marker
+in its wakeup list for as long as it drains; a call that finds one takes nothing. The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
 the slot of every other key, which keeps the script Redis Cluster safe.
 ]]
 --- @include "time"
 --- @include "guard"
 --- @include "take"
 
-local inflight, prefix, qzset, qwhy = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local inflight, prefix, qzset, qwhy, wakeup = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local worker, n = ARGV[1], tonumber(ARGV[2])
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
-local checks = {{'SADD', inflight, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'}}
+local checks = {{'SADD', inflight, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'},
+  {'LLEN', wakeup}}
 for i = 1, n do
-  checks[#checks + 1] = {'LPOP', KEYS[4 + i]}
-  checks[#checks + 1] = {'LPUSH', KEYS[4 + i], 'x'}
-  checks[#checks + 1] = {'LLEN', KEYS[4 + i]}  -- read after the first write: checked here
-  checks[#checks + 1] = {'LLEN', KEYS[4 + n + i]}
-  checks[#checks + 1] = {'RPUSH', KEYS[4 + n + i], '1'}
+  checks[#checks + 1] = {'LPOP', KEYS[5 + i]}
+  checks[#checks + 1] = {'LPUSH', KEYS[5 + i], 'x'}
+  checks[#checks + 1] = {'LLEN', KEYS[5 + i]}  -- read after the first write: checked here
+  checks[#checks + 1] = {'LLEN', KEYS[5 + n + i]}
+  checks[#checks + 1] = {'RPUSH', KEYS[5 + n + i], '1'}
 end
 why = denied(checks)
 if why then return {NO_PERM, why} end
+-- A wakeup list of another type is no stop marker (the worker's BLPOP reports it).
+if key_type(wakeup) == 'list' and redis.call('LLEN', wakeup) > 0 then return {0, {}} end
 local now, nows = server_time()
-return take_next(inflight, prefix, qzset, qwhy, 4, n, worker, ARGV[3], now, nows, true)
+return take_next(inflight, prefix, qzset, qwhy, 5, n, worker, ARGV[3], now, nows, true,
+  ARGV[4] or '')

@@ -32,6 +32,7 @@ ARGV[17] backoff-jitter policy   ARGV[18] a random number in [0, 1)
         (ARGV[10..18] as fail.lua's ARGV[7..8, 9..13, 15, 16]; unused for "complete")
 ARGV[19] n (number of queues; 0 = record the outcome only)
 ARGV[20] job-timeout policy ("0" = none)
+ARGV[21] the worker's number for this call, kept in the next job's record (fetch_tag)
 
 Returns {code, detail, next}:
         code, detail  the finish's reply, as complete.lua ({0}) or fail.lua ({1, due},
@@ -84,4 +85,4 @@ end
 local code = reply[1]
 if n == 0 or (code ~= 0 and code ~= 1 and code ~= 2) then return {code, reply[2] or '', {}} end
 return {code, reply[2] or '', take_next(k.inflight, KEYS[15], k.qzset, k.qwhy, 15, n, a.worker,
-  ARGV[20], now, nows, false)}
+  ARGV[20], now, nows, false, ARGV[21] or '')}

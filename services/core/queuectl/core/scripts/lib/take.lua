@@ -5,13 +5,16 @@
 --   base, n                         queue i is KEYS[base + i], its wake list KEYS[base + n + i]
 --   worker, timeout_policy, nows    the worker id, the job-timeout policy ("0" = none), now
 --   rearm                           re-arm wake lists (see below)
+--   tag                             the worker's number for this call, kept in the record
+--                                   (fetch_tag): the worker's reconcile tells by it a job
+--                                   whose reply is still on its way from an orphan
 -- Returns the reply of fetch.lua ({1, ...}, {0, notes}, {2, notes} or {-91, why}).
 --- @include "guard"
 --- @include "job"
 --- @include "quarantine"
 
 local function take_next(inflight, prefix, qzset, qwhy, base, n, worker, timeout_policy, now,
-                         nows, rearm)
+                         nows, rearm, tag)
   local notes = {}
   local quarantine_why, checked = nil, false
   -- Ids set aside (stale, vanished, quarantined) per call are bounded so that one call
@@ -55,7 +58,8 @@ local function take_next(inflight, prefix, qzset, qwhy, base, n, worker, timeout
         local lease = tonumber(rec.lease) + 1
         local attempts = tonumber(rec.attempts) + 1
         redis.call('HSET', job, 'state', 'processing', 'worker', worker, 'lease', lease,
-          'attempts', attempts, 'started_at', nows, 'spawned_at', '', 'updated_at', nows)
+          'attempts', attempts, 'started_at', nows, 'spawned_at', '', 'updated_at', nows,
+          'fetch_tag', tag)
         redis.call('SADD', inflight, id)
         if rearm then
           -- One marker wakes one idle worker; re-arm so the others see remaining work.
