@@ -81,13 +81,21 @@ elseif rec then
     or bad_type(old_cancelled, 'zset')
   if why then return {DATA_ERROR, why} end
 end
-why = denied({{'HSET', job, 'state', 'x'}, {'DEL', job}, {'DEL', logkey},
-  {'LREM', dlq, '0', id}, {'ZREM', completed, id}, {'ZREM', cancelled, id},
-  {'ZREM', qzset, id}, {'HDEL', qwhy, id}, {'SADD', queues, 'x'},
-  {'ZREM', old_dead, id}, {'ZREM', old_completed, id}, {'ZREM', old_cancelled, id},
-  {'ZADD', scheduled_idx, '0', id},
-  {later and 'ZADD' or 'RPUSH', later and delayed or queue, '0', id},
-  {'RPUSH', later and swake or wake, '1'}})
+-- The writes this call makes, and only those: a new job's are four commands.
+why = denied_one('HSET', job, 'state', 'x') or denied_one('SADD', queues, 'x')
+if not why and later then
+  why = denied({{'ZADD', delayed, '0', id}, {'ZADD', scheduled_idx, '0', id},
+    {'RPUSH', swake, '1'}})
+elseif not why then
+  why = denied_one('RPUSH', queue, id) or denied_one('RPUSH', wake, '1')
+end
+if not why and quarantined then
+  why = denied({{'ZREM', qzset, id}, {'HDEL', qwhy, id}, {'DEL', job}, {'DEL', logkey}})
+elseif not why and rec then
+  why = denied({{'DEL', job}, {'DEL', logkey}, {'LREM', dlq, '0', id},
+    {'ZREM', completed, id}, {'ZREM', cancelled, id}, {'ZREM', old_dead, id},
+    {'ZREM', old_completed, id}, {'ZREM', old_cancelled, id}})
+end
 if why then return {NO_PERM, why} end
 
 if quarantined then
