@@ -6,15 +6,19 @@ scripts wrote; nothing is mocked.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from queuectl.core.client import Client
+from queuectl.core.errors import PermissionDeniedError
 from queuectl.core.keys import Keys
 from queuectl.core.lua import script_source
 from queuectl.core.models import JobSpec
+from queuectl.core.policy import Policy
 from queuectl.core.settings import PolicyDefaults
 from queuectl.core.store import Fetched, Store
 
@@ -96,3 +100,30 @@ def make_due() -> Callable[[Store, str], None]:
         assert store.promote_due(100).moved >= 1
 
     return pull
+
+
+Refusal = Callable[[list[str], str, Callable[[Store], object]], None]
+
+
+@pytest.fixture
+def refused_with_nothing_written(raw: redis.Redis, redis_url: str, keys: Keys) -> Refusal:
+    """``check(rules, match, call)``: ``call(store)``, with a store of an ACL user given
+    ``rules`` on top of ``+@all``, answers NOPERM (``match``) and leaves every key of the
+    prefix as it was."""
+
+    def check(rules: list[str], match: str, call: Callable[[Store], object]) -> None:
+        user = f"limited-{uuid.uuid4().hex[:8]}"
+        raw.execute_command("ACL", "SETUSER", user, "on", ">pw", "+@all",  # type: ignore[no-untyped-call]
+                            *rules)
+        limited = redis.Redis.from_url(redis_url, username=user, password="pw",
+                                       decode_responses=True)
+        try:
+            before = {key: raw.dump(key) for key in raw.scan_iter(f"{keys.prefix}:*")}
+            with pytest.raises(PermissionDeniedError, match=match):
+                call(Store(limited, keys, Policy()))
+            assert {key: raw.dump(key) for key in raw.scan_iter(f"{keys.prefix}:*")} == before
+        finally:
+            limited.close()
+            raw.acl_deluser(user)
+
+    return check

@@ -195,3 +195,17 @@ def test_enqueue_many_spans_pipeline_chunks_and_reports_each_result(
     assert all(r.state is JobState.PENDING for i, r in enumerate(results) if i != 500)
     queued = raw.lrange(k.queue("default"), 0, -1)
     assert queued == ["taken"] + [f"m{i}" for i in range(n)]
+
+
+
+@pytest.mark.parametrize(("rule", "key"), [
+    ("-hset", "jobs:new"), ("-sadd", "queues"), ("-rpush", "queue:q")])
+def test_an_acl_that_denies_a_write_of_a_new_job_stops_it_before_any_write(
+        store: Store, refused_with_nothing_written: Callable[..., None], rule: str,
+        key: str) -> None:
+    """The writes a call will make are checked before the first of them."""
+    p = store.keys.prefix
+    store.enqueue(JobSpec(id="there", command="true", queue="q"))  # every key exists
+    refused_with_nothing_written(
+        [f"~{p}:*", rule], f"{rule[1:].upper()} on {p}:{key}",
+        lambda limited: limited.enqueue(JobSpec(id="new", command="true", queue="q")))

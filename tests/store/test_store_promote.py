@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,10 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from queuectl.core.errors import PermissionDeniedError
-from queuectl.core.keys import Keys
 from queuectl.core.models import JobSpec
-from queuectl.core.policy import Policy
 from queuectl.core.store import Fetched, Store
 
 Now = Callable[[], float]
@@ -226,26 +222,8 @@ def test_promotion_checks_the_fields_it_reads_and_the_fetch_the_rest(
     assert raw.hget(k.job("bad-attempts"), "attempts") == "abc"
 
 
-def refused_with_nothing_written(raw: redis.Redis, redis_url: str, prefix: str,
-                                 rules: list[str], match: str) -> None:
-    """promote_due under an ACL user with ``rules`` answers NOPERM (``match``), unchanged."""
-    user = f"promote-{uuid.uuid4().hex[:8]}"
-    raw.execute_command("ACL", "SETUSER", user, "on", ">pw", "+@all",  # type: ignore[no-untyped-call]
-                        *rules)
-    limited = redis.Redis.from_url(redis_url, username=user, password="pw",
-                                   decode_responses=True)
-    try:
-        before = {key: raw.dump(key) for key in raw.scan_iter(f"{prefix}:*")}
-        with pytest.raises(PermissionDeniedError, match=match):
-            Store(limited, Keys(prefix), Policy()).promote_due(100)
-        assert {key: raw.dump(key) for key in raw.scan_iter(f"{prefix}:*")} == before
-    finally:
-        limited.close()
-        raw.acl_deluser(user)
-
-
 def test_an_acl_that_denies_one_record_stops_the_batch_before_any_write(
-        store: Store, raw: redis.Redis, now: Now, redis_url: str) -> None:
+        store: Store, now: Now, refused_with_nothing_written: Callable[..., None]) -> None:
     # ACL key patterns are globs: a user may write P:jobs:a* and not P:jobs:b*, so the
     # permission to write each record is checked for that record, before the first write.
     # Every record may be read (P:jobs: itself is in KEYS as the records' prefix).
@@ -254,12 +232,12 @@ def test_an_acl_that_denies_one_record_stops_the_batch_before_any_write(
     scheduled(store, "b1", t - 1)
     p = store.keys.prefix
     refused_with_nothing_written(
-        raw, redis_url, p, [f"~{p}:[^j]*", f"~{p}:jobs", f"~{p}:jobs:", f"~{p}:jobs:a*",
-                            f"%R~{p}:jobs:*"], f"HSET on {p}:jobs:b1")
+        [f"~{p}:[^j]*", f"~{p}:jobs", f"~{p}:jobs:", f"~{p}:jobs:a*", f"%R~{p}:jobs:*"],
+        f"HSET on {p}:jobs:b1", lambda limited: limited.promote_due(100))
 
 
 def test_an_acl_that_denies_one_queue_stops_the_batch_before_any_write(
-        store: Store, raw: redis.Redis, now: Now, redis_url: str) -> None:
+        store: Store, now: Now, refused_with_nothing_written: Callable[..., None]) -> None:
     # The queues a batch pushes to are known only once the records are read; each one's
     # list, wake list and indexes are checked before the first write all the same.
     t = now()
@@ -267,6 +245,6 @@ def test_an_acl_that_denies_one_queue_stops_the_batch_before_any_write(
     scheduled(store, "b1", t - 1, queue="q2")
     p = store.keys.prefix
     refused_with_nothing_written(
-        raw, redis_url, p, [f"~{p}:[^q]*", f"~{p}:queues", f"~{p}:quarantine*",
-                            f"~{p}:queue:", f"~{p}:queue:q1", f"%R~{p}:queue:*"],
-        f"RPUSH on {p}:queue:q2")
+        [f"~{p}:[^q]*", f"~{p}:queues", f"~{p}:quarantine*", f"~{p}:queue:",
+         f"~{p}:queue:q1", f"%R~{p}:queue:*"],
+        f"RPUSH on {p}:queue:q2", lambda limited: limited.promote_due(100))
