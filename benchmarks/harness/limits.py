@@ -1,6 +1,8 @@
 """The no-queue limits: how fast this machine spawns ``sh -c true`` from Python at the
 benchmark's concurrency (with pipes, as a job's output is captured, and the cheapest way:
-``posix_spawn`` without pipes), and how many Redis round trips one client makes."""
+``posix_spawn`` without pipes), what share of the ideal rate ``sh -c 'sleep 0.05'``
+reaches spawned the same way at that concurrency, and how many Redis round trips one
+client makes."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ import redis
 from benchmarks.harness.infra import spread
 
 ARGV = ["/bin/sh", "-c", "true"]
+SLEEP = 0.05
+SLEEP_ARGV = ["/bin/sh", "-c", f"sleep {SLEEP}"]
+SLEEP_RUNS = 40  # per thread: the benchmark's 320 sleep jobs over 8 threads
 
 
-def spawn_piped() -> None:
-    proc = subprocess.Popen(ARGV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def spawn_piped(argv: list[str] = ARGV) -> None:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     proc.communicate()
 
@@ -64,6 +69,23 @@ def spawn_rate(kind: str, processes: int, threads: int, total: int) -> float:
     return per_thread * processes * threads / (time.perf_counter() - t0)
 
 
+def sleep_pct_ideal(threads: int = 8) -> float:
+    """``sh -c 'sleep 0.05'`` with pipes from ``threads`` threads, SLEEP_RUNS each, as a
+    percentage of the ideal rate (threads / 0.05 s): the ceiling of the benchmark's
+    ``sleep 0.05`` figure on this machine, before any queue."""
+    def loop() -> None:
+        for _ in range(SLEEP_RUNS):
+            spawn_piped(SLEEP_ARGV)
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=loop) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    rate = threads * SLEEP_RUNS / (time.perf_counter() - t0)
+    return 100 * rate * SLEEP / threads
+
+
 def redis_round_trips(url: str, seconds: float = 2.0) -> float:
     client = redis.Redis.from_url(url)
     n, t0 = 0, time.perf_counter()
@@ -83,6 +105,7 @@ def measure(url: str, total: int, repeats: int) -> dict[str, Any]:
             for processes, threads in ((1, 8), (2, 4)):
                 rate = spawn_rate(kind, processes, threads, total)
                 values.setdefault(f"spawn_{kind}_{processes}x{threads}", []).append(rate)
+        values.setdefault("sleep_pct_ideal_1x8", []).append(sleep_pct_ideal())
         values.setdefault("redis_ping", []).append(redis_round_trips(url))
     figures = {k: spread(v) for k, v in values.items()}
     return {"figures": figures}

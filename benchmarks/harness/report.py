@@ -84,10 +84,15 @@ def ratios(doc: Doc) -> list[Doc]:
         div(nocg, figure(limits, "spawn_piped_2x4")), "—", lambda v: True)
     add("QueueCTL 2x4, job cgroups off, `sleep 0.05` % of ideal (160/s)",
         median(doc, "queuectl-2x4-nocg", "sleep_pct_ideal"), "—", lambda v: True, "%", 1)
+    add("no-queue `sh -c 'sleep 0.05'` with pipes, 1x8, % of ideal (160/s)",
+        figure(limits, "sleep_pct_ideal_1x8"), "—", lambda v: True, "%", 1)
     for model in ("1x8", "2x4"):
         name = f"queuectl-{model}"
         add(f"QueueCTL {model} `sleep 0.05` % of ideal (160/s)",
             median(doc, name, "sleep_pct_ideal"), "≥ 95 %", lambda v: v >= 95, "%", 1)
+        add(f"QueueCTL {model} `sleep 0.05` / no-queue `sleep 0.05` 1x8",
+            div(median(doc, name, "sleep_pct_ideal"), figure(limits, "sleep_pct_ideal_1x8")),
+            "—", lambda v: True)
         add(f"QueueCTL {model} Redis commands per job", median(doc, name, "commands_per_job"),
             "≤ 8", lambda v: v <= 8, "", 1)
         add(f"QueueCTL {model} start latency p50", median(doc, name, "latency_p50"),
@@ -141,6 +146,8 @@ LIMIT_ROWS = [
     ("spawn_piped_2x4", f"spawn `sh -c true` with pipes, 2 processes {TIMES} 4 threads", 0),
     ("spawn_posix_spawn_1x8", f"`posix_spawn` `sh -c true`, no pipes, 1 {TIMES} 8", 0),
     ("spawn_posix_spawn_2x4", f"`posix_spawn` `sh -c true`, no pipes, 2 {TIMES} 4", 0),
+    ("sleep_pct_ideal_1x8", f"`sh -c 'sleep 0.05'` with pipes, 1 {TIMES} 8, % of ideal (160/s)",
+     1),
     ("redis_ping", "Redis round trips (PING, one client)", 0),
 ]
 
