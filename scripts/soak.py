@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import io
 import random
+import re
 import signal
 import statistics
 import sys
@@ -103,6 +104,7 @@ class Soak:
     watches: list[Watch] = field(default_factory=list)
     recoveries: dict[str, list[float]] = field(default_factory=dict)
     suspects: set[str] = field(default_factory=set)  # held by a killed or frozen worker
+    faulted: set[str] = field(default_factory=set)  # ids of the workers killed or frozen
     failures: list[str] = field(default_factory=list)
 
     def say(self, text: str) -> None:
@@ -165,6 +167,7 @@ class Soak:
         if victim is None:
             return
         lost = self.take_out(victim, signal.SIGKILL)
+        self.faulted.add(victim.id)
         replacement = self.add_worker()
         self.faults["sigkill-worker"] += 1
         self.say(f"sigkill-worker {victim.id} (held {len(lost.held)}); "
@@ -176,6 +179,7 @@ class Soak:
         if victim is None or len(self.running()) < 2:
             return  # keep one worker running
         lost = self.take_out(victim, signal.SIGSTOP)
+        self.faulted.add(victim.id)
         # Past the TTL (1 s) so that the scheduler reaps it and its jobs are taken over.
         frozen_for = self.rng.uniform(1.5, 4.0)
         self.frozen[victim.id] = (victim, time.monotonic() + frozen_for)
@@ -378,9 +382,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+HANDED_BACK = re.compile(r"job (\S+) of lost worker (\S+) handed back")
+
+
+def handed_back(soak: Soak) -> set[str]:
+    """Jobs a scheduler handed back from a worker that was killed or frozen (its log
+    lines say which): besides the jobs it held when the fault came, a frozen worker may
+    have leased one for each idle thread, by the fetch each sent behind its wait."""
+    ids: set[str] = set()
+    for proc in soak.chaos.procs.started:
+        for job_id, worker in HANDED_BACK.findall(proc.stderr()):
+            if worker in soak.faulted:
+                ids.add(job_id)
+    return ids
+
+
 def report(soak: Soak, outcome: Outcome, drained: float) -> int:
     dup = outcome.duplicates
-    unexplained = sorted(set(dup) - soak.suspects)
+    unexplained = sorted(set(dup) - soak.suspects - handed_back(soak))
     lost = outcome.lost
     print()
     print(f"jobs          {dict(soak.kinds)}")
@@ -397,7 +416,8 @@ def report(soak: Soak, outcome: Outcome, drained: float) -> int:
         where = f"{job.state.value} under {job.worker}" if job else "missing"
         print(f"    {job_id}: {where}, ran {outcome.runs[job_id]} time(s)")
     print(f"duplicated    {len(dup)} job(s) ran more than needed ({sum(dup.values())} extra "
-          f"runs); {len(dup) - len(unexplained)} held by a killed or frozen worker, "
+          f"runs); {len(dup) - len(unexplained)} held by or handed back from a killed or "
+          "frozen worker, "
           f"{len(unexplained)} unexplained {unexplained[:10]}")
     print(f"drained       {drained:.1f}s after the last fault")
     print("recovery      p50 / max (n)")

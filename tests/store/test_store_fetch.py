@@ -168,8 +168,14 @@ def test_fractional_timeouts_survive(store: Store, timeout: float) -> None:
     assert job is not None and job.timeout == timeout
 
 
+def alive(raw: redis.Redis, store: Store, worker: str = "w1") -> None:
+    """What the worker's heartbeat keeps while it lives: its status hash."""
+    raw.hset(store.keys.worker(worker), "last_beat", "1")
+
+
 def test_a_waiting_fetch_leases_the_job_that_wakes_it(store: Store, raw: redis.Redis) -> None:
     k = store.keys
+    alive(raw, store)
     got: list[Fetched | None] = []
     waiter = threading.Thread(
         target=lambda: got.append(store.wait_fetch("w1", ["q"], timeout=10, tag="7")))
@@ -190,20 +196,37 @@ def test_a_waiting_fetch_of_a_stopping_worker_takes_nothing(store: Store,
     """The worker's wakeup list holds one marker more than it has slots while it stops:
     the fetch behind the last slot's wait still finds one."""
     k = store.keys
+    alive(raw, store)
     store.enqueue(JobSpec(id="j1", command="true", queue="q"))
     raw.rpush(k.wakeup("w1"), "1", "1")
     assert store.wait_fetch("w1", ["q"], timeout=10) is None
     assert store.fetch("w1", ["q"]) is None, "a plain fetch takes nothing either"
     assert raw.hget(k.job("j1"), "state") == "pending"
     assert raw.lrange(k.queue("q"), 0, -1) == ["j1"]
+    assert raw.llen(k.wake("q")) == 1, "the wake marker is back for other workers"
     raw.delete(k.wakeup("w1"))
     assert store.wait_fetch("w1", ["q"], timeout=10) is not None
+
+
+def test_a_waiting_fetch_of_a_worker_counted_dead_takes_nothing(store: Store,
+                                                              raw: redis.Redis) -> None:
+    """The fetch behind a wait runs whenever the wait ends, perhaps after the worker was
+    frozen past its TTL and reaped: then its in-flight set is read by no reaper again, so
+    without its status hash (the reaper's sign of life) it takes no job."""
+    k = store.keys
+    store.enqueue(JobSpec(id="j1", command="true", queue="q"))
+    assert store.wait_fetch("w1", ["q"], timeout=10) is None
+    assert raw.hget(k.job("j1"), "state") == "pending"
+    assert raw.scard(k.inflight("w1")) == 0
+    assert raw.llen(k.wake("q")) == 1, "the wake marker it took is put back"
+    assert store.fetch("w1", ["q"]) is not None, "a plain fetch, sent by a running thread"
 
 
 def test_a_wake_list_of_the_wrong_type_never_costs_a_leased_job(store: Store,
                                                               raw: redis.Redis) -> None:
     """BLPOP fails at once and the fetch behind it still runs: its job is returned."""
     k = store.keys
+    alive(raw, store)
     store.enqueue(JobSpec(id="j1", command="true", queue="q"))
     raw.delete(k.wake("q"))
     raw.set(k.wake("q"), "planted")
@@ -214,6 +237,7 @@ def test_a_wake_list_of_the_wrong_type_never_costs_a_leased_job(store: Store,
 
 
 def test_a_waiting_fetch_runs_again_after_a_script_flush(store: Store, raw: redis.Redis) -> None:
+    alive(raw, store)
     store.enqueue(JobSpec(id="j1", command="true", queue="q"))
     raw.script_flush()
     job = store.wait_fetch("w1", ["q"], timeout=10)

@@ -82,7 +82,11 @@ def test_a_slot_survives_an_error_no_job_should_cause(worker: Worker, client: Cl
     # goes on.
     worker.start()
     client.enqueue("true", job_id="odd", queue="side")  # a queue the slots do not read
-    held = client.store.fetch(worker.id, ["side"])
+    # Leased as the worker's own calls lease, so that it holds the job (else its
+    # reconcile would hand it back as one whose fetch reply was lost).
+    tag = worker.reports._call()
+    held = client.store.fetch(worker.id, ["side"], str(tag))
+    worker.reports._answered(tag, held)
     assert held is not None
     broken = Fetched(held.id, held.lease, held.command, held.timeout, held.attempts,
                      held.queue, held.trace_context, env="{not json")

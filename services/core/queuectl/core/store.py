@@ -64,13 +64,14 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
     """Typed access to QueueCTL's scripts; every method is safe to call from many threads."""
 
     # -- the worker's hot path ------------------------------------------------------
-    def _fetch_call(self, worker_id: str, queues: Sequence[str],
-                    tag: str) -> tuple[list[str], list[Any]]:
+    def _fetch_call(self, worker_id: str, queues: Sequence[str], tag: str,
+                    alive: bool = False) -> tuple[list[str], list[Any]]:
         k = self.keys
         keys = [k.inflight(worker_id), k.job_prefix, k.quarantine, k.quarantine_why,
-                k.wakeup(worker_id)]
+                k.wakeup(worker_id), k.worker(worker_id)]
         keys += [k.queue(q) for q in queues] + [k.wake(q) for q in queues]
-        return keys, [worker_id, len(queues), num(self.policy.job_timeout), tag]
+        return keys, [worker_id, len(queues), num(self.policy.job_timeout), tag,
+                      "1" if alive else "0"]
 
     def fetch(self, worker_id: str, queues: Sequence[str], tag: str = "") -> Fetched | None:
         """Lease the next job of the first non-empty queue, or return None. ``tag``, the
@@ -91,10 +92,12 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
         wakeup list), then fetch, in one round trip: the fetch goes out behind the BLPOP,
         and Redis runs it the moment the BLPOP returns, marker or not.
 
-        A wake list of the wrong type raises its WRONGTYPE error, unless the fetch that
-        followed leased a job, which is returned (a job leased is never dropped)."""
+        The fetch may run long after it was sent, so it takes a job only while the worker
+        counts as alive (its status hash exists: fetch.lua). A wake list of the wrong type
+        raises its WRONGTYPE error, unless the fetch that followed leased a job, which is
+        returned (a job leased is never dropped)."""
         k = self.keys
-        keys, args = self._fetch_call(worker_id, queues, tag)
+        keys, args = self._fetch_call(worker_id, queues, tag, alive=True)
         script = self._script("fetch")
         pipe = self.server_pipeline()
         pipe.blpop([k.wakeup(worker_id)] + [k.wake(q) for q in queues], timeout=timeout)

@@ -6,18 +6,21 @@ KEYS[2]           job hash prefix              P:jobs:   (job hash = prefix .. i
 KEYS[3]           quarantine zset              P:quarantine
 KEYS[4]           quarantine reasons hash      P:quarantine:why
 KEYS[5]           the worker's wakeup list     P:wakeup:<worker>
-KEYS[6 .. 5+n]    queue lists, highest priority first
-KEYS[6+n .. 5+2n] their wake lists, same order
+KEYS[6]           the worker's status hash     P:worker:<worker>
+KEYS[7 .. 6+n]    queue lists, highest priority first
+KEYS[7+n .. 6+2n] their wake lists, same order
 
 ARGV[1] worker id   ARGV[2] n (number of queues)   ARGV[3] job-timeout policy ("0" = none)
 ARGV[4] the worker's number for this call, kept in the job's record (fetch_tag): its
         reconcile tells by it a job whose reply is on its way from one whose reply was lost
+ARGV[5] "1": take a job only while the worker's status hash exists (see below)
 
 Returns {1, notes, id, lease, command, timeout, attempts, queue, trace_context, env,
           ready_at, now}:
           a job, leased; timeout is the job's own, else ARGV[3] ("0" = none); since
           when it was ready ("" if unknown) and the server's time of this fetch;
-        {0, notes}   every queue is empty (or unusable), or the worker is stopping;
+        {0, notes}   every queue is empty (or unusable), or the worker is stopping or
+                     (ARGV[5]) counts as dead;
         {2, notes}   nothing taken yet but this call stopped early: call again;
         {-90, why}   the in-flight set has the wrong type; {-91, why} NOPERM.
 notes lists what was set aside on the way: ids moved to quarantine (their record
@@ -34,31 +37,40 @@ was (its record cannot be quarantined now, or NOPERM) is pushed back to the fron
 the list is left exactly as it was. A wake list is re-armed when its queue still holds
 ids, for the idle workers that wait on it.
 An idle worker sends this script right behind its BLPOP on the wake lists, so that Redis
-runs it the moment the BLPOP returns (worker/pool.py). A stopping worker leaves a marker
-in its wakeup list for as long as it drains; a call that finds one takes nothing. The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
+runs it the moment the BLPOP returns (worker/pool.py), which may be long after it was
+sent. Such a call (ARGV[5]) takes a job only while the worker's status hash exists, which
+is what the reaper counts as alive: a job is never leased to a worker already reaped,
+whose in-flight set no reaper would read again. A stopping worker leaves a marker in its
+wakeup list for as long as it drains; a call that finds one takes nothing either. A
+call that takes nothing re-arms the wake lists it may have emptied, for other workers. The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
 the slot of every other key, which keeps the script Redis Cluster safe.
 ]]
 --- @include "time"
 --- @include "guard"
 --- @include "take"
 
-local inflight, prefix, qzset, qwhy, wakeup = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local inflight, prefix, qzset, qwhy, wakeup, status = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+  KEYS[5], KEYS[6]
 local worker, n = ARGV[1], tonumber(ARGV[2])
 local why = bad_type(inflight, 'set')
 if why then return {DATA_ERROR, why} end
 local checks = {{'SADD', inflight, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'},
   {'LLEN', wakeup}}
 for i = 1, n do
-  checks[#checks + 1] = {'LPOP', KEYS[5 + i]}
-  checks[#checks + 1] = {'LPUSH', KEYS[5 + i], 'x'}
-  checks[#checks + 1] = {'LLEN', KEYS[5 + i]}  -- read after the first write: checked here
-  checks[#checks + 1] = {'LLEN', KEYS[5 + n + i]}
-  checks[#checks + 1] = {'RPUSH', KEYS[5 + n + i], '1'}
+  checks[#checks + 1] = {'LPOP', KEYS[6 + i]}
+  checks[#checks + 1] = {'LPUSH', KEYS[6 + i], 'x'}
+  checks[#checks + 1] = {'LLEN', KEYS[6 + i]}  -- read after the first write: checked here
+  checks[#checks + 1] = {'LLEN', KEYS[6 + n + i]}
+  checks[#checks + 1] = {'RPUSH', KEYS[6 + n + i], '1'}
 end
 why = denied(checks)
 if why then return {NO_PERM, why} end
 -- A wakeup list of another type is no stop marker (the worker's BLPOP reports it).
-if key_type(wakeup) == 'list' and redis.call('LLEN', wakeup) > 0 then return {0, {}} end
+if (key_type(wakeup) == 'list' and redis.call('LLEN', wakeup) > 0)
+    or (ARGV[5] == '1' and key_type(status) == 'none') then
+  rearm_wakes(6, n)
+  return {0, {}}
+end
 local now, nows = server_time()
-return take_next(inflight, prefix, qzset, qwhy, 5, n, worker, ARGV[3], now, nows, true,
+return take_next(inflight, prefix, qzset, qwhy, 6, n, worker, ARGV[3], now, nows, true,
   ARGV[4] or '')

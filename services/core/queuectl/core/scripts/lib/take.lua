@@ -13,6 +13,17 @@
 --- @include "job"
 --- @include "quarantine"
 
+-- rearm_wakes(base, n): put a marker on the wake list of each queue that holds ids and has
+-- none (queue i is KEYS[base + i], its wake list KEYS[base + n + i]).
+local function rearm_wakes(base, n)
+  for j = 1, n do
+    local q, w = KEYS[base + j], KEYS[base + n + j]
+    if (try('LLEN', q) or 0) > 0 and try('LLEN', w) == 0 then
+      redis.call('RPUSH', w, '1')
+    end
+  end
+end
+
 local function take_next(inflight, prefix, qzset, qwhy, base, n, worker, timeout_policy, now,
                          nows, rearm, tag)
   local notes = {}
@@ -61,17 +72,10 @@ local function take_next(inflight, prefix, qzset, qwhy, base, n, worker, timeout
           'attempts', attempts, 'started_at', nows, 'spawned_at', '', 'updated_at', nows,
           'fetch_tag', tag)
         redis.call('SADD', inflight, id)
-        if rearm then
-          -- One marker wakes one idle worker; re-arm so the others see remaining work.
-          -- Only idle slots take markers, and each fetches with rearm after waking: a
-          -- busy slot's fetch takes none and need not put one back.
-          for j = 1, n do
-            local q, w = KEYS[base + j], KEYS[base + n + j]
-            if (try('LLEN', q) or 0) > 0 and try('LLEN', w) == 0 then
-              redis.call('RPUSH', w, '1')
-            end
-          end
-        end
+        -- One marker wakes one idle worker; re-arm so the others see remaining work.
+        -- Only idle slots take markers, and each fetches with rearm after waking: a
+        -- busy slot's fetch takes none and need not put one back.
+        if rearm then rearm_wakes(base, n) end
         local timeout = rec.timeout ~= '' and rec.timeout or timeout_policy
         return {1, notes, id, lease, rec.command, timeout, attempts, rec.queue,
           rec.trace_context, rec.env, rec.ready_at, nows}
