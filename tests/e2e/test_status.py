@@ -90,7 +90,8 @@ def test_worker_json_is_typed_whatever_its_status_hash_holds(cli: Cli, client: C
         "environment_failures": "0", "started_at": "2026-01-02T03:04:05.678Z", "host": "h"})
     register_worker(client, "w2")
     client.redis.hset(client.keys.worker("w2"), mapping={
-        "pid": "abc", "threads": "-1", "state": "\x1b[2Jhacked", "started_at": "yesterday"})
+        "pid": "abc", "threads": "-1", "state": "\x1b[2Jhacked", "started_at": "yesterday",
+        "failed": "\u00b2"})  # a digit to str.isdigit, not to int()
     workers = json_of(cli("worker", "list", "--json"), "worker-list")
     # Numbers are numbers, the counters named for what they count; no raw string hash.
     assert workers[0] == {
@@ -101,7 +102,7 @@ def test_worker_json_is_typed_whatever_its_status_hash_holds(cli: Cli, client: C
         "runs_failed": 2, "environment_failures": 0}
     # What is not a worker's own value is null, not passed through.
     assert (workers[1]["pid"], workers[1]["threads"], workers[1]["state"],
-            workers[1]["started_at"]) == (None, None, None, None)
+            workers[1]["started_at"], workers[1]["runs_failed"]) == (None, None, None, None, None)
     in_status = json_of(cli("status", "--json"), "status")["workers"]
     assert [w | {"last_beat_age": 0} for w in in_status] == [
         w | {"last_beat_age": 0} for w in workers]

@@ -77,3 +77,16 @@ def test_a_job_whose_fetch_reply_is_on_its_way_is_kept(client: Client, settings:
     reports.reconcile()
     assert client.get("awaited").state is JobState.PENDING
     assert client.get("later").state is JobState.PROCESSING
+
+
+def test_a_lost_job_with_an_unreadable_lease_goes_to_quarantine(
+        client: Client, settings: Settings) -> None:
+    """"²" is a digit to str.isdigit but not to int(): reconcile must not trip on it."""
+    worker = Worker(client.store, settings, 1, ["default"])
+    client.store.enqueue(JobSpec(id="ghost", command="true"))
+    assert client.store.fetch(worker.id, ["default"]) is not None  # the reply "lost"
+    client.redis.hset(client.keys.job("ghost"), "lease", "\u00b2")
+
+    worker.reports.reconcile()
+    assert client.redis.zscore(client.keys.quarantine, "ghost") is not None
+    assert client.redis.scard(client.keys.inflight(worker.id)) == 0

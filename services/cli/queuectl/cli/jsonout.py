@@ -16,6 +16,7 @@ from typing import Literal, TypedDict, cast
 from queuectl.core.admin_ops import QuarantineEntry
 from queuectl.core.client import Settled
 from queuectl.core.models import Job, iso
+from queuectl.core.models import stored_count as _count
 from queuectl.core.overview import TOTALS, Status, WorkerInfo
 from queuectl.core.policy import POLICY_KEYS, PolicyView
 from queuectl.core.tracecontext import trace_id_of
@@ -23,11 +24,6 @@ from queuectl.core.tracecontext import trace_id_of
 
 def _time(ts: float | None) -> str | None:
     return None if ts is None else iso(ts)
-
-
-def _count(raw: str | None) -> int | None:
-    """A counter a worker reported in its status hash; None if absent or not a number."""
-    return int(raw) if raw is not None and raw.isdigit() and len(raw) < 16 else None
 
 
 def _reported(raw: str | None, pattern: re.Pattern[str]) -> str | None:

@@ -279,6 +279,12 @@ TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at"
                "spawned_at")
 
 
+def stored_count(raw: str | None) -> int | None:
+    """A counter as QueueCTL stores one (1-15 ASCII digits); None when absent or anything
+    else: str.isdigit() also takes digits such as "²" that int() refuses."""
+    return int(raw) if raw is not None and _COUNT.fullmatch(raw) else None
+
+
 def _decimal(raw: str) -> bool:
     return len(raw) <= 32 and _DECIMAL.fullmatch(raw) is not None
 

@@ -24,6 +24,7 @@ from queuectl.core.errors import (
     RedisRefusedError,
 )
 from queuectl.core.logs import job_extra
+from queuectl.core.models import stored_count
 from queuectl.core.resilience import Backoff, BackoffMonitor
 from queuectl.core.store import FailOutcome, Fetched, Finished, Quarantined, Store, as_str
 from queuectl.core.tracecontext import trace_id_of
@@ -219,19 +220,18 @@ class Reporter:
             except redis.ResponseError:
                 # not a hash: release.lua quarantines it
                 lease = queue = attempts = context = tag = None
-            call = as_str(tag or b"")
-            if call.isdigit() and len(call) < 16 and (int(call) in awaited or int(call) > last):
+            call = stored_count(as_str(tag) if tag else None)
+            if call is not None and (call in awaited or call > last):
                 continue  # its reply is on its way
-            token = as_str(lease or b"0")
+            token = stored_count(as_str(lease or b"0"))
             # A lease that does not parse marks a record release.lua sends to quarantine.
-            ghost = Fetched(job_id, int(token) if token.isdigit() and len(token) < 16 else -1,
+            ghost = Fetched(job_id, -1 if token is None else token,
                             "", None, 0, self.store.queue_of(job_id) if queue else "default", "")
             try:
                 self.store.release(ghost, self.worker_id, "the fetch reply was lost; handed back")
-                run = as_str(attempts or b"")
+                run = stored_count(as_str(attempts) if attempts else None)
                 log.warning("job %s was leased but the fetch reply was lost; handed back", job_id,
-                            extra=job_extra(job_id, ghost.queue,
-                                            int(run) if run.isdigit() and len(run) < 16 else None,
+                            extra=job_extra(job_id, ghost.queue, run,
                                             trace_id_of(as_str(context) if context else None)))
             except LeaseLostError:
                 pass
