@@ -320,6 +320,11 @@ class EnqueueOps(ScriptStore):
     def _answers(self, prepared: PreparedChunk, codes: str, flat: Sequence[Any],
                  results: list[EnqueueResult]) -> None:
         """One result a job of a chunk the script answered, in order."""
+        if codes == "0" * len(prepared.chunk):
+            # Every job stored as pending: the usual chunk, answered in one pass.
+            pending = JobState.PENDING
+            results.extend([EnqueueResult(row[0], pending) for row in prepared.chunk])
+            return
         refused = {int(flat[i]) - 1: flat[i + 1:i + 3] for i in range(0, len(flat), 3)}
         pending, scheduled = JobState.PENDING, JobState.SCHEDULED
         for i, (row, span, code) in enumerate(zip(prepared.chunk, prepared.spans, codes,
@@ -351,13 +356,7 @@ class EnqueueOps(ScriptStore):
             if lost:
                 raise BulkEnqueueError(exc, results, start, unsure=len(chunk)) from None
             raise BulkEnqueueError(exc, results, start, refused=len(chunk)) from None
-        codes = as_str(reply[1])
-        if codes == "0" * len(chunk):
-            # Every job stored as pending: the usual chunk, answered in one pass.
-            pending = JobState.PENDING
-            results.extend([EnqueueResult(row[0], pending) for row in chunk])
-        else:
-            self._answers(prepared, codes, reply[2], results)
+        self._answers(prepared, as_str(reply[1]), reply[2], results)
         short = None if acked is None else self.replicas.short(
             0 if isinstance(acked, Exception) else acked, f"the {len(chunk)} jobs sent last were")
         if short is not None:

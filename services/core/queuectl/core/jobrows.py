@@ -14,6 +14,7 @@ from queuectl.core.enqueueing import Row, row_of
 from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.models import (
     MAX_COMMAND_BYTES,
+    MAX_RETRIES,
     new_job_id,
     spec_from_mapping,
     valid_name,
@@ -51,7 +52,7 @@ def _simple_row(data: dict[str, object]) -> Row | None:
     retries = data.get("max_retries")
     if (job_id is not _GENERATE and (type(job_id) is not str or not valid_name(job_id))) or (
             queue is not _DEFAULT and (type(queue) is not str or not valid_name(queue))) or (
-            retries is not None and (type(retries) is not int or not 0 <= retries <= 1000)):
+            retries is not None and (type(retries) is not int or not 0 <= retries <= MAX_RETRIES)):
         return None
     if queue is _DEFAULT:
         queue = DEFAULT_QUEUE

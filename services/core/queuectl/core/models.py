@@ -20,6 +20,7 @@ from queuectl.core.keys import DEFAULT_QUEUE
 from queuectl.core.settings import NAME_PATTERN
 
 MAX_COMMAND_BYTES = 128 * 1024
+MAX_RETRIES = 1000  # a job's own max_retries (scripts/lib/job.lua holds the same bound)
 MIN_TIMEOUT = 0.001
 MAX_TIMEOUT = 30 * 86400
 # How far ahead a job may be scheduled (--delay, --run-at, run_at): further is a typo,
@@ -105,7 +106,7 @@ class JobSpec(BaseModel):
     id: str = Field(default_factory=new_job_id, pattern=NAME_PATTERN)
     command: str = Field(min_length=1)
     queue: str = Field(DEFAULT_QUEUE, pattern=NAME_PATTERN)
-    max_retries: int | None = Field(None, ge=0, le=1000)
+    max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
     # At least a millisecond: the scripts store seconds with six decimals, and a smaller
     # value would be stored as 0, which no record may hold.
     timeout: float | None = Field(None, ge=MIN_TIMEOUT, le=MAX_TIMEOUT, allow_inf_nan=False)
@@ -324,8 +325,8 @@ def record_problem(raw: dict[str, str], job_id: str) -> str | None:  # noqa: C90
         if get(name) != "" and not _COUNT.fullmatch(get(name)):
             return f"field {name} is not a number"
     retries = get("max_retries")
-    if retries != "" and not (_COUNT.fullmatch(retries) and int(retries) <= 1000):
-        return "field max_retries is not a number from 0 to 1000"
+    if retries != "" and not (_COUNT.fullmatch(retries) and int(retries) <= MAX_RETRIES):
+        return f"field max_retries is not a number from 0 to {MAX_RETRIES}"
     timeout = get("timeout")
     if timeout != "" and not (_decimal(timeout) and 0 < float(timeout) <= MAX_TIMEOUT):
         return "field timeout is not a number of seconds"
