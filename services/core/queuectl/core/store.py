@@ -73,10 +73,12 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
         return keys, [worker_id, len(queues), num(self.policy.job_timeout), tag,
                       "1" if alive else "0"]
 
-    def fetch(self, worker_id: str, queues: Sequence[str], tag: str = "") -> Fetched | None:
+    def fetch(self, worker_id: str, queues: Sequence[str], tag: str = "", *,
+              alive: bool = False) -> Fetched | None:
         """Lease the next job of the first non-empty queue, or return None. ``tag``, the
-        caller's number for the call, is kept in the job's record (``fetch_tag``)."""
-        keys, args = self._fetch_call(worker_id, queues, tag)
+        caller's number for the call, is kept in the job's record (``fetch_tag``);
+        ``alive``: only while the worker's status hash exists (fetch.lua)."""
+        keys, args = self._fetch_call(worker_id, queues, tag, alive)
         while True:
             reply = self._run("fetch", keys, args)
             self.notes(reply[1])
@@ -107,7 +109,7 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
         woke, reply = pipe.execute(raise_on_error=False)
         if isinstance(reply, redis.exceptions.NoScriptError):
             # Not run (the scripts were flushed): the plain call loads it again.
-            return self.fetch(worker_id, queues, tag)
+            return self.fetch(worker_id, queues, tag, alive=True)
         if isinstance(reply, Exception):
             raise reply
         reply = check_reply(reply)
@@ -116,7 +118,7 @@ class Store(EnqueueOps, RecoveryOps, AdminOps):
             return _fetched(reply)
         if isinstance(woke, Exception):
             raise woke
-        return self.fetch(worker_id, queues, tag) if int(reply[0]) == 2 else None
+        return self.fetch(worker_id, queues, tag, alive=True) if int(reply[0]) == 2 else None
 
     def _finish_code(self, job: Fetched, reply: Sequence[Any]) -> int:
         code = int(reply[0])

@@ -89,7 +89,7 @@ class Reporter:
         """Lease the next job of our queues (see Store.fetch), remembering that we hold it."""
         tag, job = self._call(), None
         try:
-            job = self.store.fetch(self.worker_id, self.queues, str(tag))
+            job = self.store.fetch(self.worker_id, self.queues, str(tag), alive=True)
             return job
         finally:
             self._answered(tag, job)

@@ -38,11 +38,11 @@ the list is left exactly as it was. A wake list is re-armed when its queue still
 ids, for the idle workers that wait on it.
 An idle worker sends this script right behind its BLPOP on the wake lists, so that Redis
 runs it the moment the BLPOP returns (worker/pool.py), which may be long after it was
-sent. Such a call (ARGV[5]) takes a job only while the worker's status hash exists, which
-is what the reaper counts as alive: a job is never leased to a worker already reaped,
-whose in-flight set no reaper would read again. A stopping worker leaves a marker in its
-wakeup list for as long as it drains; a call that finds one takes nothing either. A
-call that takes nothing re-arms the wake lists it may have emptied, for other workers. The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
+sent. A worker's calls (ARGV[5]) take a job only while its status hash exists, which is
+what the reaper counts as alive: a job is never leased to a worker already reaped, whose
+in-flight set no reaper would read again. A stopping worker leaves a marker in its
+wakeup list for as long as it drains; a call that finds one takes nothing either, and
+re-arms the wake lists it may have emptied, for other workers. The job hash key is built from KEYS[2]; with a hash-tagged prefix it shares
 the slot of every other key, which keeps the script Redis Cluster safe.
 ]]
 --- @include "time"
@@ -66,11 +66,13 @@ end
 why = denied(checks)
 if why then return {NO_PERM, why} end
 -- A wakeup list of another type is no stop marker (the worker's BLPOP reports it).
-if (key_type(wakeup) == 'list' and redis.call('LLEN', wakeup) > 0)
-    or (ARGV[5] == '1' and key_type(status) == 'none') then
+if key_type(wakeup) == 'list' and redis.call('LLEN', wakeup) > 0 then
   rearm_wakes(6, n)
   return {0, {}}
 end
+-- No re-arm here: the worker would take its own marker straight back, and spin until
+-- its heartbeat wrote the hash again.
+if ARGV[5] == '1' and key_type(status) == 'none' then return {0, {}} end
 local now, nows = server_time()
 return take_next(inflight, prefix, qzset, qwhy, 6, n, worker, ARGV[3], now, nows, true,
   ARGV[4] or '')
