@@ -172,13 +172,56 @@ def test_each_attempt_appends_its_header(plain_cfg: ExecConfig, log_dir: Path) -
     assert b"first" not in second.chunk, "only the new run's output is shipped"
 
 
+@pytest.mark.parametrize("target", [LogTarget.FILE, LogTarget.BOTH])
+def test_a_run_that_writes_nothing_leaves_no_log_file(
+        logs: LogDir, log_dir: Path, plain_control: ProcessControl,
+        capsysbinary: pytest.CaptureFixture[bytes], target: LogTarget) -> None:
+    job_id = new_id()
+    result = execute(make_cfg(logs, plain_control, target), "true", job_id=job_id)
+    assert result.succeeded
+    assert not (log_dir / f"{job_id}.log").exists()
+    header = HEADER.match(result.chunk)
+    assert header is not None and header.end() == len(result.chunk), "the header is shipped"
+    assert result.produced == len(result.chunk)
+    capsysbinary.readouterr()
+
+
+def test_a_silent_run_adds_nothing_to_an_earlier_run_s_file(
+        plain_cfg: ExecConfig, log_dir: Path) -> None:
+    job_id = new_id()
+    execute(plain_cfg, "echo first", job_id=job_id)
+    execute(plain_cfg, "true", job_id=job_id)
+    execute(plain_cfg, "echo third", job_id=job_id)
+    written = (log_dir / f"{job_id}.log").read_bytes()
+    assert written.count(b"--- attempt") == 2
+    assert written.endswith(b"third\n")
+
+
+def test_a_link_the_job_plants_at_its_own_log_path_is_not_followed(
+        plain_cfg: ExecConfig, log_dir: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The path was free at the spawn, so the file waits for the first output; the job
+    # takes the path first. Its output still reaches the tail, never the link's target.
+    outside = tmp_path / "precious.txt"
+    outside.write_bytes(b"keep me\n")
+    job_id = new_id()
+    result = execute(plain_cfg, f"ln -s {outside} {log_dir}/{job_id}.log && echo written",
+                     job_id=job_id)
+    assert result.succeeded
+    assert result.chunk.endswith(b"written\n")
+    assert outside.read_bytes() == b"keep me\n"
+    assert (log_dir / f"{job_id}.log").is_symlink()
+    assert any("is a symbolic link; refusing to follow it" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_a_run_after_a_dlq_retry_says_which_run_it_is(plain_cfg: ExecConfig,
                                                        log_dir: Path) -> None:
     job_id = new_id()
     # attempts restart at 0 on a DLQ or quarantine retry; the lease counts every fetch.
     for lease, attempts in ((1, 1), (2, 1), (3, 2)):
-        Execution(Fetched(job_id, lease, "true", None, attempts, "default", ""), plain_cfg,
-                  lambda *_: None).run()
+        Execution(Fetched(job_id, lease, "echo ran", None, attempts, "default", ""),
+                  plain_cfg, lambda *_: None).run()
     headers = re.findall(rb"^--- (.*) of job \S+ on w-test at \S+ ---$",
                          (log_dir / f"{job_id}.log").read_bytes(), re.MULTILINE)
     assert headers == [b"attempt 1",

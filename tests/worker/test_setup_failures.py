@@ -120,7 +120,7 @@ def test_log_dir_is_created_0700_and_files_0600(tmp_path: Path,
         logs.open()
         try:
             job_id = new_id()
-            assert execute(make_cfg(logs, plain_control), "true", job_id=job_id).succeeded
+            assert execute(make_cfg(logs, plain_control), "echo x", job_id=job_id).succeeded
         finally:
             logs.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o700
@@ -142,6 +142,17 @@ def test_a_loose_log_dir_of_ours_is_tightened(tmp_path: Path) -> None:
         assert stat.S_IMODE(loose.stat().st_mode) == 0o600
     finally:
         logs.close()
+
+
+def test_only_a_free_path_in_a_usable_log_dir_waits_for_the_first_output(
+        logs: LogDir, log_dir: Path) -> None:
+    assert logs.fresh("free.log")
+    (log_dir / "earlier.log").write_bytes(b"--- attempt 1 ---\n")
+    (log_dir / "planted.log").symlink_to(log_dir / "nowhere")
+    assert not logs.fresh("earlier.log"), "opened before the spawn, as is"
+    assert not logs.fresh("planted.log"), "judged (and refused) before the spawn"
+    shutil.rmtree(log_dir)
+    assert not logs.fresh("free.log"), "a deleted directory is re-created before the spawn"
 
 
 def test_a_vanished_log_dir_is_re_created_once(
@@ -227,7 +238,8 @@ def test_no_descriptor_left_hands_the_job_back(tmp_path: Path) -> None:
     out = run_job({"log_dir": str(tmp_path / "logs"), "command": "echo never", "nofile": True,
                    "job_id": "emfile"}, tmp_path / "r.json")
     assert out["ending"] == "environment"
-    assert out["error"] == f"cannot open log file {tmp_path}/logs/emfile.log: Too many open files"
+    # The log file waits for the first output (output.py); the pipe is the first descriptor.
+    assert out["error"] == "cannot create the output pipe: Too many open files"
 
 
 def tmpfs(mount: Path, size: str, then: str = "") -> list[str]:

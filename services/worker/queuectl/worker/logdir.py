@@ -79,6 +79,25 @@ class LogDir:
                 os.fchmod(fd, 0o600)
         return fd
 
+    def fresh(self, name: str) -> bool:
+        """True when ``name`` does not exist and the directory looks able to take it: the
+        file may then be created when the run first writes. False says "open it now", so
+        that ``open_log`` judges whatever is in the way (the run's failure) or a directory
+        that cannot take it (the host's) before the job is spawned.
+
+        Only looks: nothing is created. A disk that fills up between this and the
+        first write loses that run's file copy with one warning (output.py)."""
+        fd = self._fd
+        if fd is None:
+            return False
+        try:
+            os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return _can_take_a_file(fd)
+        except OSError:
+            return False
+        return False  # a previous run's file, or something planted there
+
     # -- retention (janitor.py) -----------------------------------------------------------
     def scan(self) -> Generator[str, None, None]:
         """The names in the directory, read lazily; close() the generator to stop early."""
@@ -175,3 +194,17 @@ class LogDir:
                               f"{describe(exc)}")
         return SetupError(environment_or_job(exc),
                           f"cannot open log file {where}: {describe(exc)}")
+
+
+def _can_take_a_file(dir_fd: int) -> bool:
+    """Whether the directory still exists, is writable to us and has room for a file."""
+    try:
+        if os.fstat(dir_fd).st_nlink == 0:  # deleted: open_log re-creates it now
+            return False
+        disk = os.statvfs(dir_fd)
+        if disk.f_flag & os.ST_RDONLY or disk.f_bavail == 0 or disk.f_favail == 0:
+            return False
+        # As the worker's effective user, as the open would be.
+        return os.access(".", os.W_OK | os.X_OK, dir_fd=dir_fd, effective_ids=True)
+    except OSError:
+        return False

@@ -1,11 +1,17 @@
 """Where a job's output goes: its log file, the worker's stdout (tagged), and a capped tail.
 
-Memory stays bounded whatever the command writes (binary, huge, no newlines):
-the file target hands the child the log file's descriptor directly, so bytes
-never pass through Python, and the tail is read back from the file with
-``pread``, at most ``cap`` bytes. The stdout targets read a pipe in 64 KiB
-chunks, keep at most ``cap`` bytes of tail and at most ``MAX_LINE`` bytes of
-an unfinished line.
+The child writes into a pipe; the worker reads it in 64 KiB chunks, copies each chunk to
+the log file and/or stdout, and keeps at most ``cap`` bytes of tail and at most
+``MAX_LINE`` bytes of an unfinished line, so memory stays bounded whatever the command
+writes (binary, huge, no newlines).
+
+A run's log file is created when the run first writes (``LogDir.fresh``): most jobs of a
+busy queue write nothing, and creating a file is the dearest thing a worker does for a
+``true`` job (an inode: 11 to 110 us of kernel time on ext4 here, and a later unlink).
+When something is at the file's path already, or the directory does not look able to
+take a new file, it is opened before the spawn, so that what is in the way fails the run
+and a broken disk hands the job back (logdir.py); a header then waits for the run's
+first output too, unless the file is new.
 """
 
 from __future__ import annotations
@@ -31,48 +37,62 @@ class Capture:
     """One run's output sinks; ``child_fd`` is given to the child as stdout and stderr.
 
     Construction raises SetupError (never a bare OSError) when the sinks cannot be
-    set up; once the job runs, a failing copy (a full disk, a closed stdout) is
-    logged once and dropped, and never stops the run.
+    set up; once the job runs, a failing copy (a full disk, a closed stdout, a log file
+    that cannot be created) is logged once and dropped, and never stops the run.
     """
 
     def __init__(self, job_id: str, header: bytes, target: LogTarget, logs: LogDir | None,
                  cap: int) -> None:
         self.cap = cap
-        self.piped = target is not LogTarget.FILE
         self.child_fd = -1
         self._job_id = job_id
+        self._header = header
         self._tag = f"[{job_id}] ".encode()
         self._to_stdout = target in (LogTarget.STDOUT, LogTarget.BOTH)
+        # The directory to create the log file in when the run first writes; None once it
+        # is open, or when no file is wanted, or after its copy was dropped.
+        self._later: LogDir | None = None
         self._file_fd: int | None = None
+        self._header_due = False  # the file is open, and the header goes in at first output
         self._read_fd: int | None = None
         self._tail = bytearray()
         self._partial = bytearray()
         self._produced = 0
-        self._shipped = 0
         try:
             if target in (LogTarget.FILE, LogTarget.BOTH):
                 assert logs is not None, "a file target needs the log directory"
-                self._open_file(logs, header)
-            if self.piped:
-                self._open_pipe(header)
-            else:
-                assert self._file_fd is not None
-                self.child_fd = self._file_fd
+                if logs.fresh(self._name):
+                    self._later = logs
+                else:
+                    self._open_file(logs, now=False)
+            self._open_pipe()
         except BaseException:
             self.close()
             raise
 
-    def _open_file(self, logs: LogDir, header: bytes) -> None:
-        name = f"{self._job_id}.log"
-        self._file_fd = logs.open_log(name)
+    @property
+    def _name(self) -> str:
+        return f"{self._job_id}.log"
+
+    def _open_file(self, logs: LogDir, *, now: bool) -> None:
+        """Open the log file; its header is written now when ``now`` or when the file is
+        new (a disk too full for it then hands the job back), else at the first output."""
+        self._file_fd = logs.open_log(self._name)
         try:
-            self._shipped = os.fstat(self._file_fd).st_size
-            os.write(self._file_fd, header)
+            if now or os.fstat(self._file_fd).st_size == 0:
+                self._write_header()
+            else:
+                self._header_due = True
         except OSError as exc:
             raise SetupError(environment_or_job(exc), f"cannot write to log file "
-                             f"{logs.path / name}: {describe(exc)}") from None
+                             f"{logs.path / self._name}: {describe(exc)}") from None
 
-    def _open_pipe(self, header: bytes) -> None:
+    def _write_header(self) -> None:
+        assert self._file_fd is not None
+        os.write(self._file_fd, self._header)
+        self._header_due = False
+
+    def _open_pipe(self) -> None:
         try:
             self._read_fd, self.child_fd = os.pipe2(os.O_CLOEXEC)
             # Only our end is non-blocking (the child's stays blocking): ``pump`` reads
@@ -81,9 +101,9 @@ class Capture:
         except OSError as exc:
             raise SetupError(environment_or_job(exc),
                              f"cannot create the output pipe: {describe(exc)}") from None
-        self._produced = len(header)
-        self._keep(header)
-        self._emit_lines(header)
+        self._produced = len(self._header)
+        self._keep(self._header)
+        self._emit_lines(self._header)
 
     @property
     def read_fd(self) -> int | None:
@@ -91,9 +111,8 @@ class Capture:
 
     def spawned(self) -> None:
         """Drop our copy of the pipe's write end so EOF arrives when the job's tree exits."""
-        if self.piped:
-            os.close(self.child_fd)
-            self.child_fd = -1
+        os.close(self.child_fd)
+        self.child_fd = -1
 
     def pump(self) -> bool:
         """Read what the pipe holds now (without blocking); True at end of file."""
@@ -111,10 +130,26 @@ class Capture:
             self._copy_to_file(data)
             self._emit_lines(data)
 
+    def _first_output(self, logs: LogDir) -> None:
+        """Create the log file the run's first output goes to; a failure drops the copy."""
+        self._later = None
+        try:
+            self._open_file(logs, now=True)
+        except SetupError as exc:
+            log.warning("job %s: its output is not copied to a log file: %s", self._job_id,
+                        exc)
+            if self._file_fd is not None:
+                os.close(self._file_fd)
+                self._file_fd = None
+
     def _copy_to_file(self, data: bytes) -> None:
+        if self._later is not None:
+            self._first_output(self._later)
         if self._file_fd is None:
             return
         try:
+            if self._header_due:
+                self._write_header()
             view = memoryview(data)
             while view:  # a regular file may take a short write when the disk fills up
                 view = view[os.write(self._file_fd, view):]
@@ -154,23 +189,9 @@ class Capture:
 
     def take(self) -> tuple[bytes, int]:
         """Output not yet shipped to Redis: (at most ``cap`` last bytes, bytes produced)."""
-        if self.piped:
-            chunk, produced = bytes(self._tail), self._produced + 0
-            self._tail.clear()
-            self._produced = 0
-            return chunk, produced
-        if self._file_fd is None:
-            return b"", 0
-        try:
-            size = os.fstat(self._file_fd).st_size
-            produced = size - self._shipped
-            start = max(self._shipped, size - self.cap)
-            chunk = os.pread(self._file_fd, size - start, start) if size > start else b""
-        except OSError as exc:
-            log.warning("job %s: cannot read back its log file: %s", self._job_id,
-                        describe(exc))
-            return b"", 0
-        self._shipped = size
+        chunk, produced = bytes(self._tail), self._produced
+        self._tail.clear()
+        self._produced = 0
         return chunk, produced
 
     def last_line(self, chunk: bytes) -> str:
