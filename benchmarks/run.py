@@ -101,7 +101,7 @@ def queuectl_figures(url: str, workdir: Path, sizes: Sizes) -> dict[str, Any]:
                     values.setdefault(key, []).append(float(value))
         except (BenchError, OSError) as exc:
             errors[name] = str(exc)
-    names = {"cli": ["cli_enqueue_ms", "cli_status_ms"],
+    names = {"cli": ["cli_enqueue_ms", "cli_status_ms", "cli_python_ms", "cli_import_floor_ms"],
              "promote": ["promote_seconds", "promote_seconds_from_start",
                          "promote_longest_call_ms"],
              "memory": ["memory_pending_bytes", "memory_finished_bytes"]}

@@ -12,20 +12,29 @@ from typing import Any
 from benchmarks.harness.infra import BenchError, Workers, wait_until
 from benchmarks.harness.systems import QueueCtlSystem
 
+# What any CLI built on QueueCTL's chosen libraries pays before its own first line:
+# Typer's parser (which imports pydantic), pydantic-settings and redis-py.
+IMPORT_FLOOR = "import typer.main, pydantic_settings, redis"
+
 
 def cli_startup(system: QueueCtlSystem, runs: int = 10) -> dict[str, float]:
-    """Median wall time of ``queuectl enqueue -- true`` and ``queuectl status``, in ms."""
+    """Median wall time of ``queuectl enqueue -- true`` and ``queuectl status``, in ms, and,
+    with the same interpreter, of Python doing nothing and of importing the libraries
+    the CLI is built on (the floor under any command)."""
     out: dict[str, float] = {}
-    for name, argv in (("cli_enqueue_ms", ["enqueue", "--quiet", "--", "true"]),
-                       ("cli_status_ms", ["status"])):
+    python = str(system.bin / "python")
+    for name, argv in (("cli_enqueue_ms", [str(system.bin / "queuectl"), "enqueue", "--quiet",
+                                           "--", "true"]),
+                       ("cli_status_ms", [str(system.bin / "queuectl"), "status"]),
+                       ("cli_python_ms", [python, "-c", "pass"]),
+                       ("cli_import_floor_ms", [python, "-c", IMPORT_FLOOR])):
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            done = subprocess.run([str(system.bin / "queuectl"), *argv], capture_output=True,
-                                  timeout=60, check=False)
+            done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
             times.append((time.perf_counter() - t0) * 1000)
             if done.returncode != 0:
-                raise BenchError(f"queuectl {argv[0]} exited {done.returncode}: "
+                raise BenchError(f"{' '.join(argv[1:3])} exited {done.returncode}: "
                                  f"{done.stderr.decode(errors='replace').strip()[:200]}")
         out[name] = statistics.median(times)
     return out

@@ -115,6 +115,8 @@ def ratios(doc: Doc) -> list[Doc]:
     for key, what in (("cli_enqueue_ms", "enqueue"), ("cli_status_ms", "status")):
         add(f"CLI start-up `queuectl {what}`", figure(qc, key), "< 120 ms",
             lambda v: v < 120, " ms", 0)
+        add(f"CLI start-up `queuectl {what}` / importing its libraries",
+            div(figure(qc, key), figure(qc, "cli_import_floor_ms")), "—", lambda v: True)
     return out
 
 
@@ -155,6 +157,9 @@ QUEUECTL_ROWS = [
     ("enqueue_cli_file", "`queuectl enqueue --file` jobs/s (wall clock, start-up included)", 0),
     ("cli_enqueue_ms", "`queuectl enqueue -- true` wall time, ms (median of 10)", 0),
     ("cli_status_ms", "`queuectl status` wall time, ms (median of 10)", 0),
+    ("cli_python_ms", "`python -c pass` wall time, ms (median of 10)", 0),
+    ("cli_import_floor_ms", "`python -c 'import typer.main, pydantic_settings, redis'` wall "
+     "time, ms (median of 10): the libraries every command loads", 0),
     ("promote_seconds", "{promote:,} due jobs promoted: s from the first promotion to empty", 2),
     ("promote_seconds_from_start", "… s from the scheduler's process start to empty", 2),
     ("promote_longest_call_ms", "… longest single Redis call (SLOWLOG), ms", 2),
