@@ -49,6 +49,13 @@ def test_the_job_sees_sh_semantics_and_its_environment(cfg: ExecConfig) -> None:
     assert result.chunk.splitlines()[-1] == f"/bin/sh|0|0|{job_id}|1".encode()
 
 
+def test_every_job_reads_an_empty_stdin_the_worker_keeps_open(cfg: ExecConfig) -> None:
+    for _ in range(2):  # the one /dev/null descriptor serves every run, and stays open
+        result = execute(cfg, "wc -c; readlink /proc/self/fd/0; echo x >&0 && echo writable")
+        assert result.chunk.splitlines()[-3:] == [b"0", b"/dev/null", b"writable"]
+    assert cfg.procs.stdin >= 0
+
+
 @pytest.mark.parametrize("trap", ["", "trap '' TERM; "], ids=["plain", "ignores-sigterm"])
 def test_a_timeout_kills_children_and_grandchildren(
         cfg: ExecConfig, tmp_path: Path, trap: str) -> None:

@@ -168,10 +168,11 @@ class JobCgroups:
         # Those that still had a live member: removed by ``sweep`` once they empty.
         self._leaving: dict[str, tuple[RunCgroup, float]] = {}
 
-    def release(self, cgroup: RunCgroup) -> None:
+    def release(self, cgroup: RunCgroup, *, empty: bool = False) -> None:
         """Keep an ended run's empty cgroup for the next run; one that still has a live
-        member (``end`` could not end it) is removed, now or by ``sweep``."""
-        if not cgroup.populated():
+        member (``end`` could not end it) is removed, now or by ``sweep``. ``empty``: the
+        caller saw it empty after its last member's parent had exited (Run._left)."""
+        if empty or not cgroup.populated():
             with self._lock:
                 self._free.append(cgroup)
             return

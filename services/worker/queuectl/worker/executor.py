@@ -139,7 +139,7 @@ class Execution:
             self._spawned = time.monotonic()
             # start_new_session (not a preexec_fn) keeps vfork, and puts the
             # whole tree in one group that a timeout or cancel can kill.
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=capture.child_fd,
+            return subprocess.Popen(argv, stdin=self.cfg.procs.stdin, stdout=capture.child_fd,
                                     stderr=capture.child_fd, start_new_session=True, env=env)
 
         try:

@@ -53,6 +53,8 @@ class ProcessControl:
         self.kill_grace = kill_grace
         self.cgroups: JobCgroups | None = None
         self.children = children or Children()
+        # Every job's stdin: /dev/null, opened once (Popen's DEVNULL opens it at each spawn).
+        self.stdin: int = subprocess.DEVNULL
 
     def setup(self, mode: JobCgroup) -> str:
         """Become a subreaper and pick the containment the host allows; logs and returns it."""
@@ -67,6 +69,8 @@ class ProcessControl:
             self.cgroups, why = JobCgroups.detect(SHELL)
         choice = f"job cgroups {'on' if self.cgroups else 'off'}: {why}"
         log.info("%s", choice)
+        with contextlib.suppress(OSError):  # else each spawn opens it, and says if it cannot
+            self.stdin = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         return choice
 
     def new_run(self, label: str) -> Run:
@@ -84,6 +88,9 @@ class ProcessControl:
     def close(self) -> None:
         if self.cgroups is not None:
             self.cgroups.close()
+        if self.stdin >= 0:
+            os.close(self.stdin)
+            self.stdin = subprocess.DEVNULL
 
 
 class Run:
@@ -97,6 +104,9 @@ class Run:
         self.cgroup = cgroup
         self.pid = 0
         self._token = token.encode()
+        # Set once the main process has exited and the cgroup was seen empty: then nothing
+        # can enter it again (only members fork into it), and release need not look again.
+        self._emptied = False
 
     def argv(self, command: str) -> list[str]:
         prefix = self.cgroup.prefix if self.cgroup is not None else ""
@@ -152,15 +162,17 @@ class Run:
     def _left(self) -> bool:
         """Whether anything of the run is alive (reaping dead orphans on the way)."""
         cg = self.cgroup
-        return (not exited(self.pid) or (cg is not None and cg.populated())
-                or self.control.children.sweep(self._token, self.pid) > 0)
+        if not exited(self.pid) or (cg is not None and cg.populated()):
+            return True
+        self._emptied = True
+        return self.control.children.sweep(self._token, self.pid) > 0
 
     def close(self) -> None:
         """After the main process was reaped: forget it and remove the run's cgroup."""
         if self.pid:
             self.control.children.forget(self.pid)
         if self.cgroup is not None and self.control.cgroups is not None:
-            self.control.cgroups.release(self.cgroup)
+            self.control.cgroups.release(self.cgroup, empty=self._emptied)
 
 
 def _killpg(pgid: int, sig: int) -> None:
