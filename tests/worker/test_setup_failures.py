@@ -151,8 +151,11 @@ def test_only_a_free_path_in_a_usable_log_dir_waits_for_the_first_output(
     (log_dir / "planted.log").symlink_to(log_dir / "nowhere")
     assert not logs.fresh("earlier.log"), "opened before the spawn, as is"
     assert not logs.fresh("planted.log"), "judged (and refused) before the spawn"
+
+
+def test_a_deleted_log_dir_is_re_created_before_the_spawn(logs: LogDir, log_dir: Path) -> None:
     shutil.rmtree(log_dir)
-    assert not logs.fresh("free.log"), "a deleted directory is re-created before the spawn"
+    assert not logs.fresh("free.log")
 
 
 def test_a_vanished_log_dir_is_re_created_once(

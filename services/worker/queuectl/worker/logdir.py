@@ -15,6 +15,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from queuectl.worker.outcome import Ending, SetupError, describe, environment_or
 
 log = logging.getLogger("queuectl.worker")
 
+# How long a look that found LOG_DIR able to take a new file is trusted (fresh).
+USABLE_FOR = 1.0
 FILE_FLAGS = (os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY
               | os.O_CLOEXEC)
 # Errors that name the file in the way rather than the directory or the disk.
@@ -45,6 +48,8 @@ class LogDir:
         # inside an openat() on one; closing it could let the number be reused for an
         # unrelated directory, so they are kept until close().
         self._retired: list[int] = []
+        # (directory descriptor, until when): a recent yes of _can_take_a_file (see _usable).
+        self._usable_until: tuple[int, float] = (-1, 0.0)
 
     def open(self) -> None:
         """Create LOG_DIR (0700) if needed and open it; OSError when that is impossible."""
@@ -93,10 +98,22 @@ class LogDir:
         try:
             os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
-            return _can_take_a_file(fd)
+            return self._usable(fd)
         except OSError:
             return False
         return False  # a previous run's file, or something planted there
+
+    def _usable(self, fd: int) -> bool:
+        """_can_take_a_file, whose yes holds for USABLE_FOR seconds. Its three calls are
+        three GIL handoffs of a busy job thread; a disk that breaks within that second
+        costs only the runs that write meanwhile their file copy (one warning each)."""
+        now = time.monotonic()
+        seen, until = self._usable_until
+        if seen == fd and now < until:
+            return True
+        usable = _can_take_a_file(fd)
+        self._usable_until = (fd, now + USABLE_FOR) if usable else (-1, 0.0)
+        return usable
 
     # -- retention (janitor.py) -----------------------------------------------------------
     def scan(self) -> Generator[str, None, None]:
