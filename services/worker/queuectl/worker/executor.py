@@ -34,7 +34,7 @@ from queuectl.worker.outcome import (
     spawn_error,
 )
 from queuectl.worker.output import Capture
-from queuectl.worker.remains import SHELL, ProcessControl, Run, exited
+from queuectl.worker.remains import SHELL, ProcessControl, Run
 
 __all__ = ["SHELL", "Ending", "ExecConfig", "Execution", "RunResult"]
 
@@ -163,7 +163,7 @@ class Execution:
         try:
             watch = _Watch(proc, capture, started, self.job.timeout, self._wake)
             capture.spawned()
-            return self._watch(proc, watch, capture)
+            return self._watch(run, watch, capture)
         finally:
             try:
                 run.end()  # whatever is left of the job, its main process included
@@ -173,7 +173,7 @@ class Execution:
                 if watch is not None:
                     watch.close()
                 self._close_wake()
-                if exited(proc.pid):
+                if run.main_exited():
                     proc.wait()
                 else:  # it survived SIGKILL (stuck on a hung mount): reaped when it dies
                     log.warning("job %s: its main process %d survived SIGKILL", self.job.id,
@@ -206,11 +206,11 @@ class Execution:
                 os.close(self._wake)
                 self._wake = None
 
-    def _watch(self, proc: subprocess.Popen[bytes], watch: _Watch, capture: Capture) -> Ending:
+    def _watch(self, run: Run, watch: _Watch, capture: Capture) -> Ending:
         while True:
             watch.wait()
             self.cfg.tick()
-            if exited(proc.pid):
+            if run.main_exited():
                 watch.drain()
                 return Ending.EXITED
             if self._interrupted:

@@ -104,6 +104,7 @@ class Run:
         self.cgroup = cgroup
         self.pid = 0
         self._token = token.encode()
+        self._exited = False  # the main process was seen ended (it is reaped only in close)
         # Set once the main process has exited and the cgroup was seen empty: then nothing
         # can enter it again (only members fork into it), and release need not look again.
         self._emptied = False
@@ -123,6 +124,12 @@ class Run:
         self.pid = proc.pid
         return proc
 
+    def main_exited(self) -> bool:
+        """Whether the main process has ended; a yes is kept, since only close() reaps it."""
+        if not self._exited:
+            self._exited = exited(self.pid)
+        return self._exited
+
     def end(self) -> bool:
         """Terminate everything left of the run; True if anything was."""
         if not self._left():
@@ -131,7 +138,7 @@ class Run:
         # In a cgroup every member is signalled once (the cgroup is frozen meanwhile);
         # the group and the adopted orphans cover the rest.
         done = set(cg.signal(signal.SIGTERM)) if cg is not None else set()
-        if cg is None or (pid not in done and not exited(pid)):
+        if cg is None or (pid not in done and not self.main_exited()):
             _killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.control.kill_grace
         while True:
@@ -162,7 +169,7 @@ class Run:
     def _left(self) -> bool:
         """Whether anything of the run is alive (reaping dead orphans on the way)."""
         cg = self.cgroup
-        if not exited(self.pid) or (cg is not None and cg.populated()):
+        if not self.main_exited() or (cg is not None and cg.populated()):
             return True
         self._emptied = True
         return self.control.children.sweep(self._token, self.pid) > 0
