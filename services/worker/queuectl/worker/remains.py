@@ -104,7 +104,7 @@ class Run:
         self.cgroup = cgroup
         self.pid = 0
         self._token = token.encode()
-        self._exited = False  # the main process was seen ended (it is reaped only in close)
+        self._exited = False  # the main process was seen ended (see main_exited)
         # Set once the main process has exited and the cgroup was seen empty: then nothing
         # can enter it again (only members fork into it), and release need not look again.
         self._emptied = False
@@ -125,7 +125,8 @@ class Run:
         return proc
 
     def main_exited(self) -> bool:
-        """Whether the main process has ended; a yes is kept, since only close() reaps it."""
+        """Whether the main process has ended. A yes is kept: it stays a zombie, and so
+        ended, until its Popen reaps it after the last question (Execution._supervise)."""
         if not self._exited:
             self._exited = exited(self.pid)
         return self._exited
