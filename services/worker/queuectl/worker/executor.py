@@ -245,7 +245,7 @@ class _Watch:
         self.capture = capture
         self.deadline = started + timeout if timeout else None
         self.next_ship = started + SHIP_INTERVAL
-        self.pipe_open = capture.read_fd is not None
+        self.pipe_open = True  # until its end of file (every run's output is piped)
         self.poller = select.poll()
         try:
             self.pidfd: int | None = os.pidfd_open(proc.pid)
@@ -254,8 +254,8 @@ class _Watch:
             self.pidfd = None
         if wake is not None:
             self.poller.register(wake, select.POLLIN)
-        if capture.read_fd is not None:
-            self.poller.register(capture.read_fd, select.POLLIN)
+        assert capture.read_fd is not None
+        self.poller.register(capture.read_fd, select.POLLIN)
 
     def wait(self) -> None:
         until = min(self.next_ship, self.deadline) if self.deadline else self.next_ship
