@@ -15,6 +15,7 @@ COLUMNS = [
     ("enqueue_bulk", "bulk enqueue/s", 0),
     ("drain", "drain jobs/s (pre-enqueued)", 0),
     ("drain_live", "drain jobs/s (live)", 0),
+    ("enqueue_live", "enqueue one/s during the live drain", 0),
     ("sleep_pct_ideal", "`sleep 0.05` % of ideal", 1),
     ("latency_p50", "start latency p50 ms", 2),
     ("latency_p95", "p95 ms", 2),
@@ -77,6 +78,12 @@ def ratios(doc: Doc) -> list[Doc]:
             div(drain, figure(limits, f"spawn_posix_spawn_{model}")), "—", lambda v: True)
         add(f"QueueCTL {model} live drain / pre-enqueued drain",
             div(median(doc, name, "drain_live"), drain), "—", lambda v: True)
+        add(f"QueueCTL {model} live drain / its enqueue rate meanwhile",
+            div(median(doc, name, "drain_live"), median(doc, name, "enqueue_live")), "—",
+            lambda v: True)
+    add("Dramatiq 2x4 live drain / its enqueue rate meanwhile",
+        div(median(doc, "dramatiq-2x4", "drain_live"),
+            median(doc, "dramatiq-2x4", "enqueue_live")), "—", lambda v: True)
     nocg = median(doc, "queuectl-2x4-nocg", "drain")
     add("QueueCTL 2x4, job cgroups off, drain / Dramatiq 2x4 drain", div(nocg, dramatiq),
         "—", lambda v: True)
