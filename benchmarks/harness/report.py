@@ -15,6 +15,7 @@ COLUMNS = [
     ("enqueue_bulk", "bulk enqueue/s", 0),
     ("drain", "drain jobs/s (pre-enqueued)", 0),
     ("drain_live", "drain jobs/s (live)", 0),
+    ("live_from_enqueue", "live, jobs/s from the first enqueue", 0),
     ("enqueue_live", "enqueue one/s during the live drain", 0),
     ("sleep_pct_ideal", "`sleep 0.05` % of ideal", 1),
     ("latency_p50", "start latency p50 ms", 2),
@@ -81,6 +82,9 @@ def ratios(doc: Doc) -> list[Doc]:
         add(f"QueueCTL {model} live drain / its enqueue rate meanwhile",
             div(median(doc, name, "drain_live"), median(doc, name, "enqueue_live")), "—",
             lambda v: True)
+        add(f"QueueCTL {model} live, from the first enqueue / Dramatiq 2x4's",
+            div(median(doc, name, "live_from_enqueue"),
+                median(doc, "dramatiq-2x4", "live_from_enqueue")), "—", lambda v: True)
     add("Dramatiq 2x4 live drain / its enqueue rate meanwhile",
         div(median(doc, "dramatiq-2x4", "drain_live"),
             median(doc, "dramatiq-2x4", "enqueue_live")), "—", lambda v: True)

@@ -107,8 +107,8 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
         running_phases(system, sizes, figs, workers)
     except BenchError as exc:
         for name in ("enqueue_bulk", "drain", "commands_per_job", "redis_cpu_us_per_job",
-                     "rss_mb", "drain_live", "enqueue_live", "sleep", "latency_p50",
-                     "latency_p95"):
+                     "rss_mb", "drain_live", "live_from_enqueue", "enqueue_live", "sleep",
+                     "latency_p50", "latency_p95"):
             figs.errors.setdefault(name, str(exc))
     finally:
         if workers is not None:
@@ -125,9 +125,11 @@ def running_phases(system: System, sizes: Sizes, figs: Figures, workers: Workers
         # rate meanwhile is kept too: a live drain equal to it was bound by the enqueuer.
         batch = system.enqueue(sizes.drain, "one")
         system.wait_done(batch, drain_timeout(batch.n), workers)
-        figs.add("drain_live", system.collect(batch).rate())
+        timings = system.collect(batch)
+        figs.add("drain_live", timings.rate())
+        figs.add("live_from_enqueue", timings.rate_since(batch.began))
         figs.add("enqueue_live", batch.n / batch.seconds)
-    figs.attempt(["drain_live", "enqueue_live"], live)
+    figs.attempt(["drain_live", "live_from_enqueue", "enqueue_live"], live)
 
     def sleep() -> None:
         batch = system.enqueue(sizes.sleep_jobs, "bulk", f"sleep {SLEEP}")

@@ -29,6 +29,7 @@ class Batch:
 
     seconds: float
     n: int
+    began: float  # time.time() as the first enqueue call began
     keys: list[str] = field(default_factory=list)  # peers: result keys
     handles: Path | None = None  # peers: the driver's handles file
     ids: list[str] = field(default_factory=list)  # QueueCTL: job ids
@@ -51,6 +52,12 @@ class Timings:
         if bad:
             raise BenchError(f"{bad} jobs did not exit 0: {self.exit_codes}")
         return len(self.starts) / (max(self.finishes) - min(self.starts))
+
+    def rate_since(self, began: float) -> float:
+        """Jobs per second from ``began`` (the first enqueue) to the last finish: what a
+        slow pickup costs counts too."""
+        self.rate()  # the same checks
+        return len(self.finishes) / (max(self.finishes) - began)
 
 
 class System:
@@ -139,7 +146,8 @@ class PeerSystem(System):
         keys = [json.loads(line)["key"] for line in path.read_text().splitlines() if line]
         if len(keys) != n:
             raise BenchError(f"{len(keys)} of {n} jobs enqueued")
-        return Batch(seconds=float(doc["seconds"]), n=n, keys=keys, handles=path)
+        return Batch(seconds=float(doc["seconds"]), n=n, began=float(doc["began"]), keys=keys,
+                     handles=path)
 
     def done(self, batch: Batch) -> int:
         count = 0
@@ -241,13 +249,13 @@ class QueueCtlSystem(System):
         from queuectl.core.models import JobSpec
 
         base = self._completed()
-        t0 = time.perf_counter()
+        began, t0 = time.time(), time.perf_counter()
         if mode == "one":
             ids = [self.client.enqueue(command).id for _ in range(n)]
         else:
             ids = [r.id for r in self.client.enqueue_many(JobSpec(command=command)
                                                           for _ in range(n))]
-        return Batch(seconds=time.perf_counter() - t0, n=n, ids=ids, base=base)
+        return Batch(seconds=time.perf_counter() - t0, n=n, began=began, ids=ids, base=base)
 
     def _completed(self) -> int:
         self.own["zcard"] += 1

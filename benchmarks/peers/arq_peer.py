@@ -55,11 +55,11 @@ async def amain() -> None:
     args = parser().parse_args()
     pool = await create_pool(RedisSettings.from_dsn(args.url))
     if args.action == "enqueue":
-        t0 = time.perf_counter()
+        began, t0 = time.time(), time.perf_counter()
         ids = await enqueue(pool, args.n, args.mode, args.command)
         seconds = time.perf_counter() - t0
         write_handles(args.handles, ((f"arq:result:{i}", i) for i in ids))
-        emit({"seconds": seconds})
+        emit({"seconds": seconds, "began": began})
     elif args.action == "collect":
         emit(summarize([await result_of(pool, i, 5) for i in read_handles(args.handles)]))
     elif args.action == "latency":

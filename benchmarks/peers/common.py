@@ -63,12 +63,13 @@ def timed_enqueue(n: int, mode: str, handles: Path, one: Callable[[], Any],
                   bulk: Callable[[int], list[Any]],
                   key_of: Callable[[Any], tuple[str, Any]]) -> None:
     """Enqueue ``n`` jobs one call at a time or with the peer's bulk form, print the
-    seconds it took and write each job's result key and handle."""
-    t0 = time.perf_counter()
+    seconds it took, the wall-clock time it began, and write each job's result key and
+    handle."""
+    began, t0 = time.time(), time.perf_counter()
     sent = [one() for _ in range(n)] if mode == "one" else bulk(n)
     seconds = time.perf_counter() - t0
     write_handles(handles, map(key_of, sent))
-    emit({"seconds": seconds})
+    emit({"seconds": seconds, "began": began})
 
 
 def read_handles(path: Path) -> list[Any]:
