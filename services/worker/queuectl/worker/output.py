@@ -136,11 +136,7 @@ class Capture:
         try:
             self._open_file(logs, now=True)
         except SetupError as exc:
-            log.warning("job %s: its output is not copied to a log file: %s", self._job_id,
-                        exc)
-            if self._file_fd is not None:
-                os.close(self._file_fd)
-                self._file_fd = None
+            self._drop_file(f"its output is not copied to a log file: {exc}")
 
     def _copy_to_file(self, data: bytes) -> None:
         if self._later is not None:
@@ -154,8 +150,12 @@ class Capture:
             while view:  # a regular file may take a short write when the disk fills up
                 view = view[os.write(self._file_fd, view):]
         except OSError as exc:
-            log.warning("job %s: stopped copying output to its log file: %s", self._job_id,
-                        describe(exc))
+            self._drop_file(f"stopped copying output to its log file: {describe(exc)}")
+
+    def _drop_file(self, why: str) -> None:
+        """Give up the file copy for the rest of the run (the tail in Redis goes on)."""
+        log.warning("job %s: %s", self._job_id, why)
+        if self._file_fd is not None:
             os.close(self._file_fd)
             self._file_fd = None
 
