@@ -1,9 +1,10 @@
-"""The harness's machinery: its own redis-server, worker process groups, an RSS sampler,
-the peers' virtual environments and the statistics every figure is reduced with."""
+"""The harness's machinery: its own redis-server, worker process groups, RSS and CPU
+samplers, the peers' virtual environments and the statistics every figure is reduced with."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -175,6 +176,56 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine has spent busy and in all, summed over its CPUs
+    (``/proc/stat``: everything but idle and iowait counts as busy)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
+
+
+class CpuSampler:
+    """The machine's busy CPU, sampled every 0.05 s with the wall clock (``time.time()``,
+    the clock the jobs' start and finish times are on), so that the CPU a window of
+    those times cost can be read afterwards: every process counts, the queue's, Redis's
+    and the jobs' shells, which is what bounds a drain on a machine it keeps busy."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        busy, total = machine_cpu()
+        self.samples.append((time.time(), busy, total))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _at(self, t: float) -> tuple[float, float]:
+        """Busy and total CPU seconds at ``t``, interpolated between the samples around it."""
+        for (t0, b0, a0), (t1, b1, a1) in itertools.pairwise(self.samples):
+            if t0 <= t <= t1:
+                f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+                return b0 + f * (b1 - b0), a0 + f * (a1 - a0)
+        raise BenchError(f"no CPU sample around {t:.3f}")
+
+    def between(self, t0: float, t1: float) -> tuple[float, float]:
+        """Busy CPU seconds from ``t0`` to ``t1``, and that as a share of all CPU then."""
+        (b0, a0), (b1, a1) = self._at(t0), self._at(t1)
+        if a1 <= a0:
+            raise BenchError("the CPU window is empty")
+        return b1 - b0, (b1 - b0) / (a1 - a0)
 
 
 def venv_python(peer: str) -> Path:

@@ -1,8 +1,8 @@
 """The no-queue limits: how fast this machine spawns ``sh -c true`` from Python at the
 benchmark's concurrency (with pipes, as a job's output is captured, and the cheapest way:
-``posix_spawn`` without pipes), what share of the ideal rate ``sh -c 'sleep 0.05'``
-reaches spawned the same way at that concurrency, and how many Redis round trips one
-client makes."""
+``posix_spawn`` without pipes) and the machine's CPU per spawn, what share of the ideal
+rate ``sh -c 'sleep 0.05'`` reaches spawned the same way at that concurrency, and how
+many Redis round trips one client makes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from benchmarks.harness.infra import spread
+from benchmarks.harness.infra import machine_cpu, spread
 
 ARGV = ["/bin/sh", "-c", "true"]
 SLEEP = 0.05
@@ -52,10 +52,12 @@ def _threads(kind: str, threads: int, per_thread: int) -> None:
         t.join()
 
 
-def spawn_rate(kind: str, processes: int, threads: int, total: int) -> float:
-    """``sh -c true`` per second from ``processes`` x ``threads`` spawning ``total`` in all."""
+def spawn_rate(kind: str, processes: int, threads: int, total: int) -> tuple[float, float]:
+    """``sh -c true`` per second from ``processes`` x ``threads`` spawning ``total`` in all,
+    and the machine's busy CPU seconds per spawn meanwhile (spawner and shells)."""
     per_thread = max(1, total // (processes * threads))
     ctx = multiprocessing.get_context("fork")
+    busy0, _ = machine_cpu()
     t0 = time.perf_counter()
     if processes == 1:
         _threads(kind, threads, per_thread)
@@ -66,7 +68,9 @@ def spawn_rate(kind: str, processes: int, threads: int, total: int) -> float:
             p.start()
         for p in procs:
             p.join()
-    return per_thread * processes * threads / (time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    n = per_thread * processes * threads
+    return n / seconds, (machine_cpu()[0] - busy0) / n
 
 
 def sleep_pct_ideal(threads: int = 8) -> float:
@@ -103,8 +107,10 @@ def measure(url: str, total: int, repeats: int) -> dict[str, Any]:
     for _ in range(repeats):
         for kind in SPAWNERS:
             for processes, threads in ((1, 8), (2, 4)):
-                rate = spawn_rate(kind, processes, threads, total)
+                rate, cpu = spawn_rate(kind, processes, threads, total)
                 values.setdefault(f"spawn_{kind}_{processes}x{threads}", []).append(rate)
+                values.setdefault(f"spawn_{kind}_{processes}x{threads}_cpu_ms",
+                                  []).append(cpu * 1e3)
         values.setdefault("sleep_pct_ideal_1x8", []).append(sleep_pct_ideal())
         values.setdefault("redis_ping", []).append(redis_round_trips(url))
     figures = {k: spread(v) for k, v in values.items()}

@@ -14,6 +14,8 @@ COLUMNS = [
     ("enqueue_one", "enqueue one/s", 0),
     ("enqueue_bulk", "bulk enqueue/s", 0),
     ("drain", "drain jobs/s (pre-enqueued)", 0),
+    ("drain_cpu_ms_per_job", "machine CPU ms/job (drain)", 2),
+    ("drain_busy_pct", "machine busy % (drain)", 0),
     ("drain_live", "drain jobs/s (live)", 0),
     ("live_from_enqueue", "live, jobs/s from the first enqueue", 0),
     ("enqueue_live", "enqueue one/s during the live drain", 0),
@@ -85,6 +87,23 @@ def ratios(doc: Doc) -> list[Doc]:
         add(f"QueueCTL {model} live, from the first enqueue / Dramatiq 2x4's",
             div(median(doc, name, "live_from_enqueue"),
                 median(doc, "dramatiq-2x4", "live_from_enqueue")), "—", lambda v: True)
+    # CPU per job: on a machine the drain keeps busy, the rate is its CPU divided by this.
+    # What a queue costs above the spawn itself is its own work per job.
+    def minus(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a - b
+
+    nq_cpu = {m: figure(limits, f"spawn_piped_{m}_cpu_ms") for m in ("1x8", "2x4")}
+    dr_cpu = median(doc, "dramatiq-2x4", "drain_cpu_ms_per_job")
+    dr_over = minus(dr_cpu, nq_cpu["2x4"])
+    for model in ("1x8", "2x4"):
+        cpu = median(doc, f"queuectl-{model}", "drain_cpu_ms_per_job")
+        add(f"QueueCTL {model} machine CPU per job / no-queue spawn's {model}",
+            div(cpu, nq_cpu[model]), "—", lambda v: True)
+        over = minus(cpu, nq_cpu[model])
+        add(f"QueueCTL {model} CPU per job above the no-queue spawn / Dramatiq 2x4's",
+            div(over, dr_over), "—", lambda v: True)
+    add("Dramatiq 2x4 machine CPU per job / no-queue spawn's 2x4", div(dr_cpu, nq_cpu["2x4"]),
+        "—", lambda v: True)
     add("Dramatiq 2x4 live drain / its enqueue rate meanwhile",
         div(median(doc, "dramatiq-2x4", "drain_live"),
             median(doc, "dramatiq-2x4", "enqueue_live")), "—", lambda v: True)
@@ -157,6 +176,8 @@ def systems_table(doc: Doc) -> list[str]:
 LIMIT_ROWS = [
     ("spawn_piped_1x8", f"spawn `sh -c true` with pipes, 1 process {TIMES} 8 threads", 0),
     ("spawn_piped_2x4", f"spawn `sh -c true` with pipes, 2 processes {TIMES} 4 threads", 0),
+    ("spawn_piped_1x8_cpu_ms", f"… machine CPU ms per spawn, 1 {TIMES} 8", 2),
+    ("spawn_piped_2x4_cpu_ms", f"… machine CPU ms per spawn, 2 {TIMES} 4", 2),
     ("spawn_posix_spawn_1x8", f"`posix_spawn` `sh -c true`, no pipes, 1 {TIMES} 8", 0),
     ("spawn_posix_spawn_2x4", f"`posix_spawn` `sh -c true`, no pipes, 2 {TIMES} 4", 0),
     ("sleep_pct_ideal_1x8", f"`sh -c 'sleep 0.05'` with pipes, 1 {TIMES} 8, % of ideal (160/s)",

@@ -10,6 +10,7 @@ from typing import Any
 
 from benchmarks.harness.infra import (
     BenchError,
+    CpuSampler,
     RedisCost,
     RssSampler,
     Workers,
@@ -92,13 +93,22 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
         system.own.clear()
         workers = system.start_workers()
         sampler = RssSampler([p.pid for p in workers.procs])
+        cpu = CpuSampler()
         try:
             system.wait_done(batch, drain_timeout(batch.n), workers)
         finally:
             peak = sampler.stop()
+            cpu.stop()
         spent = cost.finish(batch.n, dict(system.own))
         timings = system.collect(batch)
         figs.add("drain", timings.rate())
+
+        def drain_cpu() -> None:
+            began, ended, jobs = timings.steady()
+            busy, share = cpu.between(began, ended)
+            figs.add("drain_cpu_ms_per_job", busy * 1e3 / jobs)
+            figs.add("drain_busy_pct", 100 * share)
+        figs.attempt(["drain_cpu_ms_per_job", "drain_busy_pct"], drain_cpu)
         figs.notes["start_field"] = timings.start_field
         figs.add("commands_per_job", spent["commands_per_job"])
         figs.add("redis_cpu_us_per_job", spent["redis_cpu_us_per_job"])
@@ -106,9 +116,10 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
         figs.add("rss_mb", peak / 2**20)
         running_phases(system, sizes, figs, workers)
     except BenchError as exc:
-        for name in ("enqueue_bulk", "drain", "commands_per_job", "redis_cpu_us_per_job",
-                     "rss_mb", "drain_live", "live_from_enqueue", "enqueue_live", "sleep",
-                     "latency_p50", "latency_p95"):
+        for name in ("enqueue_bulk", "drain", "drain_cpu_ms_per_job", "drain_busy_pct",
+                     "commands_per_job", "redis_cpu_us_per_job", "rss_mb", "drain_live",
+                     "live_from_enqueue", "enqueue_live", "sleep", "latency_p50",
+                     "latency_p95"):
             figs.errors.setdefault(name, str(exc))
     finally:
         if workers is not None:

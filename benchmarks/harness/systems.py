@@ -53,6 +53,16 @@ class Timings:
             raise BenchError(f"{bad} jobs did not exit 0: {self.exit_codes}")
         return len(self.starts) / (max(self.finishes) - min(self.starts))
 
+    def steady(self) -> tuple[float, float, int]:
+        """The drain's steady middle: from the finish of the job at 20 % to that of the job
+        at 90 %, and how many finished within it. Worker start-up (a second process still
+        importing while the first runs jobs) and the last stragglers are left out."""
+        ends = sorted(self.finishes)
+        first, last = len(ends) // 5, len(ends) * 9 // 10
+        if last - first < 10:
+            raise BenchError(f"too few jobs ({len(ends)}) for a steady window")
+        return ends[first], ends[last], last - first
+
     def rate_since(self, began: float) -> float:
         """Jobs per second from ``began`` (the first enqueue) to the last finish: what a
         slow pickup costs counts too."""

@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks.harness import report
+from benchmarks.harness.infra import BenchError, CpuSampler
 from benchmarks.harness.report import DASH, TIMES
+from benchmarks.harness.systems import Timings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,14 +37,16 @@ DOC: dict[str, Any] = {
              "peers": {"dramatiq": "dramatiq==2.2.1"}, "note": ""},
     "systems": [
         system("queuectl-2x4", "QueueCTL", "QueueCTL", "2x4",
-               {"drain": fig(1500, 1400, 1600), "latency_p50": fig(0.8),
+               {"drain": fig(1500, 1400, 1600), "drain_cpu_ms_per_job": fig(1.3),
+                "drain_busy_pct": fig(97.5), "latency_p50": fig(0.8),
                 "commands_per_job": fig(26), "rss_mb": fig(100), "drain_live": fig(900),
                 "live_from_enqueue": fig(800), "enqueue_live": fig(1000)},
                {"sleep_pct_ideal": "timed out after 60s waiting for 320 jobs to finish"}),
         system("dramatiq-2x4", "Dramatiq", "Dramatiq", "2x4",
-               {"drain": fig(1000), "live_from_enqueue": fig(640)}),
+               {"drain": fig(1000), "live_from_enqueue": fig(640),
+                "drain_cpu_ms_per_job": fig(1.9)}),
     ],
-    "limits": {"figures": {"spawn_piped_2x4": fig(2000)}},
+    "limits": {"figures": {"spawn_piped_2x4": fig(2000), "spawn_piped_2x4_cpu_ms": fig(1.0)}},
     "queuectl": {"figures": {"promote_seconds": fig(1.5)}, "errors": {}},
 }
 
@@ -50,6 +56,8 @@ def test_the_table_shows_medians_with_their_range_and_why_a_figure_failed() -> N
     row = next(line for line in text.splitlines() if line.startswith(f"| QueueCTL | 2{TIMES}4"))
     assert f"1,500 (1,400{DASH}1,600)" in row
     assert f"| 900 (900{DASH}900) | 800 (800{DASH}800) | 1,000 (1,000{DASH}1,000) |" in row
+    assert f"| 1.30 (1.30{DASH}1.30) | 98 (98{DASH}98) |" in row
+    assert f"| … machine CPU ms per spawn, 2 {TIMES} 4 | 1.00 (1.00{DASH}1.00) |" in text
     assert "enqueue one/s during the live drain" in text
     assert "failed: timed out after 60s waiting for 320 jobs to finish" in row
     assert "Test CPU" in text and "dramatiq==2.2.1" in text
@@ -70,6 +78,11 @@ def test_ratios_are_computed_from_the_medians_against_the_targets() -> None:
     assert by_what["QueueCTL 2x4 live drain / its enqueue rate meanwhile"]["value"] == 0.9
     assert by_what["Dramatiq 2x4 live drain / its enqueue rate meanwhile"]["value"] is None
     assert by_what["QueueCTL 2x4 live, from the first enqueue / Dramatiq 2x4's"]["value"] == 1.25
+    assert by_what["QueueCTL 2x4 machine CPU per job / no-queue spawn's 2x4"]["value"] == 1.3
+    over = by_what["QueueCTL 2x4 CPU per job above the no-queue spawn / Dramatiq 2x4's"]
+    assert abs(over["value"] - 0.3 / 0.9) < 1e-9
+    assert by_what["Dramatiq 2x4 machine CPU per job / no-queue spawn's 2x4"]["value"] == 1.9
+    assert by_what["QueueCTL 1x8 machine CPU per job / no-queue spawn's 1x8"]["value"] is None
     rendered = report.render_ratio(vs_spawn)
     assert rendered == ("| QueueCTL 2x4 drain / no-queue spawn with pipes 2x4 | "
                         f"0.75{TIMES} | ≥ 0.85 | **no** |")
@@ -84,3 +97,23 @@ def test_run_py_help_and_a_bad_name_for_only() -> None:
                           check=False)
     assert bad.returncode == 2
     assert "unknown name(s) for --only: nosuch" in bad.stderr.splitlines()[-1]
+
+
+def test_the_cpu_of_a_window_is_read_between_the_samples_around_it() -> None:
+    sampler = CpuSampler()
+    sampler.stop()
+    # (wall time, busy CPU s, all CPU s): 2 CPUs, half busy, then fully busy.
+    sampler.samples = [(100.0, 10.0, 20.0), (101.0, 11.0, 22.0), (102.0, 13.0, 24.0)]
+    busy, share = sampler.between(100.5, 101.5)
+    assert abs(busy - 1.5) < 1e-9 and abs(share - 0.75) < 1e-9
+    with pytest.raises(BenchError, match="no CPU sample around"):
+        sampler.between(99.0, 101.0)
+
+
+def test_the_steady_window_leaves_out_the_first_fifth_and_the_last_tenth() -> None:
+    finishes = [float(i) for i in range(100)]
+    timings = Timings(starts=finishes, finishes=list(reversed(finishes)), exit_codes={"0": 100},
+                      missing=0)
+    assert timings.steady() == (20.0, 90.0, 70)
+    with pytest.raises(BenchError, match="too few jobs"):
+        Timings(starts=[0.0] * 12, finishes=[1.0] * 12, exit_codes={}, missing=0).steady()
