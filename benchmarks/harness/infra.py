@@ -1,5 +1,5 @@
-"""The harness's machinery: its own redis-server, worker process groups, RSS and CPU
-samplers, the peers' virtual environments and the statistics every figure is reduced with."""
+"""The harness's machinery: its own redis-server, worker process groups, samplers of
+RSS and CPU, the peers' virtual environments and the statistics every figure is reduced with."""
 
 from __future__ import annotations
 
@@ -135,47 +135,74 @@ def _children() -> dict[int, list[int]]:
 JOB_COMMS = {"sh", "true", "sleep", "dash"}  # the jobs themselves are not the worker
 
 
-def tree_rss(roots: Sequence[int]) -> dict[int, int]:
-    """RSS in bytes of ``roots`` and their descendants by pid, job processes left out."""
-    tree, sizes, todo = _children(), {}, list(roots)
+def tree_usage(roots: Sequence[int]) -> dict[int, tuple[int, float]]:
+    """RSS in bytes and CPU seconds spent so far (its own, not its reaped children's) of
+    ``roots`` and their descendants by pid, job processes left out."""
+    tree, usage, todo = _children(), {}, list(roots)
+    hz = os.sysconf("SC_CLK_TCK")
     while todo:
         pid = todo.pop()
         todo += tree.get(pid, [])
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() in JOB_COMMS:
                 continue
+            ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    sizes[pid] = int(line.split()[1]) * 1024
+                    usage[pid] = (int(line.split()[1]) * 1024,
+                                  (int(ticks[11]) + int(ticks[12])) / hz)  # utime, stime
         except OSError:
             continue
-    return sizes
+    return usage
 
 
-class RssSampler:
-    """Peak summed RSS of a process tree, sampled every 0.1 s while running. A process is
+def interpolate(samples: Sequence[tuple[float, ...]], t: float) -> list[float]:
+    """The values of ``samples`` (time, value, ...; in time order) at ``t``, interpolated
+    between the two samples around it."""
+    for s0, s1 in itertools.pairwise(samples):
+        if s0[0] <= t <= s1[0]:
+            f = (t - s0[0]) / (s1[0] - s0[0]) if s1[0] > s0[0] else 0.0
+            return [a + f * (b - a) for a, b in zip(s0[1:], s1[1:], strict=True)]
+    raise BenchError(f"no sample around {t:.3f}")
+
+
+class TreeSampler:
+    """A worker's process tree, sampled every 0.1 s while it runs: the peak of its summed
+    RSS, and the CPU its processes spent, by wall clock (``time.time()``). A process is
     counted from its second sample on: a child forked to spawn a job (or RQ's work horse)
     lives a few milliseconds and shares its parent's pages, so counting it would count
-    the worker twice."""
+    the worker twice; and a process's CPU counts from the sample it was first seen in,
+    so that a process that appears does not bring the CPU it spent before."""
 
     def __init__(self, roots: Sequence[int]) -> None:
         self.roots, self.peak = list(roots), 0
+        self.cpu: list[tuple[float, float]] = []
+        self._last: dict[int, tuple[int, float]] = {}
         self._stop = threading.Event()
+        self._sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _sample(self) -> None:
+        now, usage, last = time.time(), tree_usage(self.roots), self._last
+        self.peak = max(self.peak, sum(rss for pid, (rss, _) in usage.items() if pid in last))
+        spent = sum(cpu - last[pid][1] for pid, (_, cpu) in usage.items() if pid in last)
+        self.cpu.append((now, (self.cpu[-1][1] if self.cpu else 0.0) + spent))
+        self._last = usage
+
     def _run(self) -> None:
-        seen: set[int] = set()
-        while not self._stop.is_set():
-            sizes = tree_rss(self.roots)
-            self.peak = max(self.peak, sum(v for pid, v in sizes.items() if pid in seen))
-            seen = set(sizes)
-            self._stop.wait(0.1)
+        while not self._stop.wait(0.1):
+            self._sample()
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
+        self._sample()
         return self.peak
+
+    def cpu_between(self, t0: float, t1: float) -> float:
+        """CPU seconds the tree's processes spent from ``t0`` to ``t1``."""
+        return interpolate(self.cpu, t1)[0] - interpolate(self.cpu, t0)[0]
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -212,17 +239,9 @@ class CpuSampler:
         self._thread.join()
         self._sample()
 
-    def _at(self, t: float) -> tuple[float, float]:
-        """Busy and total CPU seconds at ``t``, interpolated between the samples around it."""
-        for (t0, b0, a0), (t1, b1, a1) in itertools.pairwise(self.samples):
-            if t0 <= t <= t1:
-                f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
-                return b0 + f * (b1 - b0), a0 + f * (a1 - a0)
-        raise BenchError(f"no CPU sample around {t:.3f}")
-
     def between(self, t0: float, t1: float) -> tuple[float, float]:
         """Busy CPU seconds from ``t0`` to ``t1``, and that as a share of all CPU then."""
-        (b0, a0), (b1, a1) = self._at(t0), self._at(t1)
+        (b0, a0), (b1, a1) = interpolate(self.samples, t0), interpolate(self.samples, t1)
         if a1 <= a0:
             raise BenchError("the CPU window is empty")
         return b1 - b0, (b1 - b0) / (a1 - a0)

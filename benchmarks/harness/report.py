@@ -24,6 +24,7 @@ COLUMNS = [
     ("latency_p95", "p95 ms", 2),
     ("commands_per_job", "Redis cmds/job", 1),
     ("redis_cpu_us_per_job", "Redis CPU µs/job", 0),
+    ("worker_cpu_us_per_job", "worker CPU µs/job (drain, its own processes)", 0),
     ("rss_mb", "worker RSS MB (sum, peak)", 0),
 ]
 
@@ -102,6 +103,9 @@ def ratios(doc: Doc) -> list[Doc]:
         over = minus(cpu, nq_cpu[model])
         add(f"QueueCTL {model} CPU per job above the no-queue spawn / Dramatiq 2x4's",
             div(over, dr_over), "—", lambda v: True)
+        add(f"QueueCTL {model} worker CPU per job / Dramatiq 2x4's",
+            div(median(doc, f"queuectl-{model}", "worker_cpu_us_per_job"),
+                median(doc, "dramatiq-2x4", "worker_cpu_us_per_job")), "—", lambda v: True)
     add("Dramatiq 2x4 machine CPU per job / no-queue spawn's 2x4", div(dr_cpu, nq_cpu["2x4"]),
         "—", lambda v: True)
     add("Dramatiq 2x4 live drain / its enqueue rate meanwhile",

@@ -12,7 +12,7 @@ from benchmarks.harness.infra import (
     BenchError,
     CpuSampler,
     RedisCost,
-    RssSampler,
+    TreeSampler,
     Workers,
     percentile,
     spread,
@@ -92,7 +92,7 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
         cost = RedisCost(r)
         system.own.clear()
         workers = system.start_workers()
-        sampler = RssSampler([p.pid for p in workers.procs])
+        sampler = TreeSampler([p.pid for p in workers.procs])
         cpu = CpuSampler()
         try:
             system.wait_done(batch, drain_timeout(batch.n), workers)
@@ -108,7 +108,9 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
             busy, share = cpu.between(began, ended)
             figs.add("drain_cpu_ms_per_job", busy * 1e3 / jobs)
             figs.add("drain_busy_pct", 100 * share)
-        figs.attempt(["drain_cpu_ms_per_job", "drain_busy_pct"], drain_cpu)
+            figs.add("worker_cpu_us_per_job", sampler.cpu_between(began, ended) * 1e6 / jobs)
+        figs.attempt(["drain_cpu_ms_per_job", "drain_busy_pct", "worker_cpu_us_per_job"],
+                     drain_cpu)
         figs.notes["start_field"] = timings.start_field
         figs.add("commands_per_job", spent["commands_per_job"])
         figs.add("redis_cpu_us_per_job", spent["redis_cpu_us_per_job"])
@@ -117,9 +119,9 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
         running_phases(system, sizes, figs, workers)
     except BenchError as exc:
         for name in ("enqueue_bulk", "drain", "drain_cpu_ms_per_job", "drain_busy_pct",
-                     "commands_per_job", "redis_cpu_us_per_job", "rss_mb", "drain_live",
-                     "live_from_enqueue", "enqueue_live", "sleep", "latency_p50",
-                     "latency_p95"):
+                     "worker_cpu_us_per_job", "commands_per_job", "redis_cpu_us_per_job",
+                     "rss_mb", "drain_live", "live_from_enqueue", "enqueue_live", "sleep",
+                     "latency_p50", "latency_p95"):
             figs.errors.setdefault(name, str(exc))
     finally:
         if workers is not None:

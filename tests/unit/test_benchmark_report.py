@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.harness import report
-from benchmarks.harness.infra import BenchError, CpuSampler
+from benchmarks.harness.infra import BenchError, CpuSampler, TreeSampler
 from benchmarks.harness.report import DASH, TIMES
 from benchmarks.harness.systems import Timings
 
@@ -38,13 +40,14 @@ DOC: dict[str, Any] = {
     "systems": [
         system("queuectl-2x4", "QueueCTL", "QueueCTL", "2x4",
                {"drain": fig(1500, 1400, 1600), "drain_cpu_ms_per_job": fig(1.3),
-                "drain_busy_pct": fig(97.5), "latency_p50": fig(0.8),
+                "drain_busy_pct": fig(97.5), "worker_cpu_us_per_job": fig(450),
+                "latency_p50": fig(0.8),
                 "commands_per_job": fig(26), "rss_mb": fig(100), "drain_live": fig(900),
                 "live_from_enqueue": fig(800), "enqueue_live": fig(1000)},
                {"sleep_pct_ideal": "timed out after 60s waiting for 320 jobs to finish"}),
         system("dramatiq-2x4", "Dramatiq", "Dramatiq", "2x4",
                {"drain": fig(1000), "live_from_enqueue": fig(640),
-                "drain_cpu_ms_per_job": fig(1.9)}),
+                "drain_cpu_ms_per_job": fig(1.9), "worker_cpu_us_per_job": fig(900)}),
     ],
     "limits": {"figures": {"spawn_piped_2x4": fig(2000), "spawn_piped_2x4_cpu_ms": fig(1.0)}},
     "queuectl": {"figures": {"promote_seconds": fig(1.5)}, "errors": {}},
@@ -82,6 +85,7 @@ def test_ratios_are_computed_from_the_medians_against_the_targets() -> None:
     over = by_what["QueueCTL 2x4 CPU per job above the no-queue spawn / Dramatiq 2x4's"]
     assert abs(over["value"] - 0.3 / 0.9) < 1e-9
     assert by_what["Dramatiq 2x4 machine CPU per job / no-queue spawn's 2x4"]["value"] == 1.9
+    assert by_what["QueueCTL 2x4 worker CPU per job / Dramatiq 2x4's"]["value"] == 0.5
     assert by_what["QueueCTL 1x8 machine CPU per job / no-queue spawn's 1x8"]["value"] is None
     rendered = report.render_ratio(vs_spawn)
     assert rendered == ("| QueueCTL 2x4 drain / no-queue spawn with pipes 2x4 | "
@@ -106,8 +110,21 @@ def test_the_cpu_of_a_window_is_read_between_the_samples_around_it() -> None:
     sampler.samples = [(100.0, 10.0, 20.0), (101.0, 11.0, 22.0), (102.0, 13.0, 24.0)]
     busy, share = sampler.between(100.5, 101.5)
     assert abs(busy - 1.5) < 1e-9 and abs(share - 0.75) < 1e-9
-    with pytest.raises(BenchError, match="no CPU sample around"):
+    with pytest.raises(BenchError, match="no sample around"):
         sampler.between(99.0, 101.0)
+
+
+def test_a_process_tree_counts_the_cpu_its_processes_spend() -> None:
+    # This test's own process is the tree: it spends 0.3 s of CPU between the samples.
+    before = time.process_time()
+    sampler = TreeSampler([os.getpid()])
+    while time.process_time() < before + 0.3:
+        pass
+    peak = sampler.stop()
+    after = time.process_time()
+    assert peak > 0
+    spent = sampler.cpu_between(sampler.cpu[0][0], sampler.cpu[-1][0])
+    assert 0.28 <= spent <= after - before + 0.02  # clock ticks are 10 ms
 
 
 def test_the_steady_window_leaves_out_the_first_fifth_and_the_last_tenth() -> None:
