@@ -1,17 +1,20 @@
 """The no-queue limits: how fast this machine spawns ``sh -c true`` from Python at the
 benchmark's concurrency (with pipes, as a job's output is captured, and the cheapest way:
-``posix_spawn`` without pipes) and the machine's CPU per spawn, what share of the ideal
-rate ``sh -c 'sleep 0.05'`` reaches spawned the same way at that concurrency, and how
-many Redis round trips one client makes."""
+``posix_spawn`` without pipes), the machine's and the spawners' own CPU per spawn, what
+share of the ideal rate ``sh -c 'sleep 0.05'`` reaches spawned the same way at that
+concurrency, and how many Redis round trips one client makes."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import redis
@@ -39,38 +42,58 @@ def spawn_posix() -> None:
 SPAWNERS: dict[str, Callable[[], None]] = {"piped": spawn_piped, "posix_spawn": spawn_posix}
 
 
-def _threads(kind: str, threads: int, per_thread: int) -> None:
+def _threads(kind: str, threads: int, per_thread: int) -> float:
+    """Spawns from ``threads`` threads; returns this process's own CPU seconds meanwhile
+    (not its children's: the shells)."""
     fn = SPAWNERS[kind]
 
     def loop() -> None:
         for _ in range(per_thread):
             fn()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     pool = [threading.Thread(target=loop) for _ in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def spawn_rate(kind: str, processes: int, threads: int, total: int) -> tuple[float, float]:
-    """``sh -c true`` per second from ``processes`` x ``threads`` spawning ``total`` in all,
-    and the machine's busy CPU seconds per spawn meanwhile (spawner and shells)."""
+def _spawner(out: Connection, kind: str, threads: int, per_thread: int) -> None:
+    out.send(_threads(kind, threads, per_thread))
+
+
+@dataclass
+class Spawned:
+    """What a no-queue spawn run measured: spawns per second, and per spawn the machine's
+    busy CPU seconds (spawners and shells) and the spawning processes' own."""
+
+    rate: float
+    machine_cpu: float
+    own_cpu: float
+
+
+def spawn_rate(kind: str, processes: int, threads: int, total: int) -> Spawned:
+    """``sh -c true`` from ``processes`` x ``threads`` spawning ``total`` in all."""
     per_thread = max(1, total // (processes * threads))
     ctx = multiprocessing.get_context("fork")
     busy0, _ = machine_cpu()
     t0 = time.perf_counter()
     if processes == 1:
-        _threads(kind, threads, per_thread)
+        own = _threads(kind, threads, per_thread)
     else:
-        procs = [ctx.Process(target=_threads, args=(kind, threads, per_thread))
-                 for _ in range(processes)]
+        pipes = [ctx.Pipe(duplex=False) for _ in range(processes)]
+        procs = [ctx.Process(target=_spawner, args=(w, kind, threads, per_thread))
+                 for _, w in pipes]
         for p in procs:
             p.start()
+        own = sum(float(r.recv()) for r, _ in pipes)
         for p in procs:
             p.join()
     seconds = time.perf_counter() - t0
     n = per_thread * processes * threads
-    return n / seconds, (machine_cpu()[0] - busy0) / n
+    return Spawned(n / seconds, (machine_cpu()[0] - busy0) / n, own / n)
 
 
 def sleep_pct_ideal(threads: int = 8) -> float:
@@ -107,10 +130,11 @@ def measure(url: str, total: int, repeats: int) -> dict[str, Any]:
     for _ in range(repeats):
         for kind in SPAWNERS:
             for processes, threads in ((1, 8), (2, 4)):
-                rate, cpu = spawn_rate(kind, processes, threads, total)
-                values.setdefault(f"spawn_{kind}_{processes}x{threads}", []).append(rate)
-                values.setdefault(f"spawn_{kind}_{processes}x{threads}_cpu_ms",
-                                  []).append(cpu * 1e3)
+                done = spawn_rate(kind, processes, threads, total)
+                name = f"spawn_{kind}_{processes}x{threads}"
+                values.setdefault(name, []).append(done.rate)
+                values.setdefault(f"{name}_cpu_ms", []).append(done.machine_cpu * 1e3)
+                values.setdefault(f"{name}_own_us", []).append(done.own_cpu * 1e6)
         values.setdefault("sleep_pct_ideal_1x8", []).append(sleep_pct_ideal())
         values.setdefault("redis_ping", []).append(redis_round_trips(url))
     figures = {k: spread(v) for k, v in values.items()}

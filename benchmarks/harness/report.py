@@ -103,6 +103,9 @@ def ratios(doc: Doc) -> list[Doc]:
         over = minus(cpu, nq_cpu[model])
         add(f"QueueCTL {model} CPU per job above the no-queue spawn / Dramatiq 2x4's",
             div(over, dr_over), "—", lambda v: True)
+        add(f"QueueCTL {model} worker CPU per job / the no-queue spawners' own {model}",
+            div(median(doc, f"queuectl-{model}", "worker_cpu_us_per_job"),
+                figure(limits, f"spawn_piped_{model}_own_us")), "—", lambda v: True)
         add(f"QueueCTL {model} worker CPU per job / Dramatiq 2x4's",
             div(median(doc, f"queuectl-{model}", "worker_cpu_us_per_job"),
                 median(doc, "dramatiq-2x4", "worker_cpu_us_per_job")), "—", lambda v: True)
@@ -182,6 +185,10 @@ LIMIT_ROWS = [
     ("spawn_piped_2x4", f"spawn `sh -c true` with pipes, 2 processes {TIMES} 4 threads", 0),
     ("spawn_piped_1x8_cpu_ms", f"… machine CPU ms per spawn, 1 {TIMES} 8", 2),
     ("spawn_piped_2x4_cpu_ms", f"… machine CPU ms per spawn, 2 {TIMES} 4", 2),
+    ("spawn_piped_1x8_own_us", f"… the spawning processes' own CPU µs per spawn, 1 {TIMES} 8",
+     0),
+    ("spawn_piped_2x4_own_us", f"… the spawning processes' own CPU µs per spawn, 2 {TIMES} 4",
+     0),
     ("spawn_posix_spawn_1x8", f"`posix_spawn` `sh -c true`, no pipes, 1 {TIMES} 8", 0),
     ("spawn_posix_spawn_2x4", f"`posix_spawn` `sh -c true`, no pipes, 2 {TIMES} 4", 0),
     ("sleep_pct_ideal_1x8", f"`sh -c 'sleep 0.05'` with pipes, 1 {TIMES} 8, % of ideal (160/s)",

@@ -49,7 +49,8 @@ DOC: dict[str, Any] = {
                {"drain": fig(1000), "live_from_enqueue": fig(640),
                 "drain_cpu_ms_per_job": fig(1.9), "worker_cpu_us_per_job": fig(900)}),
     ],
-    "limits": {"figures": {"spawn_piped_2x4": fig(2000), "spawn_piped_2x4_cpu_ms": fig(1.0)}},
+    "limits": {"figures": {"spawn_piped_2x4": fig(2000), "spawn_piped_2x4_cpu_ms": fig(1.0),
+                           "spawn_piped_2x4_own_us": fig(150)}},
     "queuectl": {"figures": {"promote_seconds": fig(1.5)}, "errors": {}},
 }
 
@@ -86,6 +87,8 @@ def test_ratios_are_computed_from_the_medians_against_the_targets() -> None:
     assert abs(over["value"] - 0.3 / 0.9) < 1e-9
     assert by_what["Dramatiq 2x4 machine CPU per job / no-queue spawn's 2x4"]["value"] == 1.9
     assert by_what["QueueCTL 2x4 worker CPU per job / Dramatiq 2x4's"]["value"] == 0.5
+    assert by_what["QueueCTL 2x4 worker CPU per job / the no-queue spawners' own 2x4"][
+        "value"] == 3
     assert by_what["QueueCTL 1x8 machine CPU per job / no-queue spawn's 1x8"]["value"] is None
     rendered = report.render_ratio(vs_spawn)
     assert rendered == ("| QueueCTL 2x4 drain / no-queue spawn with pipes 2x4 | "
