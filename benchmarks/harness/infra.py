@@ -166,7 +166,31 @@ def interpolate(samples: Sequence[tuple[float, ...]], t: float) -> list[float]:
     raise BenchError(f"no sample around {t:.3f}")
 
 
-class TreeSampler:
+class Sampler:
+    """Takes a sample now, then every ``every`` seconds on a thread of its own, and a last
+    one when stopped, so that the samples cover every moment from start to stop."""
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()
+
+    def _finish(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+class TreeSampler(Sampler):
     """A worker's process tree, sampled every 0.1 s while it runs: the peak of its summed
     RSS, and the CPU its processes spent, by wall clock (``time.time()``). A process is
     counted from its second sample on: a child forked to spawn a job (or RQ's work horse)
@@ -178,10 +202,7 @@ class TreeSampler:
         self.roots, self.peak = list(roots), 0
         self.cpu: list[tuple[float, float]] = []
         self._last: dict[int, tuple[int, float]] = {}
-        self._stop = threading.Event()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(0.1)
 
     def _sample(self) -> None:
         now, usage, last = time.time(), tree_usage(self.roots), self._last
@@ -190,14 +211,8 @@ class TreeSampler:
         self.cpu.append((now, (self.cpu[-1][1] if self.cpu else 0.0) + spent))
         self._last = usage
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self._sample()
-
     def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
+        self._finish()
         return self.peak
 
     def cpu_between(self, t0: float, t1: float) -> float:
@@ -213,7 +228,7 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
 
 
-class CpuSampler:
+class CpuSampler(Sampler):
     """The machine's busy CPU, sampled every 0.05 s with the wall clock (``time.time()``,
     the clock the jobs' start and finish times are on), so that the CPU a window of
     those times cost can be read afterwards: every process counts, the queue's, Redis's
@@ -221,23 +236,14 @@ class CpuSampler:
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, float, float]] = []
-        self._stop = threading.Event()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(0.05)
 
     def _sample(self) -> None:
         busy, total = machine_cpu()
         self.samples.append((time.time(), busy, total))
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self._sample()
-
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
+        self._finish()
 
     def between(self, t0: float, t1: float) -> tuple[float, float]:
         """Busy CPU seconds from ``t0`` to ``t1``, and that as a share of all CPU then."""
