@@ -168,10 +168,13 @@ def interpolate(samples: Sequence[tuple[float, ...]], t: float) -> list[float]:
 
 class Sampler:
     """Takes a sample now, then every ``every`` seconds on a thread of its own, and a last
-    one when stopped, so that the samples cover every moment from start to stop."""
+    one when stopped, so that the samples cover every moment from start to stop. A sample
+    that fails ends the thread; what was read from the samples then raises BenchError
+    (``checked``) instead of interpolating across the gap."""
 
     def __init__(self, every: float) -> None:
         self._every = every
+        self._failed: str | None = None
         self._stop = threading.Event()
         self._sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -181,13 +184,21 @@ class Sampler:
         raise NotImplementedError
 
     def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self._sample()
+        try:
+            while not self._stop.wait(self._every):
+                self._sample()
+        except Exception as exc:
+            self._failed = f"{type(self).__name__} failed: {type(exc).__name__}: {exc}"
 
-    def _finish(self) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        if self._failed is None:
+            self._sample()
+
+    def checked(self) -> None:
+        if self._failed is not None:
+            raise BenchError(self._failed)
 
 
 class TreeSampler(Sampler):
@@ -211,12 +222,14 @@ class TreeSampler(Sampler):
         self.cpu.append((now, (self.cpu[-1][1] if self.cpu else 0.0) + spent))
         self._last = usage
 
-    def stop(self) -> int:
-        self._finish()
+    def rss_peak(self) -> int:
+        """The peak of the summed RSS, in bytes."""
+        self.checked()
         return self.peak
 
     def cpu_between(self, t0: float, t1: float) -> float:
         """CPU seconds the tree's processes spent from ``t0`` to ``t1``."""
+        self.checked()
         return interpolate(self.cpu, t1)[0] - interpolate(self.cpu, t0)[0]
 
 
@@ -242,11 +255,9 @@ class CpuSampler(Sampler):
         busy, total = machine_cpu()
         self.samples.append((time.time(), busy, total))
 
-    def stop(self) -> None:
-        self._finish()
-
     def between(self, t0: float, t1: float) -> tuple[float, float]:
         """Busy CPU seconds from ``t0`` to ``t1``, and that as a share of all CPU then."""
+        self.checked()
         (b0, a0), (b1, a1) = interpolate(self.samples, t0), interpolate(self.samples, t1)
         if a1 <= a0:
             raise BenchError("the CPU window is empty")

@@ -6,6 +6,7 @@ concurrency, and how many Redis round trips one client makes."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import resource
@@ -19,7 +20,7 @@ from typing import Any
 
 import redis
 
-from benchmarks.harness.infra import machine_cpu, spread
+from benchmarks.harness.infra import BenchError, machine_cpu, spread
 
 ARGV = ["/bin/sh", "-c", "true"]
 SLEEP = 0.05
@@ -42,26 +43,51 @@ def spawn_posix() -> None:
 SPAWNERS: dict[str, Callable[[], None]] = {"piped": spawn_piped, "posix_spawn": spawn_posix}
 
 
-def _threads(kind: str, threads: int, per_thread: int) -> float:
-    """Spawns from ``threads`` threads; returns this process's own CPU seconds meanwhile
-    (not its children's: the shells)."""
-    fn = SPAWNERS[kind]
+def _in_threads(fn: Callable[[], None], threads: int, runs: int) -> None:
+    """``fn`` ``runs`` times in each of ``threads`` threads. BenchError if a call failed:
+    a thread that died would leave a rate counted from spawns that never happened."""
+    failed: list[Exception] = []
 
     def loop() -> None:
-        for _ in range(per_thread):
-            fn()
-    before = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            for _ in range(runs):
+                fn()
+        except Exception as exc:
+            failed.append(exc)
     pool = [threading.Thread(target=loop) for _ in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
+    if failed:
+        raise BenchError(f"a spawn failed: {type(failed[0]).__name__}: {failed[0]}")
+
+
+def _threads(kind: str, threads: int, per_thread: int) -> float:
+    """Spawns from ``threads`` threads; returns this process's own CPU seconds meanwhile
+    (not its children's: the shells)."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    _in_threads(SPAWNERS[kind], threads, per_thread)
     after = resource.getrusage(resource.RUSAGE_SELF)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _spawner(out: Connection, kind: str, threads: int, per_thread: int) -> None:
-    out.send(_threads(kind, threads, per_thread))
+    """A spawning process: sends its own CPU seconds, or why it failed."""
+    try:
+        out.send(_threads(kind, threads, per_thread))
+    except BenchError as exc:
+        out.send(str(exc))
+
+
+def _own_cpu(pipe: Connection) -> float:
+    try:
+        reply = pipe.recv()
+    except EOFError:
+        raise BenchError("a spawning process died") from None
+    if isinstance(reply, str):
+        raise BenchError(reply)
+    return float(reply)
 
 
 @dataclass
@@ -88,9 +114,11 @@ def spawn_rate(kind: str, processes: int, threads: int, total: int) -> Spawned:
                  for _, w in pipes]
         for p in procs:
             p.start()
-        own = sum(float(r.recv()) for r, _ in pipes)
-        for p in procs:
-            p.join()
+        try:
+            own = sum(_own_cpu(r) for r, _ in pipes)
+        finally:
+            for p in procs:
+                p.join()
     seconds = time.perf_counter() - t0
     n = per_thread * processes * threads
     return Spawned(n / seconds, (machine_cpu()[0] - busy0) / n, own / n)
@@ -100,15 +128,8 @@ def sleep_pct_ideal(threads: int = 8) -> float:
     """``sh -c 'sleep 0.05'`` with pipes from ``threads`` threads, SLEEP_RUNS each, as a
     percentage of the ideal rate (threads / 0.05 s): the ceiling of the benchmark's
     ``sleep 0.05`` figure on this machine, before any queue."""
-    def loop() -> None:
-        for _ in range(SLEEP_RUNS):
-            spawn_piped(SLEEP_ARGV)
     t0 = time.perf_counter()
-    pool = [threading.Thread(target=loop) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    _in_threads(lambda: spawn_piped(SLEEP_ARGV), threads, SLEEP_RUNS)
     rate = threads * SLEEP_RUNS / (time.perf_counter() - t0)
     return 100 * rate * SLEEP / threads
 
@@ -127,15 +148,26 @@ def redis_round_trips(url: str, seconds: float = 2.0) -> float:
 
 def measure(url: str, total: int, repeats: int) -> dict[str, Any]:
     values: dict[str, list[float]] = {}
+    errors: dict[str, str] = {}
+
+    def attempt(names: list[str], fn: Callable[[], list[float]]) -> None:
+        try:
+            for name, value in zip(names, fn(), strict=True):
+                values.setdefault(name, []).append(value)
+        except BenchError as exc:
+            for name in names:
+                errors.setdefault(name, str(exc))
+
+    def spawn(kind: str, processes: int, threads: int) -> list[float]:
+        done = spawn_rate(kind, processes, threads, total)
+        return [done.rate, done.machine_cpu * 1e3, done.own_cpu * 1e6]
+
     for _ in range(repeats):
         for kind in SPAWNERS:
             for processes, threads in ((1, 8), (2, 4)):
-                done = spawn_rate(kind, processes, threads, total)
                 name = f"spawn_{kind}_{processes}x{threads}"
-                values.setdefault(name, []).append(done.rate)
-                values.setdefault(f"{name}_cpu_ms", []).append(done.machine_cpu * 1e3)
-                values.setdefault(f"{name}_own_us", []).append(done.own_cpu * 1e6)
-        values.setdefault("sleep_pct_ideal_1x8", []).append(sleep_pct_ideal())
+                attempt([name, f"{name}_cpu_ms", f"{name}_own_us"],
+                        functools.partial(spawn, kind, processes, threads))
+        attempt(["sleep_pct_ideal_1x8"], lambda: [sleep_pct_ideal()])
         values.setdefault("redis_ping", []).append(redis_round_trips(url))
-    figures = {k: spread(v) for k, v in values.items()}
-    return {"figures": figures}
+    return {"figures": {k: spread(v) for k, v in values.items()}, "errors": errors}

@@ -97,7 +97,7 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
         try:
             system.wait_done(batch, drain_timeout(batch.n), workers)
         finally:
-            peak = sampler.stop()
+            sampler.stop()
             cpu.stop()
         spent = cost.finish(batch.n, dict(system.own))
         timings = system.collect(batch)
@@ -115,7 +115,7 @@ def one_repeat(system: System, sizes: Sizes, figs: Figures) -> None:
         figs.add("commands_per_job", spent["commands_per_job"])
         figs.add("redis_cpu_us_per_job", spent["redis_cpu_us_per_job"])
         figs.notes["busiest_commands_per_job"] = spent["busiest"]
-        figs.add("rss_mb", peak / 2**20)
+        figs.attempt(["rss_mb"], lambda: figs.add("rss_mb", sampler.rss_peak() / 2**20))
         running_phases(system, sizes, figs, workers)
     except BenchError as exc:
         for name in ("enqueue_bulk", "drain", "drain_cpu_ms_per_job", "drain_busy_pct",

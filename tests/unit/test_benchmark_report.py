@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.harness import report
+from benchmarks.harness import limits, report
 from benchmarks.harness.infra import BenchError, CpuSampler, TreeSampler
 from benchmarks.harness.report import DASH, TIMES
 from benchmarks.harness.systems import Timings
@@ -123,11 +123,27 @@ def test_a_process_tree_counts_the_cpu_its_processes_spend() -> None:
     sampler = TreeSampler([os.getpid()])
     while time.process_time() < before + 0.3:
         pass
-    peak = sampler.stop()
+    sampler.stop()
+    peak = sampler.rss_peak()
     after = time.process_time()
     assert peak > 0
     spent = sampler.cpu_between(sampler.cpu[0][0], sampler.cpu[-1][0])
     assert 0.28 <= spent <= after - before + 0.02  # clock ticks are 10 ms
+
+
+def test_a_sampler_whose_thread_failed_says_so_instead_of_reading_across_the_gap() -> None:
+    class Failing(CpuSampler):
+        def _sample(self) -> None:
+            if self.samples:
+                raise OSError("no /proc")
+            super()._sample()
+
+    sampler = Failing()
+    sampler._thread.join(timeout=30)  # its second sample, 0.05 s in, ends it
+    assert not sampler._thread.is_alive()
+    sampler.stop()
+    with pytest.raises(BenchError, match="Failing failed: OSError: no /proc"):
+        sampler.between(0.0, 1.0)
 
 
 def test_the_steady_window_leaves_out_the_first_fifth_and_the_last_tenth() -> None:
@@ -137,3 +153,13 @@ def test_the_steady_window_leaves_out_the_first_fifth_and_the_last_tenth() -> No
     assert timings.steady() == (20.0, 90.0, 70)
     with pytest.raises(BenchError, match="too few jobs"):
         Timings(starts=[0.0] * 12, finishes=[1.0] * 12, exit_codes={}, missing=0).steady()
+
+
+def test_a_failed_no_queue_spawn_is_an_error_not_a_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused() -> None:
+        raise OSError("fork refused")
+
+    monkeypatch.setitem(limits.SPAWNERS, "piped", refused)
+    for processes in (1, 2):  # in this process's threads, and in forked processes
+        with pytest.raises(BenchError, match="a spawn failed: OSError: fork refused"):
+            limits.spawn_rate("piped", processes, 2, 4)
