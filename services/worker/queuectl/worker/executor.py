@@ -254,7 +254,6 @@ class _Watch:
             self.pidfd = None
         if wake is not None:
             self.poller.register(wake, select.POLLIN)
-        assert capture.read_fd is not None
         self.poller.register(capture.read_fd, select.POLLIN)
 
     def wait(self) -> None:
@@ -268,7 +267,6 @@ class _Watch:
     def drain(self) -> None:
         """Take what the pipe holds; a background child may keep it open after the exit."""
         if self.pipe_open and self.capture.pump():
-            assert self.capture.read_fd is not None
             self.poller.unregister(self.capture.read_fd)
             self.pipe_open = False
 

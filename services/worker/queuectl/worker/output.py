@@ -106,7 +106,9 @@ class Capture:
         self._emit_lines(self._header)
 
     @property
-    def read_fd(self) -> int | None:
+    def read_fd(self) -> int:
+        """Our end of the output pipe, from ``__init__`` until ``close``."""
+        assert self._read_fd is not None, "the capture is closed"
         return self._read_fd
 
     def spawned(self) -> None:
