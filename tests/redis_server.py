@@ -39,6 +39,20 @@ def wait_ready(url: str, timeout: float = 10.0) -> None:
             client.close()
 
 
+def wait_uptime(url: str, seconds: float, timeout: float = 30.0) -> None:
+    """Wait until the server at ``url`` has been up ``seconds`` (reap.lua calls no worker
+    dead before Redis has been up a TTL)."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while int(client.info("server")["uptime_in_seconds"]) < seconds:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Redis at {url} has not been up {seconds:g}s")
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
 class LocalRedis:
     """A redis-server process this test owns: it can be shut down and started again."""
 

@@ -21,11 +21,23 @@ from queuectl.core.models import JobSpec
 from queuectl.core.policy import Policy
 from queuectl.core.settings import PolicyDefaults
 from queuectl.core.store import Fetched, Store
+from tests.redis_server import wait_uptime
 
 WORKER = "w1"  # the worker id lease() uses unless told otherwise
 
 StoreFactory = Callable[..., Store]
 Script = Callable[[list[str], list[Any]], Any]
+
+
+# The longest worker TTL a store test reaps with.
+REAP_TTL = 5.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_up_a_ttl(redis_url: str) -> None:
+    """reap.lua calls no worker dead until Redis has been up a TTL: a store test run
+    within seconds of the session's Redis starting waits for that once."""
+    wait_uptime(redis_url, REAP_TTL)
 
 
 @pytest.fixture

@@ -44,6 +44,22 @@ def test_a_beat_within_the_ttl_keeps_the_worker_even_without_its_hash(
     assert raw.hget(store.keys.job("a"), "state") == "processing"
 
 
+def test_no_worker_is_late_before_redis_has_been_up_a_ttl(
+        store: Store, lease: Lease, raw: redis.Redis) -> None:
+    # A restart quicker than the clients' retries is no outage the scheduler sees, yet
+    # no worker could beat meanwhile: a TTL longer than Redis's uptime reaps nobody.
+    lease(store, JobSpec(id="a", command="sleep 9"))
+    uptime = int(raw.info("server")["uptime_in_seconds"])
+    kill(store, "w1", ago=uptime + 7200.0)
+    assert store.dead_workers(uptime + 3600.0) == ["w1"]
+    assert store.reap_worker("w1", uptime + 3600.0) is None
+    assert raw.hget(store.keys.job("a"), "state") == "processing"
+    assert raw.sismember(store.keys.inflight("w1"), "a")
+    # Once Redis has been up longer than the TTL, the same worker is dead.
+    result = store.reap_worker("w1", 5.0)
+    assert result is not None and result.requeued == 1
+
+
 def test_dead_workers_jobs_go_to_the_front_without_using_a_retry(
         store: Store, lease: Lease, raw: redis.Redis) -> None:
     k = store.keys

@@ -63,7 +63,8 @@ class RecoveryOps(ScriptStore):
         return [as_str(w) for w in found]
 
     def reap_worker(self, worker_id: str, ttl: float) -> ReapResult | None:
-        """Hand a dead worker's jobs back; None if it turned out to be alive."""
+        """Hand a dead worker's jobs back; None if it turned out to be alive, or if Redis
+        has been up less than ``ttl`` (its restart kept every worker from beating)."""
         k = self.keys
         requeued = buried = 0
         notes: list[str] = []
@@ -83,8 +84,8 @@ class RecoveryOps(ScriptStore):
             keys, args = self.job_queue_keys(part, ("dead",))
             reply = self._run("reap", [*fixed, *keys],
                               [worker_id, ttl, self.policy.max_lost, *args])
-            if int(reply[0]) == -1:
-                return None
+            if int(reply[0]) in (-1, -2):
+                return None  # alive, or Redis has not been up long enough to tell
             requeued += int(reply[0])
             buried += int(reply[1])
             notes += self.notes(reply[3])

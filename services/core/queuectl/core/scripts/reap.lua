@@ -25,10 +25,12 @@ jobs moved to the DLQ because they lost their worker max-lost times (a job that
 kills its workers must not loop forever), ids still in the in-flight set, what
 was set aside (ids moved to quarantine), and for each job handed back or buried, four
 entries: id, queue, "requeued" or "buried", trace context; or {-1} when the worker is alive (it beat
-within the TTL), and nothing is changed; or {-90, why} when the registry or the
-in-flight set has the wrong type; or {-91, why} NOPERM.
+within the TTL), and nothing is changed; or {-2, uptime} when Redis itself has been up
+less than the TTL (uptime in whole seconds), so no beat is late yet, and nothing is
+changed; or {-90, why} when the registry or the in-flight set has the wrong type; or
+{-91, why} NOPERM.
 
-Writes: * : 1 2 4 5 6 7 8 9 10 rest | -1: none | -90: none | -91: none
+Writes: * : 1 2 4 5 6 7 8 9 10 rest | -1: none | -2: none | -90: none | -91: none
 
 A lost run does not consume a retry: `lost` and `interrupted` grow, `attempts`
 (runs started) stays, and fail.lua counts failures as attempts - interrupted.
@@ -53,6 +55,13 @@ local beat = redis.call('ZSCORE', registry, worker)
 if (beat and now - tonumber(beat) <= tonumber(ARGV[2])) or redis.call('EXISTS', status) == 1 then
   return {-1}
 end
+-- No beat lands while Redis is down, and a restart quicker than the clients' own retries
+-- is never seen as an outage by the scheduler (which waits a TTL after one it sees): so
+-- a worker is only late once this server has been up for a whole TTL.
+why = denied_one('INFO', 'server')
+if why then return {NO_PERM, why} end
+local uptime = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+if uptime and uptime < tonumber(ARGV[2]) then return {-2, uptime} end
 local checks = {{'SREM', inflight, 'x'}, {'ZREM', registry, worker}, {'DEL', control},
   {'DEL', wakeup}, {'RPUSH', dlq, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'},
   {'HINCRBY', stats, 'x', '1'}, {'SADD', queues, 'x'}}
