@@ -128,12 +128,14 @@ class Backoff:
     """
 
     def __init__(self, what: str, url: str, stop: threading.Event,
-                 log: logging.Logger, monitor: BackoffMonitor | None = None) -> None:
+                 log: logging.Logger, monitor: BackoffMonitor | None = None,
+                 cap: float = BACKOFF_MAX) -> None:
         self.what = what
         self.url = url
         self.stop = stop
         self.log = log
         self.monitor = monitor
+        self.cap = max(BACKOFF_MIN, min(cap, BACKOFF_MAX))
         self.delay = BACKOFF_MIN
         self.down_since: float | None = None
         self.outages = 0  # how many outages began; a caller can tell one happened
@@ -149,7 +151,7 @@ class Backoff:
                     return None
                 if self.monitor is not None:
                     self.monitor.waited()
-                self.delay = min(self.delay * 2, BACKOFF_MAX)
+                self.delay = min(self.delay * 2, self.cap)
                 continue
             self.recovered()
             return result
@@ -169,7 +171,7 @@ class Backoff:
             self.outages += 1
             self.log.warning("%s: Redis at %s unavailable (%s); retrying with back-off up "
                              "to %gs", self.what, mask_url(self.url),
-                             error_text(exc, self.url), BACKOFF_MAX)
+                             error_text(exc, self.url), self.cap)
         return True
 
     def recovered(self) -> None:

@@ -96,7 +96,10 @@ class Heartbeat(threading.Thread):
             self._run()
 
     def _run(self) -> None:
-        backoff = Backoff("heartbeat", self.url, self.done, log, self.monitor)
+        # Retried no less often than it beats: once Redis answers again, a live worker
+        # must beat well within its TTL, or the scheduler would hand its jobs back.
+        backoff = Backoff("heartbeat", self.url, self.done, log, self.monitor,
+                          cap=self.interval)
         while not self.done.is_set():
             if self.monitor is not None:
                 self.monitor.waited()  # a beat, or a wait for a stop command: progress
