@@ -210,6 +210,31 @@ def test_a_scheduler_without_a_permission_stops_and_changes_no_job(
     assert snapshot(guarded, prefix, skip=own) == before
 
 
+def test_a_scheduler_user_without_info_still_reaps_and_says_what_to_grant(
+        env: dict[str, str], procs: Procs, guarded: GuardedRedis) -> None:
+    # The scheduler's line of an earlier release had no INFO, which reap asks for
+    # Redis's uptime: such a scheduler goes on reaping without that check, and says so.
+    prefix = env["QUEUECTL_KEY_PREFIX"]
+    admin = redis.Redis.from_url(guarded.admin_url(), decode_responses=True)
+    try:
+        admin.hset(f"{prefix}:jobs:held", mapping={
+            "id": "held", "command": "true", "queue": "default", "state": "processing",
+            "attempts": "1", "lease": "1", "worker": "dead", "log_size": "0"})
+        admin.sadd(f"{prefix}:inflight:dead", "held")
+        admin.zadd(f"{prefix}:workers", {"dead": 1})
+        scheduler = procs.scheduler(
+            {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "scheduler", "info")})
+        eventually(lambda: admin.hget(f"{prefix}:jobs:held", "state") == "pending", 30,
+                   what="the dead worker's job handed back")
+        assert admin.lrange(f"{prefix}:jobs", 0, -1) == ["held"]
+        eventually(lambda: "INFO refused" in scheduler.stderr(), 10, what="the note")
+        note = [line for line in scheduler.stderr().splitlines() if "INFO refused" in line]
+        assert len(note) == 1 and "queuectl acl scheduler" in note[0], note
+        assert scheduler.alive()
+    finally:
+        admin.close()
+
+
 def test_the_cli_without_a_permission_is_one_line_and_changes_nothing(
         env: dict[str, str], guarded: GuardedRedis, cli: Cli, tmp_path: Path) -> None:
     prefix = env["QUEUECTL_KEY_PREFIX"]

@@ -20,15 +20,16 @@ ARGV[1] worker id   ARGV[2] worker TTL in seconds   ARGV[3] max-lost policy
 ARGV[2+2i] job id, ARGV[3+2i] the queue name the caller built its keys from
            (ids read by the caller from the in-flight set)
 
-Returns {requeued, buried, left, notes, moved}: jobs put back at the front of their queue,
-jobs moved to the DLQ because they lost their worker max-lost times (a job that
-kills its workers must not loop forever), ids still in the in-flight set, what
-was set aside (ids moved to quarantine), and for each job handed back or buried, four
-entries: id, queue, "requeued" or "buried", trace context; or {-1} when the worker is alive (it beat
-within the TTL), and nothing is changed; or {-2, uptime} when Redis itself has been up
-less than the TTL (uptime in whole seconds), so no beat is late yet, and nothing is
-changed; or {-90, why} when the registry or the in-flight set has the wrong type; or
-{-91, why} NOPERM.
+Returns {requeued, buried, left, notes, moved}: jobs put back at the front of their
+queue, jobs moved to the DLQ because they lost their worker max-lost times (a job that
+kills its workers must not loop forever), ids still in the in-flight set, what was set
+aside (ids moved to quarantine) or could not be checked, and for each job handed back
+or buried, four entries: id, queue, "requeued" or "buried", trace context;
+or {-1} when the worker is alive (it beat within the TTL), and nothing is changed;
+or {-2, uptime} when Redis itself has been up less than the TTL (uptime in whole
+seconds), so no beat is late yet, and nothing is changed;
+or {-90, why} when the registry or the in-flight set has the wrong type;
+or {-91, why} NOPERM.
 
 Writes: * : 1 2 4 5 6 7 8 9 10 rest | -1: none | -2: none | -90: none | -91: none
 
@@ -57,11 +58,17 @@ if (beat and now - tonumber(beat) <= tonumber(ARGV[2])) or redis.call('EXISTS', 
 end
 -- No beat lands while Redis is down, and a restart quicker than the clients' own retries
 -- is never seen as an outage by the scheduler (which waits a TTL after one it sees): so
--- a worker is only late once this server has been up for a whole TTL.
-why = denied_one('INFO', 'server')
-if why then return {NO_PERM, why} end
-local uptime = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
-if uptime and uptime < tonumber(ARGV[2]) then return {-2, uptime} end
+-- a worker is only late once this server has been up for a whole TTL. A user made with
+-- an ACL line older than this check may not run INFO: it reaps without it, and is told.
+local uptime_note
+local info = redis.pcall('INFO', 'server')
+if type(info) == 'table' and info['err'] then
+  uptime_note = 'reaping without checking that Redis has been up a TTL: INFO refused ('
+    .. info['err'] .. '); grant the line `queuectl acl scheduler` prints'
+else
+  local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+  if uptime and uptime < tonumber(ARGV[2]) then return {-2, uptime} end
+end
 local checks = {{'SREM', inflight, 'x'}, {'ZREM', registry, worker}, {'DEL', control},
   {'DEL', wakeup}, {'RPUSH', dlq, 'x'}, {'ZADD', qzset, '0', 'x'}, {'HSET', qwhy, 'x', 'x'},
   {'HINCRBY', stats, 'x', '1'}, {'SADD', queues, 'x'}}
@@ -76,7 +83,7 @@ why = denied(checks)
 if why then return {NO_PERM, why} end
 local quarantine_why = quarantine_unusable(qzset, qwhy)
 local max_lost = tonumber(ARGV[3])
-local requeued, buried, notes, moved = 0, 0, {}, {}
+local requeued, buried, notes, moved = 0, 0, {uptime_note}, {}
 
 -- One id of the dead worker's in-flight set, which the caller saw there.
 local function hand_back(id, qname, job, queue, wake, dead_idx)
