@@ -66,6 +66,16 @@ def snapshot(server: GuardedRedis, prefix: str, skip: tuple[str, ...] = ()) -> d
         r.close()
 
 
+def plant_dead_worker(server: GuardedRedis, prefix: str) -> None:
+    """A job ``held`` by a worker that died (registered long ago, no status hash)."""
+    with server.admin() as admin:
+        admin.hset(f"{prefix}:jobs:held", mapping={
+            "id": "held", "command": "true", "queue": "default", "state": "processing",
+            "attempts": "1", "lease": "1", "worker": "dead", "log_size": "0"})
+        admin.sadd(f"{prefix}:inflight:dead", "held")
+        admin.zadd(f"{prefix}:workers", {"dead": 1})
+
+
 def test_every_command_a_script_runs_is_in_the_acl_lists(guarded: GuardedRedis) -> None:
     with guarded.admin() as admin:
         known = {str(c).lower() for c in admin.command_list()}
@@ -189,16 +199,7 @@ def test_a_worker_without_a_permission_stops_and_changes_no_job(
 def test_a_scheduler_without_a_permission_stops_and_changes_no_job(
         env: dict[str, str], procs: Procs, guarded: GuardedRedis, cli: Cli) -> None:
     prefix = env["QUEUECTL_KEY_PREFIX"]
-    admin = redis.Redis.from_url(guarded.admin_url())
-    try:
-        # A job held by a worker that died (registered long ago, no status hash).
-        admin.hset(f"{prefix}:jobs:held", mapping={
-            "id": "held", "command": "true", "queue": "default", "state": "processing",
-            "attempts": "1", "lease": "1", "worker": "dead", "log_size": "0"})
-        admin.sadd(f"{prefix}:inflight:dead", "held")
-        admin.zadd(f"{prefix}:workers", {"dead": 1})
-    finally:
-        admin.close()
+    plant_dead_worker(guarded, prefix)
     # Its own keys (status, registry, the gauges lease) are its to write.
     own = (f"{prefix}:scheduler", f"{prefix}:gauges_lease")
     before = snapshot(guarded, prefix, skip=own)
@@ -215,24 +216,17 @@ def test_a_scheduler_user_without_info_still_reaps_and_says_what_to_grant(
     # The scheduler's line of an earlier release had no INFO, which reap asks for
     # Redis's uptime: such a scheduler goes on reaping without that check, and says so.
     prefix = env["QUEUECTL_KEY_PREFIX"]
-    admin = redis.Redis.from_url(guarded.admin_url(), decode_responses=True)
-    try:
-        admin.hset(f"{prefix}:jobs:held", mapping={
-            "id": "held", "command": "true", "queue": "default", "state": "processing",
-            "attempts": "1", "lease": "1", "worker": "dead", "log_size": "0"})
-        admin.sadd(f"{prefix}:inflight:dead", "held")
-        admin.zadd(f"{prefix}:workers", {"dead": 1})
-        scheduler = procs.scheduler(
-            {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "scheduler", "info")})
+    plant_dead_worker(guarded, prefix)
+    scheduler = procs.scheduler(
+        {"QUEUECTL_REDIS_URL": user_url(guarded, prefix, "scheduler", "info")})
+    with guarded.admin() as admin:
         eventually(lambda: admin.hget(f"{prefix}:jobs:held", "state") == "pending", 30,
                    what="the dead worker's job handed back")
         assert admin.lrange(f"{prefix}:jobs", 0, -1) == ["held"]
-        eventually(lambda: "INFO refused" in scheduler.stderr(), 10, what="the note")
-        note = [line for line in scheduler.stderr().splitlines() if "INFO refused" in line]
-        assert len(note) == 1 and "queuectl acl scheduler" in note[0], note
-        assert scheduler.alive()
-    finally:
-        admin.close()
+    eventually(lambda: "INFO refused" in scheduler.stderr(), 10, what="the note")
+    note = [line for line in scheduler.stderr().splitlines() if "INFO refused" in line]
+    assert len(note) == 1 and "queuectl acl scheduler" in note[0], note
+    assert scheduler.alive()
 
 
 def test_the_cli_without_a_permission_is_one_line_and_changes_nothing(
