@@ -114,6 +114,8 @@ def spawn_rate(kind: str, processes: int, threads: int, total: int) -> Spawned:
                  for _, w in pipes]
         for p in procs:
             p.start()
+        for _, w in pipes:
+            w.close()  # the child's copy is the only writer left: its death reads as EOF
         try:
             own = sum(_own_cpu(r) for r, _ in pipes)
         finally:

@@ -163,3 +163,14 @@ def test_a_failed_no_queue_spawn_is_an_error_not_a_rate(monkeypatch: pytest.Monk
     for processes in (1, 2):  # in this process's threads, and in forked processes
         with pytest.raises(BenchError, match="a spawn failed: OSError: fork refused"):
             limits.spawn_rate("piped", processes, 2, 4)
+
+
+@pytest.mark.timeout(30)
+def test_a_spawning_process_that_dies_is_an_error_not_a_hang(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def dies() -> None:
+        os._exit(3)  # the whole forked spawner ends, with nothing sent
+
+    monkeypatch.setitem(limits.SPAWNERS, "piped", dies)
+    with pytest.raises(BenchError, match="a spawning process died"):
+        limits.spawn_rate("piped", 2, 2, 4)
