@@ -184,17 +184,24 @@ class Sampler:
         raise NotImplementedError
 
     def _run(self) -> None:
+        while not self._stop.wait(self._every) and self._sampled():
+            pass
+
+    def _sampled(self) -> bool:
+        """One sample; False (the reason kept) if it failed."""
         try:
-            while not self._stop.wait(self._every):
-                self._sample()
+            self._sample()
         except Exception as exc:
             self._failed = f"{type(self).__name__} failed: {type(exc).__name__}: {exc}"
+            return False
+        return True
 
     def stop(self) -> None:
+        """Stop sampling, with a last sample; never raises (the reads do)."""
         self._stop.set()
         self._thread.join()
         if self._failed is None:
-            self._sample()
+            self._sampled()
 
     def checked(self) -> None:
         if self._failed is not None:

@@ -146,6 +146,20 @@ def test_a_sampler_whose_thread_failed_says_so_instead_of_reading_across_the_gap
         sampler.between(0.0, 1.0)
 
 
+def test_a_sampler_whose_last_sample_fails_stops_quietly_and_its_reads_say_so() -> None:
+    # stop() runs in a finally beside the other sampler's: it must not raise past it.
+    class FailsLast(CpuSampler):
+        def _sample(self) -> None:
+            if self._stop.is_set():
+                raise OSError("no /proc")
+            super()._sample()
+
+    sampler = FailsLast()
+    sampler.stop()
+    with pytest.raises(BenchError, match="FailsLast failed: OSError: no /proc"):
+        sampler.between(0.0, 1.0)
+
+
 def test_the_steady_window_leaves_out_the_first_fifth_and_the_last_tenth() -> None:
     finishes = [float(i) for i in range(100)]
     timings = Timings(starts=finishes, finishes=list(reversed(finishes)), exit_codes={"0": 100},
